@@ -1,0 +1,24 @@
+"""gisgrid: grid delineation and the 红地图 service for grid-based urban governance."""
+
+from gisgrid._errors import (
+    AssetsMissingError,
+    CRSError,
+    EmptyLayerError,
+    GisgridError,
+    InputError,
+    LayerNotFoundError,
+    WorkspaceError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AssetsMissingError",
+    "CRSError",
+    "EmptyLayerError",
+    "GisgridError",
+    "InputError",
+    "LayerNotFoundError",
+    "WorkspaceError",
+    "__version__",
+]
