@@ -1,0 +1,162 @@
+"""The demo district: the real 石峰区 outline and codes, everything else synthesised."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+import shapely
+from shapely import affinity
+
+from gisgrid.crs import CGCS2000, gk_zone_crs
+from gisgrid.datasets import shifeng_codes, shifeng_outline
+from gisgrid.demo import names
+from gisgrid.demo.buildings import fill
+from gisgrid.demo.land import divide
+from gisgrid.demo.people import addresses, census_points, resources
+from gisgrid.demo.roads import make_roads
+
+__all__ = ["BASE_HOUSEHOLDS", "make_district"]
+
+logger = logging.getLogger(__name__)
+
+#: Households at scale 1: the published 321 grids × 400 households of 石峰区.
+BASE_HOUSEHOLDS = 321 * 400
+_OVERSIZED = (24000, 20500, 17500, 15500)
+_BASE_COMMUNITIES = 45
+
+
+def _codes(n_communities: int, rng: np.random.Generator) -> pd.DataFrame:
+    """The real streets and communities, plus synthetic ones beyond the 45 real codes."""
+    codes = shifeng_codes()
+    real = codes[codes["level"].isin(["town", "village"])].copy()
+    extra = n_communities - (real["level"] == "village").sum()
+    if extra > 0:
+        streets = real[real["level"] == "town"]["code"].tolist()
+        rows = []
+        for i in range(extra):
+            parent = streets[i % len(streets)]
+            rows.append({"code": parent[:9] + f"{100 + i // len(streets):03d}",
+                         "parent_code": parent, "level": "village", "ur_code": "111",
+                         "name": names.pick(rng, names.SECONDARY_STEM) + f"{i + 1}社区"})
+        real = pd.concat([real, pd.DataFrame(rows)], ignore_index=True)
+    return real
+
+
+def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoDataFrame]:
+    """Generate the demo district's layers.
+
+    Parameters
+    ----------
+    scale
+        1 gives about 128,400 households (321 grids × 400) in the real 5 streets
+        and 45 communities, four of them oversized (15,500–24,000 households).
+        Below 1, fewer communities (one at 0.02 or less) with proportionally
+        fewer households; above 1, a larger city of the same shape with
+        ``round(45 × scale)`` communities.
+    seed
+        Seed of the random generator: the same seed gives the same district.
+
+    Returns
+    -------
+    dict of geopandas.GeoDataFrame
+        ``streets``, ``communities``, ``buildings`` (households and population
+        left for the census to fill), ``census_points``, ``roads``,
+        ``barriers``, ``water``, ``resources``, all in the CGCS2000
+        Gauss–Krüger zone of the district.
+    """
+    if not (0 < scale <= 100):
+        raise ValueError(f"scale must be in (0, 100], got {scale}")
+    rng = np.random.default_rng(seed)
+    outline = shifeng_outline()
+    crs = gk_zone_crs(float(outline.geometry.iloc[0].centroid.x))
+    district = outline.to_crs(crs).geometry.iloc[0]
+    grow = math.sqrt(max(scale, 1.0))
+    origin = district.centroid
+    district = affinity.scale(district, grow, grow, origin=origin)
+
+    n_all = max(_BASE_COMMUNITIES, round(_BASE_COMMUNITIES * scale))
+    codes = _codes(n_all, rng)
+    to_local = pyproj.Transformer.from_crs(CGCS2000, crs, always_xy=True)
+    x, y = to_local.transform(codes["lon"].to_numpy(float), codes["lat"].to_numpy(float))
+    codes["x"] = origin.x + (x - origin.x) * grow
+    codes["y"] = origin.y + (y - origin.y) * grow
+    streets_xy = codes.loc[codes["level"] == "town", ["x", "y"]].to_numpy()
+    core = streets_xy.mean(axis=0)
+
+    net = make_roads(district, core, urban_radius=5500.0 * grow, core_radius=3200.0 * grow,
+                     crs=crs, rng=rng)
+    division = divide(district, net.roads, net.river, codes=codes, core=core,
+                      falloff=2600.0 * grow, rng=rng)
+    communities = division.communities
+    if scale < 1:  # keep the communities nearest the core
+        k = max(1, round(_BASE_COMMUNITIES * scale))
+        dist = {c: float(np.hypot(*(division.seeds[c] - core))) for c in communities["code"]}
+        keep = sorted(dist, key=dist.get)[:k]
+        communities = communities[communities["code"].isin(keep)].reset_index(drop=True)
+    territory = shapely.union_all(communities.geometry.values)
+    streets = communities.dissolve("parent_code").reset_index()
+    streets = streets[["parent_code", "geometry"]].rename(columns={"parent_code": "code"}).merge(
+        division.streets[["code", "name", "parent_code"]], on="code")
+    streets = gpd.GeoDataFrame(streets[["code", "name", "parent_code", "geometry"]], crs=crs)
+    blocks = division.blocks[division.blocks["community_code"].isin(communities["code"])]
+
+    targets, oversized = _targets(communities, blocks, scale=scale, rng=rng)
+    buildings = fill(blocks, targets, division.seeds, oversized=oversized, angle=net.angle,
+                     rng=rng)
+    roads = net.roads.clip(territory)
+    roads = roads[roads.geometry.length > 1.0].explode(ignore_index=True)
+    street_names = dict(zip(streets["code"].str[:9], streets["name"], strict=True))
+    buildings["address"] = addresses(buildings, roads, street_names).to_numpy()
+    buildings["name"] = np.where(buildings["block_type"] == "village",
+                                 buildings["compound_name"],
+                                 buildings["address"].str.extract(r"号(.+)$")[0].fillna(""))
+    buildings.insert(0, "building_id", [f"B{i:07d}" for i in range(1, len(buildings) + 1)])
+    points = census_points(buildings, rng)
+    res = resources(buildings, streets, communities, division.seeds,
+                    dict(zip(codes["code"], codes[["x", "y"]].to_numpy(), strict=True)),
+                    rng=rng)
+
+    river = net.river_line.intersection(territory)
+    barriers = gpd.GeoDataFrame({"barrier_id": ["W0001"], "kind": ["river"], "name": ["白石港"]},
+                                geometry=[river], crs=crs).explode(ignore_index=True)
+    barriers = barriers[~barriers.geometry.is_empty]
+    water = gpd.GeoDataFrame({"water_id": ["W0001"], "name": ["白石港"]},
+                             geometry=[net.river.intersection(territory)], crs=crs)
+    water = water[~water.geometry.is_empty]
+    buildings = buildings.drop(columns=["block_type"])
+    logger.info("demo district: %d communities, %d buildings, %d planned households",
+                len(communities), len(buildings), buildings["planned_households"].sum())
+    return {
+        "streets": streets,
+        "communities": communities,
+        "buildings": buildings,
+        "census_points": points,
+        "roads": roads.reset_index(drop=True),
+        "barriers": barriers,
+        "water": water,
+        "resources": res,
+    }
+
+
+def _targets(communities: gpd.GeoDataFrame, blocks: gpd.GeoDataFrame, *, scale: float,
+             rng: np.random.Generator) -> tuple[dict[str, int], set[str]]:
+    """Households wanted per community; the roomiest urban ones are oversized."""
+    total = BASE_HOUSEHOLDS * scale
+    n = len(communities)
+    n_over = round(len(_OVERSIZED) * n / _BASE_COMMUNITIES) if n >= 6 else 0
+    urban = blocks[blocks["urbanity"] > 0.3]
+    room = urban.geometry.area.groupby(urban["community_code"]).sum()
+    room = room.reindex(communities["code"]).fillna(0.0)
+    oversized = list(room.sort_values(ascending=False, kind="stable").index[:n_over])
+    over_hh = {c: _OVERSIZED[i % len(_OVERSIZED)] for i, c in enumerate(oversized)}
+    rest = [c for c in communities["code"] if c not in over_hh]
+    share = rng.lognormal(0.0, 0.45, len(rest))
+    left = max(total - sum(over_hh.values()), 300.0 * len(rest))
+    targets = {c: int(round(v)) for c, v in zip(rest, left * share / share.sum(), strict=True)}
+    targets.update(over_hh)
+    return targets, set(oversized)

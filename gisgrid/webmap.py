@@ -1,0 +1,170 @@
+"""A self-contained folium map of a workspace: no CDN, no web basemap.
+
+Roads, water and buildings drawn from the workspace are the base map, so the
+page renders with no internet at all: Leaflet's script and style are inlined
+from the copy installed at build time (:mod:`gisgrid.assets`).
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import branca
+import folium
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from gisgrid.assets import leaflet_css, leaflet_js
+
+__all__ = ["KIND_COLOURS", "district_map", "write_map"]
+
+logger = logging.getLogger(__name__)
+
+KIND_COLOURS = {
+    "residential": "#c9a27e", "mixed": "#d9b38c", "village": "#b08968",
+    "school": "#4c9be8", "hospital": "#2bb673", "enterprise": "#8d6cab",
+    "market": "#f2a541", "public": "#9aa5b1",
+}
+_ROAD_STYLE = {"arterial": (4, "#ffffff"), "secondary": (3, "#ffffff"),
+               "local": (1.5, "#ffffff"), "path": (1, "#e8e2d6")}
+_RESOURCE_STYLE = {  # kind: (colour, radius, label)
+    "party_org": ("#c00000", 6, "党组织"),
+    "service_site": ("#ff4d4f", 5, "党群服务中心/站"),
+    "police": ("#1f4e99", 5, "警务室/派出所"),
+}
+_BACKGROUND = "#efe9df"
+_PRIVATE = {"personal_phone"}
+
+
+def _lonlat(frame: gpd.GeoDataFrame, columns: list[str]) -> gpd.GeoDataFrame:
+    """A layer's chosen columns in lon/lat, rounded to 1e-6° (about 0.1 m)."""
+    out = frame[[c for c in columns if c in frame.columns] + [frame.geometry.name]]
+    out = out.to_crs(4326)
+    return out.set_geometry(shapely.set_precision(out.geometry.values, 1e-6))
+
+
+def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgrid") -> folium.Map:
+    """A folium map of a workspace's layers.
+
+    Parameters
+    ----------
+    layers
+        Any of ``streets``, ``communities``, ``buildings``, ``roads``,
+        ``water``, ``resources``, ``grids``, as read from the workspace.
+    title
+        Shown in the page's title and legend.
+
+    Returns
+    -------
+    folium.Map
+        Self-contained: save it with :func:`write_map`.
+    """
+    outline = layers.get("streets", layers.get("communities"))
+    if outline is None or outline.empty:
+        raise ValueError("a district map needs a streets or communities layer")
+    minx, miny, maxx, maxy = outline.to_crs(4326).total_bounds
+    fmap = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
+                      prefer_canvas=True, control_scale=True, zoom_start=13)
+    fmap.default_js, fmap.default_css = [], []
+    fmap.fit_bounds([[miny, minx], [maxy, maxx]])
+
+    if (water := layers.get("water")) is not None and len(water):
+        folium.GeoJson(_lonlat(water, ["name"]), name="水系 water", style_function=lambda f: {
+            "fillColor": "#9ecae1", "color": "#6baed6", "weight": 1, "fillOpacity": 1},
+            tooltip=folium.GeoJsonTooltip(["name"], labels=False)).add_to(fmap)
+    if (roads := layers.get("roads")) is not None and len(roads):
+        group = folium.FeatureGroup(name="道路 roads")
+        for cls, (weight, colour) in _ROAD_STYLE.items():
+            part = roads[roads["road_class"] == cls]
+            if len(part):
+                folium.GeoJson(_lonlat(part, ["name", "road_class"]),
+                               style_function=lambda f, w=weight, c=colour: {
+                                   "color": c, "weight": w, "opacity": 1},
+                               tooltip=folium.GeoJsonTooltip(["name"], labels=False),
+                               ).add_to(group)
+        group.add_to(fmap)
+    if (buildings := layers.get("buildings")) is not None and len(buildings):
+        cols = ["building_id", "name", "address", "kind", "floors", "households", "population"]
+        folium.GeoJson(
+            _lonlat(buildings, cols), name="楼栋 buildings",
+            style_function=lambda f: {
+                "fillColor": KIND_COLOURS.get(f["properties"]["kind"], "#9aa5b1"),
+                "color": "#7f6a55", "weight": 0.5, "fillOpacity": 0.9},
+            tooltip=folium.GeoJsonTooltip(
+                [c for c in cols if c in buildings.columns],
+                aliases=["id", "名称", "地址", "类型", "层数", "户数", "人口"][: len(cols)]),
+        ).add_to(fmap)
+    if (communities := layers.get("communities")) is not None and len(communities):
+        comm = communities.copy()
+        if buildings is not None and "households" in buildings.columns:
+            hh = buildings.groupby("community_code")[["households", "population"]].sum()
+            comm = comm.join(hh, on="code")
+        folium.GeoJson(
+            _lonlat(comm, ["code", "name", "households", "population"]),
+            name="社区 communities",
+            style_function=lambda f: {"color": "#b22222", "weight": 1.5, "dashArray": "6 4",
+                                      "fillOpacity": 0},
+            tooltip=folium.GeoJsonTooltip(
+                [c for c in ["name", "code", "households", "population"] if c in comm],
+                aliases=["社区", "代码", "户数", "人口"]),
+        ).add_to(fmap)
+    if outline is not None:
+        folium.GeoJson(_lonlat(outline, ["code", "name"]), name="街道 streets",
+                       style_function=lambda f: {"color": "#8b0000", "weight": 3,
+                                                 "fillOpacity": 0},
+                       tooltip=folium.GeoJsonTooltip(["name", "code"], aliases=["街道", "代码"]),
+                       ).add_to(fmap)
+    if (res := layers.get("resources")) is not None and len(res):
+        public = res.drop(columns=[c for c in _PRIVATE if c in res.columns])
+        for kind, (colour, radius, label) in _RESOURCE_STYLE.items():
+            part = _lonlat(public[public["kind"] == kind], ["name", "level", "phone"])
+            if part.empty:
+                continue
+            group = folium.FeatureGroup(name=f"{label} {kind}")
+            xy = shapely.get_coordinates(part.geometry.values)
+            for (lon, lat), name, phone in zip(xy, part["name"], part["phone"], strict=True):
+                folium.CircleMarker([lat, lon], radius=radius, color="#ffffff", weight=1,
+                                    fill=True, fill_color=colour, fill_opacity=1,
+                                    tooltip=html.escape(f"{name} {phone}".strip())).add_to(group)
+            group.add_to(fmap)
+    folium.LayerControl(collapsed=False).add_to(fmap)
+    _add_offline_assets(fmap, title, layers)
+    return fmap
+
+
+def _add_offline_assets(fmap: folium.Map, title: str,
+                        layers: Mapping[str, gpd.GeoDataFrame]) -> None:
+    root = fmap.get_root()
+    root.header.add_child(branca.element.Element(
+        f"<title>{html.escape(title)}</title>"
+        f"<style>{leaflet_css()}</style><script>{leaflet_js()}</script>"
+        f"<style>.leaflet-container{{background:{_BACKGROUND};font-family:"
+        "'WenQuanYi Zen Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif}"
+        ".gg-legend{position:absolute;z-index:1000;top:90px;left:12px;background:#fff;"
+        "padding:8px 10px;border:1px solid #b22222;border-radius:4px;font:12px sans-serif}"
+        ".gg-legend i{display:inline-block;width:12px;height:12px;margin-right:6px;"
+        "vertical-align:middle}</style>"), name="gisgrid_assets")
+    counts = []
+    if (b := layers.get("buildings")) is not None and "households" in b.columns:
+        counts.append(f"{int(np.nansum(b['households'].astype(float))):,} 户 households")
+        counts.append(f"{int(np.nansum(b['population'].astype(float))):,} 人 people")
+    if (c := layers.get("communities")) is not None:
+        counts.append(f"{len(c)} 社区 communities")
+    items = "".join(f"<div><i style='background:{colour}'></i>{kind}</div>"
+                    for kind, colour in KIND_COLOURS.items() if kind != "village")
+    root.html.add_child(branca.element.Element(
+        f"<div class='gg-legend'><b>{html.escape(title)}</b><br>{'<br>'.join(counts)}"
+        f"<hr style='margin:4px 0'>{items}</div>"))
+
+
+def write_map(fmap: folium.Map, path: str | Path) -> Path:
+    """Save a map as one self-contained HTML file (written atomically)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fmap.save(str(tmp))
+    tmp.replace(path)
+    return path
