@@ -230,6 +230,9 @@ def derive_buildings(
     DerivedBuildings
     """
     b = buildings.copy()
+    for column in ("households", "population"):
+        if column not in b.columns:
+            b[column] = pd.Series(pd.NA, index=b.index, dtype="Int64")
     notes: list[str] = []
     rejected_b = rejected_rows(b.iloc[:0], pd.Series(dtype=object), layer="buildings",
                                source=source, id_field="building_id")

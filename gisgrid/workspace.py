@@ -123,11 +123,12 @@ class Workspace:
         layers: Mapping[str, pd.DataFrame],
         *,
         meta: Mapping[str, str] | None = None,
+        fresh: bool = False,
     ) -> None:
         """Replace layers atomically.
 
-        Every layer in ``layers`` is replaced as a whole; other layers are kept.
-        The new file appears at once or not at all.
+        Every layer in ``layers`` is replaced as a whole; other layers are kept
+        (unless ``fresh``). The new file appears at once or not at all.
 
         Parameters
         ----------
@@ -136,20 +137,25 @@ class Workspace:
             table.
         meta
             Settings to merge into the ``gisgrid_meta`` table.
+        fresh
+            Start from an empty workspace: the file afterwards holds only
+            ``layers`` and ``meta``.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.gpkg",
+                                       dir=self.path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            if self.exists:
+            if self.exists and not fresh:
                 shutil.copyfile(self.path, tmp)
             else:
                 tmp.unlink()
             for name, frame in layers.items():
                 _write_layer(tmp, name, frame)
             if meta:
-                merged = {**self.meta(), **{k: str(v) for k, v in meta.items()}}
+                old = {} if fresh else self.meta()
+                merged = {**old, **{k: str(v) for k, v in meta.items()}}
                 table = pd.DataFrame({"key": list(merged), "value": list(merged.values())})
                 _write_layer(tmp, META_TABLE, table)
             with open(tmp, "rb+") as handle:
