@@ -41,7 +41,7 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except GisgridError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

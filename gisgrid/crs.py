@@ -130,7 +130,7 @@ def gk_zone_crs(lon: float) -> pyproj.CRS:
     """
     if not np.isfinite(lon):
         raise CRSError(f"cannot choose a Gauss–Krüger zone for longitude {lon!r}")
-    cm = int(np.clip(3 * round(lon / 3), _FIRST_CM, _LAST_CM))
+    cm = int(np.clip(3 * np.floor(lon / 3 + 0.5), _FIRST_CM, _LAST_CM))  # zone [cm-1.5, cm+1.5)
     return pyproj.CRS.from_epsg(_FIRST_GK_EPSG + (cm - _FIRST_CM) // 3)
 
 

@@ -22,12 +22,18 @@ import pandas as pd
 import shapely
 
 import gisgrid
-from gisgrid._errors import CRSError
-from gisgrid.crs import CGCS2000, local_crs, parse_crs, to_crs
+from gisgrid._errors import CRSError, EmptyLayerError, InputError
+from gisgrid.crs import local_crs, parse_crs, to_crs
 from gisgrid.households import estimate_households, households_from_census
 from gisgrid.schema import schema_for
 from gisgrid.source import read_source
-from gisgrid.validation import REJECTED_COLUMNS, SOURCE_ROW, rejected_rows, validate_layer
+from gisgrid.validation import (
+    REJECTED_COLUMNS,
+    SOURCE_ROW,
+    rejected_rows,
+    rejected_table,
+    validate_layer,
+)
 from gisgrid.workspace import Workspace
 
 __all__ = ["ImportReport", "derive_buildings", "import_layer"]
@@ -124,23 +130,31 @@ def import_layer(
         renames[id_field] = schema.id_field
     missing = [old for old in renames if old not in frame.columns]
     if missing:
-        from gisgrid._errors import InputError
-
         raise InputError(f"{path.name} has no field {', '.join(map(repr, missing))} "
                          f"(fields are: {', '.join(map(str, frame.columns))})")
     frame = frame.rename(columns=renames)
+    frame, truncated = _untruncate(frame, schema.fields)
     declared = parse_crs(crs) if crs else None
     if frame.crs is None and declared is None:
         raise CRSError(f"{path.name} does not say its coordinate system; declare it with "
                        "--crs (wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490)")
+    if len(frame) == 0:
+        raise EmptyLayerError(f"{path.name} has no rows; nothing to import into {layer!r}")
     frame[SOURCE_ROW] = np.arange(len(frame))
-    lonlat = to_crs(frame, CGCS2000, source=declared)
-    target = ws.crs or local_crs(lonlat.loc[~lonlat.geometry.is_empty & lonlat.geometry.notna()]
-                                 if len(lonlat) else lonlat)
-    validated = validate_layer(lonlat.to_crs(target), schema, source=path.name)
+    geoms = frame.geometry.values
+    located = frame[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
+    if located.empty:
+        raise EmptyLayerError(f"{path.name} has no row with a geometry; nothing to import")
+    if declared is not None:  # the zone only needs the rough place: a web offset won't move it
+        located = located.set_crs(declared.crs, allow_override=True)
+    target = ws.crs or local_crs(located)
+    validated = validate_layer(to_crs(frame, target, source=declared), schema,
+                               source=path.name)
     report = ImportReport(layer, str(path), len(frame), 0, validated.repaired,
                           crs=target.to_string())
     report.notes += validated.notes
+    if truncated:
+        report.notes.append("Shapefile field names restored: " + ", ".join(truncated))
     if declared and declared.shift:
         report.notes.append(f"coordinates converted from {declared.shift.upper()} to CGCS2000")
 
@@ -173,22 +187,28 @@ def import_layer(
         report.notes.append("no buildings yet: import buildings to count households from "
                             "these census points")
 
-    new_rejected = pd.concat([r for r in added if len(r)] or [added[0]], ignore_index=True)
+    new_rejected = rejected_table(added)
     report.rejected = Counter(r.split(":")[0] for r in new_rejected["reason"])
     report.imported = len(layers[layer])
     out = {name: layers[name] for name in layers
            if name == layer or (name == "buildings" and "buildings" in layers)}
-    out["rejected"] = pd.concat([rejected, new_rejected], ignore_index=True)[REJECTED_COLUMNS]
+    out["rejected"] = rejected_table([rejected, new_rejected])
     ws.write(out, meta={"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
     logger.info("imported %d of %d rows into %s", report.imported, report.read, layer)
     return report
 
 
+def _untruncate(frame: gpd.GeoDataFrame, fields: list[str]) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Restore field names a Shapefile cut to 10 characters (``building_i`` → ``building_id``)."""
+    renames = {f[:10]: f for f in fields
+               if len(f) > 10 and f not in frame.columns and f[:10] in frame.columns}
+    return frame.rename(columns=renames), [f"{k} → {v}" for k, v in renames.items()]
+
+
 def _existing_rejected(ws: Workspace) -> pd.DataFrame:
     if "rejected" in ws:
-        table = pd.DataFrame(ws.read("rejected"))
-        return table.reindex(columns=REJECTED_COLUMNS)
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in REJECTED_COLUMNS})
+        return rejected_table([pd.DataFrame(ws.read("rejected")).reindex(columns=REJECTED_COLUMNS)])
+    return rejected_table([])
 
 
 @dataclass
@@ -276,6 +296,8 @@ def derive_buildings(
             b.loc[todo, "population"] = est["population"].astype("Int64")
             b.loc[todo, "households_source"] = "estimate"
             notes.append(f"households estimated from floor area for {int(todo.sum())} buildings")
+        for column in ("households", "population"):
+            b[column] = pd.to_numeric(b[column]).astype("Int64")
         missing_pop = b["population"].isna()
         if missing_pop.any():
             b.loc[missing_pop, "population"] = np.round(

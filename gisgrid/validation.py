@@ -22,12 +22,13 @@ import shapely
 from gisgrid._errors import EmptyLayerError, InputError
 from gisgrid.schema import LayerSchema
 
-__all__ = ["REJECTED_COLUMNS", "Validated", "rejected_rows", "validate_layer"]
+__all__ = ["REJECTED_COLUMNS", "Validated", "rejected_rows", "rejected_table", "validate_layer"]
 
 logger = logging.getLogger(__name__)
 
 REJECTED_COLUMNS = ["layer", "source", "row", "feature_id", "reason", "attributes", "wkt"]
 _CODE = re.compile(r"^\d{12}$")
+MIN_AREA_M2 = 0.01  # a polygon smaller than this is a digitising slip, not a building
 SOURCE_ROW = "_source_row"  # column carrying each row's position in the source file
 
 
@@ -106,6 +107,16 @@ def rejected_rows(frame: pd.DataFrame, reasons: pd.Series, *, layer: str, source
     )
 
 
+def rejected_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate ``rejected`` rows, with the table's columns and types."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in REJECTED_COLUMNS}).astype(
+            {"row": "Int64"})
+    table = pd.concat(parts, ignore_index=True)[REJECTED_COLUMNS]
+    return table.astype({"row": "Int64"})
+
+
 def _isna(value: object) -> bool:
     return value is None or (not isinstance(value, (str, bytes)) and bool(pd.isna(value)))
 
@@ -153,7 +164,7 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
     reasons = pd.Series(pd.NA, index=frame.index, dtype="object")
 
     def reject(mask: pd.Series | np.ndarray, reason: str | pd.Series) -> None:
-        mask = pd.Series(np.asarray(mask, dtype=bool), index=frame.index) & reasons.isna()
+        mask = pd.Series(mask, index=frame.index).fillna(False).astype(bool) & reasons.isna()
         values = reason[mask] if isinstance(reason, pd.Series) else reason
         reasons.loc[mask] = values
 
@@ -173,7 +184,7 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         reject(~ids.fillna("").str.match(_CODE), ids.map(
             lambda c: f"bad code: {c!r} is not a 12-digit 统计用区划代码"))
     dup = ids.duplicated(keep="first") & ids.notna()
-    first_row = frame[SOURCE_ROW].groupby(ids).transform("first")
+    first_row = frame[SOURCE_ROW].groupby(ids).transform("first").astype("Int64")
     reject(dup, "duplicate id: " + ids.astype(str) + f" ({schema.id_field}) first seen at row "
            + first_row.astype(str))
 
@@ -195,6 +206,10 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         geoms[np.flatnonzero(invalid)[ok]] = fixed[ok]
         repaired = int(ok.sum())
         frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+    if "Polygon" in schema.geometry and frame.crs is not None and frame.crs.is_projected:
+        polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
+        reject(polygonal & (shapely.area(geoms) < MIN_AREA_M2),
+               f"degenerate geometry: area under {MIN_AREA_M2} m²")
     types = pd.Series(shapely.get_type_id(geoms), index=frame.index).map(_TYPE_NAMES)
     wrong = ~empty & ~types.isin(schema.geometry)
     reject(wrong, f"wrong geometry type: {schema.name} need "
@@ -219,7 +234,7 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
                + " is not a 12-digit code")
     for name, default in schema.counts.items():
         if name not in frame.columns:
-            frame[name] = pd.NA if default is None else default
+            frame[name] = pd.Series(default, index=frame.index, dtype="Int64")
             continue
         raw = frame[name]
         numbers = pd.to_numeric(raw, errors="coerce")

@@ -12,13 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 import gisgrid
 from gisgrid.datasets import ATTRIBUTION
 from gisgrid.demo.district import make_district
 from gisgrid.ingest import derive_buildings
-from gisgrid.validation import REJECTED_COLUMNS
+from gisgrid.validation import rejected_table
 from gisgrid.webmap import district_map, write_map
 from gisgrid.workspace import Workspace
 
@@ -75,8 +73,7 @@ def run_demo(out: str | Path = "demo", *, scale: float = 1.0, seed: int = 0,
         layers["buildings"].drop(columns=["planned_households", "compound_name"]),
         communities=layers["communities"], census=layers["census_points"], source="demo")
     layers["buildings"] = derived.buildings
-    rejected = pd.concat([derived.rejected_buildings, derived.rejected_points],
-                         ignore_index=True)[REJECTED_COLUMNS]
+    rejected = rejected_table([derived.rejected_buildings, derived.rejected_points])
     seconds["households"] = time.perf_counter() - t
 
     step("writing the workspace")

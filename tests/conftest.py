@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny real files near Zhuzhou, and the demo district."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pytest
+import shapely
+
+from gisgrid.crs import gk_zone_crs
+
+LOCAL = gk_zone_crs(113.1)  # EPSG:4547
+X0, Y0 = 411_000.0, 3_084_000.0  # a spot in 石峰区, metres in EPSG:4547
+
+
+def local_frame(data: dict, geoms: list, crs=LOCAL) -> gpd.GeoDataFrame:
+    """A GeoDataFrame built in metres near Zhuzhou, returned in ``crs``."""
+    frame = gpd.GeoDataFrame(data, geometry=geoms, crs=LOCAL)
+    return frame.to_crs(crs) if crs != LOCAL else frame
+
+
+def square(x: float, y: float, size: float) -> shapely.Polygon:
+    return shapely.box(X0 + x, Y0 + y, X0 + x + size, Y0 + y + size)
+
+
+@pytest.fixture
+def streets_file(tmp_path):
+    path = tmp_path / "streets.geojson"
+    local_frame({"code": ["430204001000"], "name": ["田心街道"], "parent_code": ["430204000000"]},
+                [square(0, 0, 2000)], crs=4326).to_file(path)
+    return path
+
+
+@pytest.fixture
+def communities_file(tmp_path):
+    path = tmp_path / "communities.geojson"
+    local_frame(
+        {"code": ["430204001002", "430204001003"], "name": ["叫鸡岭社区", "东门社区"],
+         "parent_code": ["430204001000", "430204001000"]},
+        [square(0, 0, 1000), square(1000, 0, 1000)], crs=4326,
+    ).to_file(path)
+    return path
+
+
+@pytest.fixture
+def buildings_frame():
+    """Four good buildings, two in each community, in WGS84."""
+    return local_frame(
+        {"building_id": ["b1", "b2", "b3", "b4"], "kind": ["residential"] * 4,
+         "floors": [6, 6, 18, 3]},
+        [square(100, 100, 40), square(300, 100, 40), square(1100, 100, 30),
+         square(1300, 300, 12)],
+        crs=4326,
+    )
+
+
+@pytest.fixture
+def workspace_with_communities(tmp_path, streets_file, communities_file):
+    from gisgrid.ingest import import_layer
+
+    ws = tmp_path / "ws.gpkg"
+    import_layer(ws, "streets", streets_file)
+    import_layer(ws, "communities", communities_file)
+    return ws
+
+
+@pytest.fixture(scope="session")
+def demo_full(tmp_path_factory):
+    """The full-scale demo district, built once per test session."""
+    from gisgrid.demo.pipeline import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo"), scale=1.0, seed=0)
