@@ -26,7 +26,7 @@ from gisgrid.schema import LAYERS
 app = typer.Typer(
     name="gisgrid",
     help="Delineate governance grids (网格) of about 400 households and serve the 红地图.\n\n"
-         "A workspace is one GeoPackage file holding every layer; it opens in QGIS as it is.",
+    "A workspace is one GeoPackage file holding every layer; it opens in QGIS as it is.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -53,14 +53,22 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what each step does.")]
-    = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what each step does.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Grid-based governance (网格化管理) for planners, dashboards and analysts."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=err, show_path=False)])
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False)],
+    )
 
 
 def _parse_field_map(pairs: list[str]) -> dict[str, str]:
@@ -76,19 +84,31 @@ def _parse_field_map(pairs: list[str]) -> dict[str, str]:
 @app.command("import")
 def import_(
     workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage (created if missing).")],
-    layer: Annotated[str, typer.Argument(
-        help=f"Layer to fill: {', '.join(LAYERS)}.", show_default=False)],
-    file: Annotated[Path, typer.Argument(
-        help="GeoPackage, GeoJSON, Shapefile, GeoParquet, CSV (lon/lat) or OSM .pbf.")],
-    crs: Annotated[str | None, typer.Option(
-        help="What the coordinates are in when the file does not say (or says wrong): "
-             "wgs84, cgcs2000, gcj02 (Amap/Tencent), bd09 (Baidu) or an EPSG code.")] = None,
-    id_field: Annotated[str | None, typer.Option(
-        help="Input field holding the layer's id (building_id, code, …).")] = None,
-    field_map: Annotated[list[str] | None, typer.Option(
-        help="Rename an input field, OLD=NEW; repeat as needed.")] = None,
-    source_layer: Annotated[str | None, typer.Option(
-        help="Layer to read inside a multi-layer input file.")] = None,
+    layer: Annotated[
+        str, typer.Argument(help=f"Layer to fill: {', '.join(LAYERS)}.", show_default=False)
+    ],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="GeoPackage, GeoJSON, Shapefile, GeoParquet, CSV (lon/lat) or OSM .pbf."
+        ),
+    ],
+    crs: Annotated[
+        str | None,
+        typer.Option(
+            help="What the coordinates are in when the file does not say (or says wrong): "
+            "wgs84, cgcs2000, gcj02 (Amap/Tencent), bd09 (Baidu) or an EPSG code."
+        ),
+    ] = None,
+    id_field: Annotated[
+        str | None, typer.Option(help="Input field holding the layer's id (building_id, code, …).")
+    ] = None,
+    field_map: Annotated[
+        list[str] | None, typer.Option(help="Rename an input field, OLD=NEW; repeat as needed.")
+    ] = None,
+    source_layer: Annotated[
+        str | None, typer.Option(help="Layer to read inside a multi-layer input file.")
+    ] = None,
     lon_col: Annotated[str | None, typer.Option(help="CSV longitude column.")] = None,
     lat_col: Annotated[str | None, typer.Option(help="CSV latitude column.")] = None,
 ) -> None:
@@ -100,9 +120,17 @@ def import_(
     from gisgrid.ingest import import_layer
 
     with _errors():
-        report = import_layer(workspace, layer, file, crs=crs, id_field=id_field,
-                              field_map=_parse_field_map(field_map or []),
-                              source_layer=source_layer, lon_col=lon_col, lat_col=lat_col)
+        report = import_layer(
+            workspace,
+            layer,
+            file,
+            crs=crs,
+            id_field=id_field,
+            field_map=_parse_field_map(field_map or []),
+            source_layer=source_layer,
+            lon_col=lon_col,
+            lat_col=lat_col,
+        )
     table = Table(title=f"{report.layer} ← {Path(report.source).name}", show_header=False)
     table.add_row("rows read", f"{report.read:,}")
     table.add_row("imported", f"{report.imported:,}")
@@ -127,8 +155,10 @@ def info(workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")
     with _errors():
         ws = Workspace(workspace)
         if not ws.exists:
-            raise InputError(f"workspace {workspace} does not exist; create it with "
-                             "`gisgrid import` or `gisgrid demo`")
+            raise InputError(
+                f"workspace {workspace} does not exist; create it with "
+                "`gisgrid import` or `gisgrid demo`"
+            )
         table = Table(title=str(workspace))
         table.add_column("layer")
         table.add_column("geometry")
@@ -151,11 +181,16 @@ def info(workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo"),
-    scale: Annotated[float, typer.Option(
-        help="1 ≈ 128,000 households (石峰区's 321 grids × 400); 0.01 is one community; "
-             "10 a city ten times larger.", min=0.001, max=100.0)] = 1.0,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same district.")]
-    = 0,
+    scale: Annotated[
+        float,
+        typer.Option(
+            help="1 ≈ 128,000 households (石峰区's 321 grids × 400); 0.01 is one community; "
+            "10 a city ten times larger.",
+            min=0.001,
+            max=100.0,
+        ),
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed, the same district.")] = 0,
 ) -> None:
     """Build the demo district (石峰区: real outline and codes, the rest synthetic).
 
@@ -163,11 +198,23 @@ def demo(
     """
     from gisgrid.demo.pipeline import run_demo
 
-    stages = ["generating the district", "counting households from census points",
-              "writing the workspace", "drawing the map"]
-    with _errors(), Progress(TextColumn("{task.description}"), BarColumn(),
-                             TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                             console=err, transient=True) as bar:
+    stages = [
+        "generating the district",
+        "counting households from census points",
+        "writing the workspace",
+        "drawing the map",
+    ]
+    with (
+        _errors(),
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar,
+    ):
         task = bar.add_task("demo", total=len(stages))
 
         def step(name: str) -> None:
@@ -175,10 +222,12 @@ def demo(
 
         result = run_demo(out, scale=scale, seed=seed, progress=step)
         bar.update(task, completed=len(stages))
-    console.print(f"[bold]{result.workspace}[/]: {result.counts['communities']} communities, "
-                  f"{result.counts['buildings']:,} buildings, {result.households:,} households, "
-                  f"{result.population:,} people ({result.rejected} census points rejected)",
-                  highlight=False)
+    console.print(
+        f"[bold]{result.workspace}[/]: {result.counts['communities']} communities, "
+        f"{result.counts['buildings']:,} buildings, {result.households:,} households, "
+        f"{result.population:,} people ({result.rejected} census points rejected)",
+        highlight=False,
+    )
     console.print(f"[bold]{result.map}[/]: open it in a browser (works offline)")
     console.print(f"took {sum(result.seconds.values()):.1f} s", style="dim")
 

@@ -148,7 +148,7 @@ def local_crs(frame: gpd.GeoDataFrame) -> pyproj.CRS:
     """
     if frame.crs is None:
         raise CRSError("the layer has no CRS; declare one with --crs (for example --crs wgs84)")
-    minx, miny, maxx, maxy = frame.to_crs(CGCS2000).total_bounds
+    minx, _, maxx, _ = frame.to_crs(CGCS2000).total_bounds
     return gk_zone_crs((minx + maxx) / 2)
 
 

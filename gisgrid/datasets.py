@@ -30,9 +30,26 @@ ATTRIBUTION = (
 )
 
 _CODE_COLUMNS = [
-    "code", "parent_code", "name", "level", "rank", "adcode", "post_code", "area_code",
-    "ur_code", "municipality", "virtual", "dummy", "lon", "lat", "center", "province",
-    "city", "county", "town", "village",
+    "code",
+    "parent_code",
+    "name",
+    "level",
+    "rank",
+    "adcode",
+    "post_code",
+    "area_code",
+    "ur_code",
+    "municipality",
+    "virtual",
+    "dummy",
+    "lon",
+    "lat",
+    "center",
+    "province",
+    "city",
+    "county",
+    "town",
+    "village",
 ]
 
 
@@ -61,8 +78,13 @@ def shifeng_codes() -> pd.DataFrame:
     >>> codes.groupby("level").size().to_dict()
     {'county': 1, 'town': 5, 'village': 45}
     """
-    table = pd.read_csv(data_path("shifeng", "adcode_430204.csv"), header=None,
-                        names=_CODE_COLUMNS, dtype=str, keep_default_na=False)
+    table = pd.read_csv(
+        data_path("shifeng", "adcode_430204.csv"),
+        header=None,
+        names=_CODE_COLUMNS,
+        dtype=str,
+        keep_default_na=False,
+    )
     out = table[["code", "parent_code", "name", "level", "ur_code"]].copy()
     lon = pd.to_numeric(table["lon"], errors="coerce")
     lat = pd.to_numeric(table["lat"], errors="coerce")
@@ -86,5 +108,6 @@ def shifeng_outline() -> gpd.GeoDataFrame:
     """
     raw = gpd.read_file(data_path("shifeng", "district_430204_gcj02.geojson"))
     geometry = unshift(raw.geometry.values, "gcj02")
-    return gpd.GeoDataFrame({"code": ["430204000000"], "name": ["石峰区"]},
-                            geometry=list(geometry[:1]), crs=CGCS2000)
+    return gpd.GeoDataFrame(
+        {"code": ["430204000000"], "name": ["石峰区"]}, geometry=list(geometry[:1]), crs=CGCS2000
+    )

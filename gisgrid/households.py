@@ -91,8 +91,7 @@ def estimate_households(
     floor_area = buildings.geometry.area * floors * share
     households = np.round(floor_area / dwelling_m2).astype("int64")
     population = np.round(households * persons_per_household).astype("int64")
-    return pd.DataFrame({"households": households, "population": population},
-                        index=buildings.index)
+    return pd.DataFrame({"households": households, "population": population}, index=buildings.index)
 
 
 @dataclass
@@ -170,19 +169,25 @@ def households_from_census(
         ]
     usable = owner >= 0
     bad = points[~usable]
-    rejected = rejected_rows(bad, reasons, layer="census_points", source=source,
-                             id_field="point_id")
-    joined = pd.DataFrame({
-        "b": owner[usable],
-        "households": pd.to_numeric(points["households"], errors="coerce").fillna(0)
-        .to_numpy()[usable],
-        "population": pd.to_numeric(points["population"], errors="coerce").fillna(0)
-        .to_numpy()[usable],
-    })
+    rejected = rejected_rows(
+        bad, reasons, layer="census_points", source=source, id_field="point_id"
+    )
+    joined = pd.DataFrame(
+        {
+            "b": owner[usable],
+            "households": pd.to_numeric(points["households"], errors="coerce")
+            .fillna(0)
+            .to_numpy()[usable],
+            "population": pd.to_numeric(points["population"], errors="coerce")
+            .fillna(0)
+            .to_numpy()[usable],
+        }
+    )
     sums = joined.groupby("b")[["households", "population"]].sum()
     counts = sums.reindex(np.arange(len(buildings)), fill_value=0).astype("int64")
     counts.index = buildings.index
     if len(rejected):
         logger.info("%d census points hit no building", len(rejected))
-    return CensusJoin(counts, pd.Series(owner[usable], index=points.index[usable]), snapped,
-                      rejected)
+    return CensusJoin(
+        counts, pd.Series(owner[usable], index=points.index[usable]), snapped, rejected
+    )

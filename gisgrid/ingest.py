@@ -123,21 +123,26 @@ def import_layer(
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     schema = schema_for(layer)
     path = Path(path)
-    frame = read_source(path, layer=layer, source_layer=source_layer, lon_col=lon_col,
-                        lat_col=lat_col)
+    frame = read_source(
+        path, layer=layer, source_layer=source_layer, lon_col=lon_col, lat_col=lat_col
+    )
     renames = dict(field_map or {})
     if id_field:
         renames[id_field] = schema.id_field
     missing = [old for old in renames if old not in frame.columns]
     if missing:
-        raise InputError(f"{path.name} has no field {', '.join(map(repr, missing))} "
-                         f"(fields are: {', '.join(map(str, frame.columns))})")
+        raise InputError(
+            f"{path.name} has no field {', '.join(map(repr, missing))} "
+            f"(fields are: {', '.join(map(str, frame.columns))})"
+        )
     frame = frame.rename(columns=renames)
     frame, truncated = _untruncate(frame, schema.fields)
     declared = parse_crs(crs) if crs else None
     if frame.crs is None and declared is None:
-        raise CRSError(f"{path.name} does not say its coordinate system; declare it with "
-                       "--crs (wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490)")
+        raise CRSError(
+            f"{path.name} does not say its coordinate system; declare it with "
+            "--crs (wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490)"
+        )
     if len(frame) == 0:
         raise EmptyLayerError(f"{path.name} has no rows; nothing to import into {layer!r}")
     frame[SOURCE_ROW] = np.arange(len(frame))
@@ -148,18 +153,21 @@ def import_layer(
     if declared is not None:  # the zone only needs the rough place: a web offset won't move it
         located = located.set_crs(declared.crs, allow_override=True)
     target = ws.crs or local_crs(located)
-    validated = validate_layer(to_crs(frame, target, source=declared), schema,
-                               source=path.name)
-    report = ImportReport(layer, str(path), len(frame), 0, validated.repaired,
-                          crs=target.to_string())
+    validated = validate_layer(to_crs(frame, target, source=declared), schema, source=path.name)
+    report = ImportReport(
+        layer, str(path), len(frame), 0, validated.repaired, crs=target.to_string()
+    )
     report.notes += validated.notes
     if truncated:
         report.notes.append("Shapefile field names restored: " + ", ".join(truncated))
     if declared and declared.shift:
         report.notes.append(f"coordinates converted from {declared.shift.upper()} to CGCS2000")
 
-    layers = {name: ws.read(name) for name in ("streets", "communities", "buildings",
-                                                "census_points") if name in ws}
+    layers = {
+        name: ws.read(name)
+        for name in ("streets", "communities", "buildings", "census_points")
+        if name in ws
+    }
     new = validated.frame.drop(columns=[SOURCE_ROW])
     layers[layer] = new
     rejected = _existing_rejected(ws)
@@ -169,29 +177,42 @@ def import_layer(
     if layer == "communities" and "streets" in layers:
         orphan = ~new["parent_code"].isin(layers["streets"]["code"])
         reasons = "unknown street: parent_code " + new["parent_code"] + " is not in streets"
-        added.append(rejected_rows(new[orphan], reasons, layer=layer, source=path.name,
-                                   id_field="code"))
+        added.append(
+            rejected_rows(new[orphan], reasons, layer=layer, source=path.name, id_field="code")
+        )
         layers[layer] = new = new[~orphan]
     if "buildings" in layers and layer in ("buildings", "communities", "census_points"):
         if layer == "buildings" and "households" in new.columns:
             given = new["households"].notna()
             new["households_source"] = np.where(given, "input", "estimate")
-        derived = derive_buildings(layers["buildings"], communities=layers.get("communities"),
-                                   census=layers.get("census_points"), source=path.name)
+        derived = derive_buildings(
+            layers["buildings"],
+            communities=layers.get("communities"),
+            census=layers.get("census_points"),
+            source=path.name,
+        )
         layers["buildings"] = derived.buildings
-        rejected = rejected[~((rejected["layer"] == "census_points")
-                              & rejected["reason"].str.startswith(_JOIN_REASONS))]
+        rejected = rejected[
+            ~(
+                (rejected["layer"] == "census_points")
+                & rejected["reason"].str.startswith(_JOIN_REASONS)
+            )
+        ]
         added += [derived.rejected_buildings, derived.rejected_points]
         report.notes += derived.notes
     elif layer == "census_points":
-        report.notes.append("no buildings yet: import buildings to count households from "
-                            "these census points")
+        report.notes.append(
+            "no buildings yet: import buildings to count households from these census points"
+        )
 
     new_rejected = rejected_table(added)
     report.rejected = Counter(r.split(":")[0] for r in new_rejected["reason"])
     report.imported = len(layers[layer])
-    out = {name: layers[name] for name in layers
-           if name == layer or (name == "buildings" and "buildings" in layers)}
+    out = {
+        name: layers[name]
+        for name in layers
+        if name == layer or (name == "buildings" and "buildings" in layers)
+    }
     out["rejected"] = rejected_table([rejected, new_rejected])
     ws.write(out, meta={"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
     logger.info("imported %d of %d rows into %s", report.imported, report.read, layer)
@@ -200,8 +221,11 @@ def import_layer(
 
 def _untruncate(frame: gpd.GeoDataFrame, fields: list[str]) -> tuple[gpd.GeoDataFrame, list[str]]:
     """Restore field names a Shapefile cut to 10 characters (``building_i`` → ``building_id``)."""
-    renames = {f[:10]: f for f in fields
-               if len(f) > 10 and f not in frame.columns and f[:10] in frame.columns}
+    renames = {
+        f[:10]: f
+        for f in fields
+        if len(f) > 10 and f not in frame.columns and f[:10] in frame.columns
+    }
     return frame.rename(columns=renames), [f"{k} → {v}" for k, v in renames.items()]
 
 
@@ -254,8 +278,13 @@ def derive_buildings(
         if column not in b.columns:
             b[column] = pd.Series(pd.NA, index=b.index, dtype="Int64")
     notes: list[str] = []
-    rejected_b = rejected_rows(b.iloc[:0], pd.Series(dtype=object), layer="buildings",
-                               source=source, id_field="building_id")
+    rejected_b = rejected_rows(
+        b.iloc[:0],
+        pd.Series(dtype=object),
+        layer="buildings",
+        source=source,
+        id_field="building_id",
+    )
     if communities is not None and len(communities):
         tree = shapely.STRtree(communities.geometry.values)
         reps = shapely.point_on_surface(b.geometry.values)
@@ -268,16 +297,24 @@ def derive_buildings(
         if moved:
             notes.append(f"{moved} buildings' community_code corrected from their location")
         reasons = pd.Series("outside every community: no community contains it", index=b.index)
-        rejected_b = rejected_rows(b[outside], reasons, layer="buildings", source=source,
-                                   id_field="building_id")
+        rejected_b = rejected_rows(
+            b[outside], reasons, layer="buildings", source=source, id_field="building_id"
+        )
         b["community_code"] = code
         b = b[~outside].copy()
     elif communities is None:
-        notes.append("no communities yet: community_code kept as given; import communities "
-                     "to check that every building lies in one")
+        notes.append(
+            "no communities yet: community_code kept as given; import communities "
+            "to check that every building lies in one"
+        )
 
-    rejected_p = rejected_rows(b.iloc[:0], pd.Series(dtype=object), layer="census_points",
-                               source=source, id_field="point_id")
+    rejected_p = rejected_rows(
+        b.iloc[:0],
+        pd.Series(dtype=object),
+        layer="census_points",
+        source=source,
+        id_field="point_id",
+    )
     if "households_source" not in b.columns:
         b["households_source"] = np.where(b["households"].notna(), "input", "estimate")
     if census is not None and len(census):
@@ -301,5 +338,6 @@ def derive_buildings(
         missing_pop = b["population"].isna()
         if missing_pop.any():
             b.loc[missing_pop, "population"] = np.round(
-                b.loc[missing_pop, "households"].astype(float) * 2.62).astype("Int64")
+                b.loc[missing_pop, "households"].astype(float) * 2.62
+            ).astype("Int64")
     return DerivedBuildings(b, rejected_b, rejected_p, notes)

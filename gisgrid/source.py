@@ -62,9 +62,9 @@ def read_source(
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file {path} does not exist")
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".pbf" else path.suffix.lower()
+    suffix = path.suffix.lower()
     try:
-        if suffix in (".osm.pbf", ".pbf", ".osm"):
+        if suffix in (".pbf", ".osm"):
             return read_osm(path, layer=layer)
         if suffix in (".parquet", ".geoparquet"):
             return gpd.read_parquet(path)
@@ -73,8 +73,12 @@ def read_source(
         return pyogrio.read_dataframe(path, layer=source_layer, use_arrow=True, on_invalid="fix")
     except InputError:
         raise
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError,
-            ValueError) as exc:
+    except (
+        pyogrio.errors.DataSourceError,
+        pyogrio.errors.DataLayerError,
+        OSError,
+        ValueError,
+    ) as exc:
         raise InputError(f"cannot read {path}: {exc}") from exc
 
 
@@ -102,20 +106,31 @@ def _guess(columns: pd.Index, names: tuple[str, ...]) -> str | None:
 # --- OpenStreetMap -----------------------------------------------------------------
 
 _ROAD_CLASS = {
-    **dict.fromkeys(("motorway", "trunk", "primary", "motorway_link", "trunk_link",
-                     "primary_link"), "arterial"),
+    **dict.fromkeys(
+        ("motorway", "trunk", "primary", "motorway_link", "trunk_link", "primary_link"), "arterial"
+    ),
     **dict.fromkeys(("secondary", "tertiary", "secondary_link", "tertiary_link"), "secondary"),
-    **dict.fromkeys(("residential", "unclassified", "living_street", "service", "road"),
-                    "local"),
+    **dict.fromkeys(("residential", "unclassified", "living_street", "service", "road"), "local"),
     **dict.fromkeys(("footway", "path", "pedestrian", "cycleway", "steps", "track"), "path"),
 }
 _BUILDING_KIND = {
-    **dict.fromkeys(("apartments", "residential", "house", "detached", "terrace",
-                     "semidetached_house", "dormitory", "bungalow", "yes"), "residential"),
+    **dict.fromkeys(
+        (
+            "apartments",
+            "residential",
+            "house",
+            "detached",
+            "terrace",
+            "semidetached_house",
+            "dormitory",
+            "bungalow",
+            "yes",
+        ),
+        "residential",
+    ),
     **dict.fromkeys(("school", "kindergarten", "university", "college"), "school"),
     **dict.fromkeys(("hospital", "clinic"), "hospital"),
-    **dict.fromkeys(("industrial", "office", "commercial", "warehouse", "factory"),
-                    "enterprise"),
+    **dict.fromkeys(("industrial", "office", "commercial", "warehouse", "factory"), "enterprise"),
     **dict.fromkeys(("retail", "supermarket", "kiosk"), "market"),
 }
 
@@ -123,7 +138,7 @@ _BUILDING_KIND = {
 def _tag(other_tags: pd.Series, key: str) -> pd.Series:
     """One key of GDAL's hstore-like ``other_tags`` column."""
     pattern = re.compile(rf'"{re.escape(key)}"=>"((?:[^"\\]|\\.)*)"')
-    return other_tags.fillna("").map(lambda s: (m.group(1) if (m := pattern.search(s)) else None))
+    return other_tags.fillna("").map(lambda s: m.group(1) if (m := pattern.search(s)) else None)
 
 
 def read_osm(path: Path, *, layer: str) -> gpd.GeoDataFrame:
@@ -146,8 +161,9 @@ def read_osm(path: Path, *, layer: str) -> gpd.GeoDataFrame:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # GDAL notes on unclosed rings
         if layer == "buildings":
-            raw = pyogrio.read_dataframe(path, layer="multipolygons",
-                                         where="building IS NOT NULL", on_invalid="fix")
+            raw = pyogrio.read_dataframe(
+                path, layer="multipolygons", where="building IS NOT NULL", on_invalid="fix"
+            )
             way = raw["osm_way_id"].fillna("").astype(str)
             rel = raw["osm_id"].fillna("").astype(str)
             levels = pd.to_numeric(_tag(raw["other_tags"], "building:levels"), errors="coerce")
@@ -190,14 +206,15 @@ def read_osm(path: Path, *, layer: str) -> gpd.GeoDataFrame:
                 crs=lines.crs,
             )
         if layer == "water":
-            raw = pyogrio.read_dataframe(path, layer="multipolygons",
-                                         where="natural = 'water'", on_invalid="fix")
+            raw = pyogrio.read_dataframe(
+                path, layer="multipolygons", where="natural = 'water'", on_invalid="fix"
+            )
             return gpd.GeoDataFrame(
-                {"water_id": "w" + raw["osm_way_id"].fillna(raw["osm_id"]).astype(str),
-                 "name": raw["name"].fillna("")},
+                {
+                    "water_id": "w" + raw["osm_way_id"].fillna(raw["osm_id"]).astype(str),
+                    "name": raw["name"].fillna(""),
+                },
                 geometry=raw.geometry.values,
                 crs=raw.crs,
             )
-    raise InputError(
-        f"OSM files provide buildings, roads, barriers or water, not {layer!r}"
-    )
+    raise InputError(f"OSM files provide buildings, roads, barriers or water, not {layer!r}")

@@ -59,8 +59,9 @@ class Validated:
         return Counter(r.split(":")[0] for r in self.rejected["reason"])
 
 
-def rejected_rows(frame: pd.DataFrame, reasons: pd.Series, *, layer: str, source: str,
-                  id_field: str) -> pd.DataFrame:
+def rejected_rows(
+    frame: pd.DataFrame, reasons: pd.Series, *, layer: str, source: str, id_field: str
+) -> pd.DataFrame:
     """Turn rows of a layer into rows of the ``rejected`` table.
 
     Parameters
@@ -92,7 +93,7 @@ def rejected_rows(frame: pd.DataFrame, reasons: pd.Series, *, layer: str, source
         wkt = np.where(shapely.is_missing(geoms), None, shapely.to_wkt(geoms, rounding_precision=3))
     else:
         wkt = [None] * len(frame)
-    ids = frame[id_field] if id_field in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+    ids = frame[id_field] if id_field in frame.columns else pd.Series(None, index=frame.index)
     rows = frame[SOURCE_ROW] if SOURCE_ROW in frame.columns else frame.index.to_series()
     return pd.DataFrame(
         {
@@ -112,7 +113,8 @@ def rejected_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
     parts = [p for p in parts if len(p)]
     if not parts:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in REJECTED_COLUMNS}).astype(
-            {"row": "Int64"})
+            {"row": "Int64"}
+        )
     table = pd.concat(parts, ignore_index=True)[REJECTED_COLUMNS]
     return table.astype({"row": "Int64"})
 
@@ -181,12 +183,19 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
     frame[schema.id_field] = ids
     reject(ids.isna() | (ids == ""), f"missing {schema.id_field}")
     if schema.id_field == "code":
-        reject(~ids.fillna("").str.match(_CODE), ids.map(
-            lambda c: f"bad code: {c!r} is not a 12-digit 统计用区划代码"))
+        reject(
+            ~ids.fillna("").str.match(_CODE),
+            ids.map(lambda c: f"bad code: {c!r} is not a 12-digit 统计用区划代码"),
+        )
     dup = ids.duplicated(keep="first") & ids.notna()
     first_row = frame[SOURCE_ROW].groupby(ids).transform("first").astype("Int64")
-    reject(dup, "duplicate id: " + ids.astype(str) + f" ({schema.id_field}) first seen at row "
-           + first_row.astype(str))
+    reject(
+        dup,
+        "duplicate id: "
+        + ids.astype(str)
+        + f" ({schema.id_field}) first seen at row "
+        + first_row.astype(str),
+    )
 
     # geometry: present, valid (repaired when possible), of the right type
     geoms = frame.geometry.values
@@ -199,21 +208,29 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         ok = ~shapely.is_missing(fixed)
         why = shapely.is_valid_reason(geoms[invalid])
         bad_idx = frame.index[invalid][~ok]
-        reject(frame.index.isin(bad_idx),
-               pd.Series(why[~ok], index=bad_idx).reindex(frame.index).map(
-                   lambda w: f"invalid geometry, not repairable: {w}"))
+        reject(
+            frame.index.isin(bad_idx),
+            pd.Series(why[~ok], index=bad_idx)
+            .reindex(frame.index)
+            .map(lambda w: f"invalid geometry, not repairable: {w}"),
+        )
         geoms = geoms.copy()
         geoms[np.flatnonzero(invalid)[ok]] = fixed[ok]
         repaired = int(ok.sum())
         frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
     if "Polygon" in schema.geometry and frame.crs is not None and frame.crs.is_projected:
         polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
-        reject(polygonal & (shapely.area(geoms) < MIN_AREA_M2),
-               f"degenerate geometry: area under {MIN_AREA_M2} m²")
+        reject(
+            polygonal & (shapely.area(geoms) < MIN_AREA_M2),
+            f"degenerate geometry: area under {MIN_AREA_M2} m²",
+        )
     types = pd.Series(shapely.get_type_id(geoms), index=frame.index).map(_TYPE_NAMES)
     wrong = ~empty & ~types.isin(schema.geometry)
-    reject(wrong, f"wrong geometry type: {schema.name} need "
-           f"{' or '.join(schema.geometry)}, got " + types.astype(str))
+    reject(
+        wrong,
+        f"wrong geometry type: {schema.name} need "
+        f"{' or '.join(schema.geometry)}, got " + types.astype(str),
+    )
 
     # fields: required text present, counts whole and non-negative
     for name, default in schema.text.items():
@@ -221,8 +238,10 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
             continue
         if name not in frame.columns:
             if default is None:
-                raise InputError(f"{source} has no {name!r} field, which {schema.name} need; "
-                                 f"rename yours with --field-map YOURS={name}")
+                raise InputError(
+                    f"{source} has no {name!r} field, which {schema.name} need; "
+                    f"rename yours with --field-map YOURS={name}"
+                )
             frame[name] = default
         values = frame[name].map(lambda v: None if _isna(v) else str(v).strip())
         if default is None:
@@ -230,19 +249,25 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         frame[name] = values.fillna(default or "")
     if "parent_code" in schema.text and schema.text["parent_code"] is None:
         parents = frame["parent_code"]
-        reject(~parents.str.match(_CODE), "bad parent_code: " + parents.map(repr)
-               + " is not a 12-digit code")
+        reject(
+            ~parents.str.match(_CODE),
+            "bad parent_code: " + parents.map(repr) + " is not a 12-digit code",
+        )
     for name, default in schema.counts.items():
         if name not in frame.columns:
             frame[name] = pd.Series(default, index=frame.index, dtype="Int64")
             continue
         raw = frame[name]
         numbers = pd.to_numeric(raw, errors="coerce")
-        reject(numbers.isna() & raw.notna() & (raw.astype(str).str.strip() != ""),
-               f"{name} is not a number: " + raw.map(repr))
+        reject(
+            numbers.isna() & raw.notna() & (raw.astype(str).str.strip() != ""),
+            f"{name} is not a number: " + raw.map(repr),
+        )
         reject(numbers < 0, f"{name} is negative: " + raw.astype(str))
-        reject(numbers.notna() & (numbers != np.round(numbers)),
-               f"{name} is not a whole number: " + raw.astype(str))
+        reject(
+            numbers.notna() & (numbers != np.round(numbers)),
+            f"{name} is not a whole number: " + raw.astype(str),
+        )
         if default is not None:
             numbers = numbers.fillna(default)
         frame[name] = numbers.round().astype("Int64")
@@ -250,10 +275,14 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         frame[name] = pd.to_numeric(frame.get(name, default), errors="coerce")
 
     bad = reasons.notna()
-    rejected = rejected_rows(frame[bad], reasons, layer=schema.name, source=source,
-                             id_field=schema.id_field)
-    keep = [c for c in frame.columns if c != SOURCE_ROW and c in set(schema.fields)
-            or c == frame.geometry.name]
+    rejected = rejected_rows(
+        frame[bad], reasons, layer=schema.name, source=source, id_field=schema.id_field
+    )
+    keep = [
+        c
+        for c in frame.columns
+        if (c != SOURCE_ROW and c in set(schema.fields)) or c == frame.geometry.name
+    ]
     extra = [c for c in frame.columns if c not in keep and c != SOURCE_ROW]
     if extra:
         notes.append(f"kept extra fields: {', '.join(map(str, extra))}")
@@ -264,8 +293,14 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
 
 
 _TYPE_NAMES = {
-    0: "Point", 1: "LineString", 2: "LinearRing", 3: "Polygon", 4: "MultiPoint",
-    5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection",
+    0: "Point",
+    1: "LineString",
+    2: "LinearRing",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+    7: "GeometryCollection",
 }
 _FAMILY = {"Polygon": (3, 6), "LineString": (1, 5), "Point": (0, 4)}
 

@@ -25,12 +25,21 @@ __all__ = ["KIND_COLOURS", "district_map", "write_map"]
 logger = logging.getLogger(__name__)
 
 KIND_COLOURS = {
-    "residential": "#c9a27e", "mixed": "#d9b38c", "village": "#b08968",
-    "school": "#4c9be8", "hospital": "#2bb673", "enterprise": "#8d6cab",
-    "market": "#f2a541", "public": "#9aa5b1",
+    "residential": "#c9a27e",
+    "mixed": "#d9b38c",
+    "village": "#b08968",
+    "school": "#4c9be8",
+    "hospital": "#2bb673",
+    "enterprise": "#8d6cab",
+    "market": "#f2a541",
+    "public": "#9aa5b1",
 }
-_ROAD_STYLE = {"arterial": (4, "#ffffff"), "secondary": (3, "#ffffff"),
-               "local": (1.5, "#ffffff"), "path": (1, "#e8e2d6")}
+_ROAD_STYLE = {
+    "arterial": (4, "#ffffff"),
+    "secondary": (3, "#ffffff"),
+    "local": (1.5, "#ffffff"),
+    "path": (1, "#e8e2d6"),
+}
 _RESOURCE_STYLE = {  # kind: (colour, radius, label)
     "party_org": ("#c00000", 6, "党组织"),
     "service_site": ("#ff4d4f", 5, "党群服务中心/站"),
@@ -67,36 +76,58 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
     if outline is None or outline.empty:
         raise ValueError("a district map needs a streets or communities layer")
     minx, miny, maxx, maxy = outline.to_crs(4326).total_bounds
-    fmap = folium.Map(location=[(miny + maxy) / 2, (minx + maxx) / 2], tiles=None,
-                      prefer_canvas=True, control_scale=True, zoom_start=13)
+    fmap = folium.Map(
+        location=[(miny + maxy) / 2, (minx + maxx) / 2],
+        tiles=None,
+        prefer_canvas=True,
+        control_scale=True,
+        zoom_start=13,
+    )
     fmap.default_js, fmap.default_css = [], []
     fmap.fit_bounds([[miny, minx], [maxy, maxx]])
 
     if (water := layers.get("water")) is not None and len(water):
-        folium.GeoJson(_lonlat(water, ["name"]), name="水系 water", style_function=lambda f: {
-            "fillColor": "#9ecae1", "color": "#6baed6", "weight": 1, "fillOpacity": 1},
-            tooltip=folium.GeoJsonTooltip(["name"], labels=False)).add_to(fmap)
+        folium.GeoJson(
+            _lonlat(water, ["name"]),
+            name="水系 water",
+            style_function=lambda f: {
+                "fillColor": "#9ecae1",
+                "color": "#6baed6",
+                "weight": 1,
+                "fillOpacity": 1,
+            },
+            tooltip=folium.GeoJsonTooltip(["name"], labels=False),
+        ).add_to(fmap)
     if (roads := layers.get("roads")) is not None and len(roads):
         group = folium.FeatureGroup(name="道路 roads")
         for cls, (weight, colour) in _ROAD_STYLE.items():
             part = roads[roads["road_class"] == cls]
             if len(part):
-                folium.GeoJson(_lonlat(part, ["name", "road_class"]),
-                               style_function=lambda f, w=weight, c=colour: {
-                                   "color": c, "weight": w, "opacity": 1},
-                               tooltip=folium.GeoJsonTooltip(["name"], labels=False),
-                               ).add_to(group)
+                folium.GeoJson(
+                    _lonlat(part, ["name", "road_class"]),
+                    style_function=lambda f, w=weight, c=colour: {
+                        "color": c,
+                        "weight": w,
+                        "opacity": 1,
+                    },
+                    tooltip=folium.GeoJsonTooltip(["name"], labels=False),
+                ).add_to(group)
         group.add_to(fmap)
     if (buildings := layers.get("buildings")) is not None and len(buildings):
         cols = ["building_id", "name", "address", "kind", "floors", "households", "population"]
         folium.GeoJson(
-            _lonlat(buildings, cols), name="楼栋 buildings",
+            _lonlat(buildings, cols),
+            name="楼栋 buildings",
             style_function=lambda f: {
                 "fillColor": KIND_COLOURS.get(f["properties"]["kind"], "#9aa5b1"),
-                "color": "#7f6a55", "weight": 0.5, "fillOpacity": 0.9},
+                "color": "#7f6a55",
+                "weight": 0.5,
+                "fillOpacity": 0.9,
+            },
             tooltip=folium.GeoJsonTooltip(
                 [c for c in cols if c in buildings.columns],
-                aliases=["id", "名称", "地址", "类型", "层数", "户数", "人口"][: len(cols)]),
+                aliases=["id", "名称", "地址", "类型", "层数", "户数", "人口"][: len(cols)],
+            ),
         ).add_to(fmap)
     if (communities := layers.get("communities")) is not None and len(communities):
         comm = communities.copy()
@@ -106,18 +137,24 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
         folium.GeoJson(
             _lonlat(comm, ["code", "name", "households", "population"]),
             name="社区 communities",
-            style_function=lambda f: {"color": "#b22222", "weight": 1.5, "dashArray": "6 4",
-                                      "fillOpacity": 0},
+            style_function=lambda f: {
+                "color": "#b22222",
+                "weight": 1.5,
+                "dashArray": "6 4",
+                "fillOpacity": 0,
+            },
             tooltip=folium.GeoJsonTooltip(
                 [c for c in ["name", "code", "households", "population"] if c in comm],
-                aliases=["社区", "代码", "户数", "人口"]),
+                aliases=["社区", "代码", "户数", "人口"],
+            ),
         ).add_to(fmap)
     if outline is not None:
-        folium.GeoJson(_lonlat(outline, ["code", "name"]), name="街道 streets",
-                       style_function=lambda f: {"color": "#8b0000", "weight": 3,
-                                                 "fillOpacity": 0},
-                       tooltip=folium.GeoJsonTooltip(["name", "code"], aliases=["街道", "代码"]),
-                       ).add_to(fmap)
+        folium.GeoJson(
+            _lonlat(outline, ["code", "name"]),
+            name="街道 streets",
+            style_function=lambda f: {"color": "#8b0000", "weight": 3, "fillOpacity": 0},
+            tooltip=folium.GeoJsonTooltip(["name", "code"], aliases=["街道", "代码"]),
+        ).add_to(fmap)
     if (res := layers.get("resources")) is not None and len(res):
         public = res.drop(columns=[c for c in _PRIVATE if c in res.columns])
         for kind, (colour, radius, label) in _RESOURCE_STYLE.items():
@@ -127,38 +164,56 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
             group = folium.FeatureGroup(name=f"{label} {kind}")
             xy = shapely.get_coordinates(part.geometry.values)
             for (lon, lat), name, phone in zip(xy, part["name"], part["phone"], strict=True):
-                folium.CircleMarker([lat, lon], radius=radius, color="#ffffff", weight=1,
-                                    fill=True, fill_color=colour, fill_opacity=1,
-                                    tooltip=html.escape(f"{name} {phone}".strip())).add_to(group)
+                folium.CircleMarker(
+                    [lat, lon],
+                    radius=radius,
+                    color="#ffffff",
+                    weight=1,
+                    fill=True,
+                    fill_color=colour,
+                    fill_opacity=1,
+                    tooltip=html.escape(f"{name} {phone}".strip()),
+                ).add_to(group)
             group.add_to(fmap)
     folium.LayerControl(collapsed=False).add_to(fmap)
     _add_offline_assets(fmap, title, layers)
     return fmap
 
 
-def _add_offline_assets(fmap: folium.Map, title: str,
-                        layers: Mapping[str, gpd.GeoDataFrame]) -> None:
+def _add_offline_assets(
+    fmap: folium.Map, title: str, layers: Mapping[str, gpd.GeoDataFrame]
+) -> None:
     root = fmap.get_root()
-    root.header.add_child(branca.element.Element(
-        f"<title>{html.escape(title)}</title>"
-        f"<style>{leaflet_css()}</style><script>{leaflet_js()}</script>"
-        f"<style>.leaflet-container{{background:{_BACKGROUND};font-family:"
-        "'WenQuanYi Zen Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif}"
-        ".gg-legend{position:absolute;z-index:1000;top:90px;left:12px;background:#fff;"
-        "padding:8px 10px;border:1px solid #b22222;border-radius:4px;font:12px sans-serif}"
-        ".gg-legend i{display:inline-block;width:12px;height:12px;margin-right:6px;"
-        "vertical-align:middle}</style>"), name="gisgrid_assets")
+    root.header.add_child(
+        branca.element.Element(
+            f"<title>{html.escape(title)}</title>"
+            f"<style>{leaflet_css()}</style><script>{leaflet_js()}</script>"
+            f"<style>.leaflet-container{{background:{_BACKGROUND};font-family:"
+            "'WenQuanYi Zen Hei','Noto Sans CJK SC','Microsoft YaHei',sans-serif}"
+            ".gg-legend{position:absolute;z-index:1000;top:90px;left:12px;background:#fff;"
+            "padding:8px 10px;border:1px solid #b22222;border-radius:4px;font:12px sans-serif}"
+            ".gg-legend i{display:inline-block;width:12px;height:12px;margin-right:6px;"
+            "vertical-align:middle}</style>"
+        ),
+        name="gisgrid_assets",
+    )
     counts = []
     if (b := layers.get("buildings")) is not None and "households" in b.columns:
         counts.append(f"{int(np.nansum(b['households'].astype(float))):,} 户 households")
         counts.append(f"{int(np.nansum(b['population'].astype(float))):,} 人 people")
     if (c := layers.get("communities")) is not None:
         counts.append(f"{len(c)} 社区 communities")
-    items = "".join(f"<div><i style='background:{colour}'></i>{kind}</div>"
-                    for kind, colour in KIND_COLOURS.items() if kind != "village")
-    root.html.add_child(branca.element.Element(
-        f"<div class='gg-legend'><b>{html.escape(title)}</b><br>{'<br>'.join(counts)}"
-        f"<hr style='margin:4px 0'>{items}</div>"))
+    items = "".join(
+        f"<div><i style='background:{colour}'></i>{kind}</div>"
+        for kind, colour in KIND_COLOURS.items()
+        if kind != "village"
+    )
+    root.html.add_child(
+        branca.element.Element(
+            f"<div class='gg-legend'><b>{html.escape(title)}</b><br>{'<br>'.join(counts)}"
+            f"<hr style='margin:4px 0'>{items}</div>"
+        )
+    )
 
 
 def write_map(fmap: folium.Map, path: str | Path) -> Path:

@@ -142,8 +142,9 @@ class Workspace:
             ``layers`` and ``meta``.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp.gpkg",
-                                       dir=self.path.parent)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{self.path.stem}.", suffix=".tmp.gpkg", dir=self.path.parent
+        )
         os.close(fd)
         tmp = Path(tmp_name)
         try:

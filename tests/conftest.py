@@ -25,8 +25,11 @@ def square(x: float, y: float, size: float) -> shapely.Polygon:
 @pytest.fixture
 def streets_file(tmp_path):
     path = tmp_path / "streets.geojson"
-    local_frame({"code": ["430204001000"], "name": ["田心街道"], "parent_code": ["430204000000"]},
-                [square(0, 0, 2000)], crs=4326).to_file(path)
+    local_frame(
+        {"code": ["430204001000"], "name": ["田心街道"], "parent_code": ["430204000000"]},
+        [square(0, 0, 2000)],
+        crs=4326,
+    ).to_file(path)
     return path
 
 
@@ -34,9 +37,13 @@ def streets_file(tmp_path):
 def communities_file(tmp_path):
     path = tmp_path / "communities.geojson"
     local_frame(
-        {"code": ["430204001002", "430204001003"], "name": ["叫鸡岭社区", "东门社区"],
-         "parent_code": ["430204001000", "430204001000"]},
-        [square(0, 0, 1000), square(1000, 0, 1000)], crs=4326,
+        {
+            "code": ["430204001002", "430204001003"],
+            "name": ["叫鸡岭社区", "东门社区"],
+            "parent_code": ["430204001000", "430204001000"],
+        },
+        [square(0, 0, 1000), square(1000, 0, 1000)],
+        crs=4326,
     ).to_file(path)
     return path
 
@@ -45,10 +52,12 @@ def communities_file(tmp_path):
 def buildings_frame():
     """Four good buildings, two in each community, in WGS84."""
     return local_frame(
-        {"building_id": ["b1", "b2", "b3", "b4"], "kind": ["residential"] * 4,
-         "floors": [6, 6, 18, 3]},
-        [square(100, 100, 40), square(300, 100, 40), square(1100, 100, 30),
-         square(1300, 300, 12)],
+        {
+            "building_id": ["b1", "b2", "b3", "b4"],
+            "kind": ["residential"] * 4,
+            "floors": [6, 6, 18, 3],
+        },
+        [square(100, 100, 40), square(300, 100, 40), square(1100, 100, 30), square(1300, 300, 12)],
         crs=4326,
     )
 

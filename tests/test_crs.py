@@ -5,15 +5,24 @@ import pytest
 import shapely
 from pyproj import Geod
 
-from gisgrid.crs import gk_zone_crs, local_crs, parse_crs, to_crs
 from gisgrid import CRSError
+from gisgrid.crs import gk_zone_crs, local_crs, parse_crs, to_crs
 from gisgrid.gcj02 import wgs84_to_gcj02
 
 
 @pytest.mark.parametrize(
     ("lon", "epsg", "central_meridian"),
-    [(75.2, 4534, 75), (113.1, 4547, 114), (112.4, 4546, 111), (116.4, 4548, 117),
-     (121.5, 4550, 123), (121.4, 4549, 120), (135.0, 4554, 135), (70.0, 4534, 75), (140.0, 4554, 135)],
+    [
+        (75.2, 4534, 75),
+        (113.1, 4547, 114),
+        (112.4, 4546, 111),
+        (116.4, 4548, 117),
+        (121.5, 4550, 123),
+        (121.4, 4549, 120),
+        (135.0, 4554, 135),
+        (70.0, 4534, 75),
+        (140.0, 4554, 135),
+    ],
 )
 def test_gk_zone_is_the_nearest_3_degree_central_meridian(lon, epsg, central_meridian):
     crs = gk_zone_crs(lon)
@@ -27,11 +36,19 @@ def test_local_crs_uses_the_extent_centre():
     assert local_crs(frame).to_epsg() == 4547
 
 
-@pytest.mark.parametrize(("text", "epsg", "shift"), [
-    ("wgs84", 4326, None), ("WGS-84", 4326, None), ("cgcs2000", 4490, None),
-    ("gcj02", 4326, "gcj02"), ("GCJ-02", 4326, "gcj02"), ("bd09", 4326, "bd09"),
-    ("EPSG:4547", 4547, None), ("4490", 4490, None),
-])
+@pytest.mark.parametrize(
+    ("text", "epsg", "shift"),
+    [
+        ("wgs84", 4326, None),
+        ("WGS-84", 4326, None),
+        ("cgcs2000", 4490, None),
+        ("gcj02", 4326, "gcj02"),
+        ("GCJ-02", 4326, "gcj02"),
+        ("bd09", 4326, "bd09"),
+        ("EPSG:4547", 4547, None),
+        ("4490", 4490, None),
+    ],
+)
 def test_parse_crs(text, epsg, shift):
     parsed = parse_crs(text)
     assert parsed.crs.to_epsg() == epsg

@@ -11,15 +11,20 @@ from gisgrid.workspace import Workspace
 
 
 def _points(names):
-    return gpd.GeoDataFrame({"name": names}, geometry=[shapely.Point(i, i) for i in
-                                                       range(len(names))], crs=4547)
+    return gpd.GeoDataFrame(
+        {"name": names}, geometry=[shapely.Point(i, i) for i in range(len(names))], crs=4547
+    )
 
 
 def test_round_trip_keeps_chinese_names_crs_and_tables(tmp_path):
     ws = Workspace(tmp_path / "w.gpkg")
-    ws.write({"resources": _points(["叫鸡岭社区党委", "田心街道党工委"]),
-              "runs": pd.DataFrame({"run": [1], "params": [{"target": 400}]})},
-             meta={"crs": "EPSG:4547"})
+    ws.write(
+        {
+            "resources": _points(["叫鸡岭社区党委", "田心街道党工委"]),
+            "runs": pd.DataFrame({"run": [1], "params": [{"target": 400}]}),
+        },
+        meta={"crs": "EPSG:4547"},
+    )
     back = ws.read("resources")
     assert back["name"].tolist() == ["叫鸡岭社区党委", "田心街道党工委"]
     assert back.crs.to_epsg() == 4547
@@ -62,7 +67,8 @@ def test_crash_mid_write_leaves_the_previous_workspace_intact(tmp_path, monkeypa
 def test_missing_layer_names_the_layers_there_and_the_fix(tmp_path):
     ws = Workspace(tmp_path / "w.gpkg")
     ws.write({"streets": _points(["s"])})
-    with pytest.raises(LayerNotFoundError, match=r"'buildings' is not in .*streets.*gisgrid import"):
+    message = r"'buildings' is not in .*streets.*gisgrid import"
+    with pytest.raises(LayerNotFoundError, match=message):
         ws.read("buildings")
     with pytest.raises(KeyError):  # also a builtin KeyError
         ws.read("buildings")

@@ -51,8 +51,9 @@ DEDICATED = ("school", "hospital", "enterprise", "market")
 DENSE_HH_KM2 = 6000.0  # households per km² of blocks above which a community builds towers
 
 
-def lattice(block: shapely.Polygon, layout: Layout, angle: float,
-            rng: np.random.Generator) -> np.ndarray:
+def lattice(
+    block: shapely.Polygon, layout: Layout, angle: float, rng: np.random.Generator
+) -> np.ndarray:
     """Footprints on a rotated lattice that fit inside the block's inset.
 
     Returned nearest the block's inner point first.
@@ -70,8 +71,9 @@ def lattice(block: shapely.Polygon, layout: Layout, angle: float,
     if len(xs) == 0 or len(ys) == 0:
         return np.empty(0, dtype=object)
     gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
-    boxes = shapely.box(gx - layout.width / 2, gy - layout.depth / 2,
-                        gx + layout.width / 2, gy + layout.depth / 2)
+    boxes = shapely.box(
+        gx - layout.width / 2, gy - layout.depth / 2, gx + layout.width / 2, gy + layout.depth / 2
+    )
     shapely.prepare(local)
     boxes = boxes[shapely.contains(local, boxes)]
     if len(boxes) == 0:
@@ -113,8 +115,13 @@ def _households(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 def fill(
-    blocks: gpd.GeoDataFrame, targets: dict[str, int], seeds: dict[str, np.ndarray], *,
-    oversized: set[str], angle: float, rng: np.random.Generator,
+    blocks: gpd.GeoDataFrame,
+    targets: dict[str, int],
+    seeds: dict[str, np.ndarray],
+    *,
+    oversized: set[str],
+    angle: float,
+    rng: np.random.Generator,
 ) -> gpd.GeoDataFrame:
     """Lay out buildings in the blocks of each community until it reaches its target.
 
@@ -175,32 +182,45 @@ def fill(
             floors, entrances, hh = _households(kind, len(foot), rng)
             if kind not in DEDICATED:
                 keep = max(1, int(np.searchsorted(np.cumsum(hh), remaining) + 1))
-                foot, floors, entrances, hh = foot[:keep], floors[:keep], entrances[:keep], hh[:keep]
+                foot, floors = foot[:keep], floors[:keep]
+                entrances, hh = entrances[:keep], hh[:keep]
                 remaining -= int(hh.sum())
             n_compound += 1
             label = _facility_name(kind, rng) if kind in DEDICATED else names.compound(rng, kind)
-            building_kind = kind if kind in DEDICATED else (
-                "mixed" if kind == "walkup" and rng.random() < 0.15 else "residential")
-            pieces.append(pd.DataFrame({
-                "community_code": code,
-                "compound_id": f"{code}-{n_compound:03d}",
-                "compound_name": label,
-                "kind": building_kind,
-                "block_type": kind,
-                "floors": floors.astype(int),
-                "entrances": entrances.astype(int),
-                "planned_households": hh.astype(int),
-            }))
+            building_kind = (
+                kind
+                if kind in DEDICATED
+                else ("mixed" if kind == "walkup" and rng.random() < 0.15 else "residential")
+            )
+            pieces.append(
+                pd.DataFrame(
+                    {
+                        "community_code": code,
+                        "compound_id": f"{code}-{n_compound:03d}",
+                        "compound_name": label,
+                        "kind": building_kind,
+                        "block_type": kind,
+                        "floors": floors.astype(int),
+                        "entrances": entrances.astype(int),
+                        "planned_households": hh.astype(int),
+                    }
+                )
+            )
             geoms.append(foot)
     table = pd.concat(pieces, ignore_index=True)
     out = gpd.GeoDataFrame(table, geometry=np.concatenate(geoms), crs=blocks.crs)
     mixed = out["kind"] == "mixed"
     out.loc[mixed, "planned_households"] = np.round(
-        out.loc[mixed, "planned_households"] * 5 / 6).astype(int)
+        out.loc[mixed, "planned_households"] * 5 / 6
+    ).astype(int)
     return out
 
 
 def _facility_name(kind: str, rng: np.random.Generator) -> str:
-    pool = {"school": names.SCHOOL, "hospital": names.HOSPITAL,
-            "enterprise": names.ENTERPRISE, "market": names.MARKET}[kind]
+    pool = {
+        "school": names.SCHOOL,
+        "hospital": names.HOSPITAL,
+        "enterprise": names.ENTERPRISE,
+        "market": names.MARKET,
+    }[kind]
     return names.pick(rng, names.SECONDARY_STEM) + names.pick(rng, pool)

@@ -40,9 +40,15 @@ def _codes(n_communities: int, rng: np.random.Generator) -> pd.DataFrame:
         rows = []
         for i in range(extra):
             parent = streets[i % len(streets)]
-            rows.append({"code": parent[:9] + f"{100 + i // len(streets):03d}",
-                         "parent_code": parent, "level": "village", "ur_code": "111",
-                         "name": names.pick(rng, names.SECONDARY_STEM) + f"{i + 1}社区"})
+            rows.append(
+                {
+                    "code": parent[:9] + f"{100 + i // len(streets):03d}",
+                    "parent_code": parent,
+                    "level": "village",
+                    "ur_code": "111",
+                    "name": names.pick(rng, names.SECONDARY_STEM) + f"{i + 1}社区",
+                }
+            )
         real = pd.concat([real, pd.DataFrame(rows)], ignore_index=True)
     return real
 
@@ -88,10 +94,12 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     streets_xy = codes.loc[codes["level"] == "town", ["x", "y"]].to_numpy()
     core = streets_xy.mean(axis=0)
 
-    net = make_roads(district, core, urban_radius=5500.0 * grow, core_radius=3200.0 * grow,
-                     crs=crs, rng=rng)
-    division = divide(district, net.roads, net.river, codes=codes, core=core,
-                      falloff=2600.0 * grow, rng=rng)
+    net = make_roads(
+        district, core, urban_radius=5500.0 * grow, core_radius=3200.0 * grow, crs=crs, rng=rng
+    )
+    division = divide(
+        district, net.roads, net.river, codes=codes, core=core, falloff=2600.0 * grow, rng=rng
+    )
     communities = division.communities
     if scale < 1:  # keep the communities nearest the core
         k = max(1, round(_BASE_COMMUNITIES * scale))
@@ -100,37 +108,54 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
         communities = communities[communities["code"].isin(keep)].reset_index(drop=True)
     territory = shapely.union_all(communities.geometry.values)
     streets = communities.dissolve("parent_code").reset_index()
-    streets = streets[["parent_code", "geometry"]].rename(columns={"parent_code": "code"}).merge(
-        division.streets[["code", "name", "parent_code"]], on="code")
+    streets = (
+        streets[["parent_code", "geometry"]]
+        .rename(columns={"parent_code": "code"})
+        .merge(division.streets[["code", "name", "parent_code"]], on="code")
+    )
     streets = gpd.GeoDataFrame(streets[["code", "name", "parent_code", "geometry"]], crs=crs)
     blocks = division.blocks[division.blocks["community_code"].isin(communities["code"])]
 
     targets, oversized = _targets(communities, blocks, scale=scale, rng=rng)
-    buildings = fill(blocks, targets, division.seeds, oversized=oversized, angle=net.angle,
-                     rng=rng)
+    buildings = fill(blocks, targets, division.seeds, oversized=oversized, angle=net.angle, rng=rng)
     roads = net.roads.clip(territory)
     roads = roads[roads.geometry.length > 1.0].explode(ignore_index=True)
     street_names = dict(zip(streets["code"].str[:9], streets["name"], strict=True))
     buildings["address"] = addresses(buildings, roads, street_names).to_numpy()
-    buildings["name"] = np.where(buildings["block_type"] == "village",
-                                 buildings["compound_name"],
-                                 buildings["address"].str.extract(r"号(.+)$")[0].fillna(""))
+    buildings["name"] = np.where(
+        buildings["block_type"] == "village",
+        buildings["compound_name"],
+        buildings["address"].str.extract(r"号(.+)$")[0].fillna(""),
+    )
     buildings.insert(0, "building_id", [f"B{i:07d}" for i in range(1, len(buildings) + 1)])
     points = census_points(buildings, rng)
-    res = resources(buildings, streets, communities, division.seeds,
-                    dict(zip(codes["code"], codes[["x", "y"]].to_numpy(), strict=True)),
-                    rng=rng)
+    res = resources(
+        buildings,
+        streets,
+        communities,
+        division.seeds,
+        dict(zip(codes["code"], codes[["x", "y"]].to_numpy(), strict=True)),
+        rng=rng,
+    )
 
     river = net.river_line.intersection(territory)
-    barriers = gpd.GeoDataFrame({"barrier_id": ["W0001"], "kind": ["river"], "name": ["白石港"]},
-                                geometry=[river], crs=crs).explode(ignore_index=True)
+    barriers = gpd.GeoDataFrame(
+        {"barrier_id": ["W0001"], "kind": ["river"], "name": ["白石港"]}, geometry=[river], crs=crs
+    ).explode(ignore_index=True)
     barriers = barriers[~barriers.geometry.is_empty]
-    water = gpd.GeoDataFrame({"water_id": ["W0001"], "name": ["白石港"]},
-                             geometry=[net.river.intersection(territory)], crs=crs)
+    water = gpd.GeoDataFrame(
+        {"water_id": ["W0001"], "name": ["白石港"]},
+        geometry=[net.river.intersection(territory)],
+        crs=crs,
+    )
     water = water[~water.geometry.is_empty]
     buildings = buildings.drop(columns=["block_type"])
-    logger.info("demo district: %d communities, %d buildings, %d planned households",
-                len(communities), len(buildings), buildings["planned_households"].sum())
+    logger.info(
+        "demo district: %d communities, %d buildings, %d planned households",
+        len(communities),
+        len(buildings),
+        buildings["planned_households"].sum(),
+    )
     return {
         "streets": streets,
         "communities": communities,
@@ -143,8 +168,13 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     }
 
 
-def _targets(communities: gpd.GeoDataFrame, blocks: gpd.GeoDataFrame, *, scale: float,
-             rng: np.random.Generator) -> tuple[dict[str, int], set[str]]:
+def _targets(
+    communities: gpd.GeoDataFrame,
+    blocks: gpd.GeoDataFrame,
+    *,
+    scale: float,
+    rng: np.random.Generator,
+) -> tuple[dict[str, int], set[str]]:
     """Households wanted per community; the roomiest urban ones are oversized."""
     total = BASE_HOUSEHOLDS * scale
     n = len(communities)
@@ -157,6 +187,6 @@ def _targets(communities: gpd.GeoDataFrame, blocks: gpd.GeoDataFrame, *, scale: 
     rest = [c for c in communities["code"] if c not in over_hh]
     share = rng.lognormal(0.0, 0.45, len(rest))
     left = max(total - sum(over_hh.values()), 300.0 * len(rest))
-    targets = {c: int(round(v)) for c, v in zip(rest, left * share / share.sum(), strict=True)}
+    targets = {c: round(v) for c, v in zip(rest, left * share / share.sum(), strict=True)}
     targets.update(over_hh)
     return targets, set(oversized)

@@ -48,8 +48,9 @@ def polygonize(lines: list[BaseGeometry], territory: BaseGeometry) -> np.ndarray
     return faces[inside]
 
 
-def _kmeans(points: np.ndarray, weights: np.ndarray, seeds: np.ndarray, fixed: int,
-            iterations: int = 12) -> np.ndarray:
+def _kmeans(
+    points: np.ndarray, weights: np.ndarray, seeds: np.ndarray, fixed: int, iterations: int = 12
+) -> np.ndarray:
     """Weighted Lloyd iterations from ``seeds``; the first ``fixed`` seeds stay put."""
     centres = seeds.copy()
     for _ in range(iterations):
@@ -62,8 +63,14 @@ def _kmeans(points: np.ndarray, weights: np.ndarray, seeds: np.ndarray, fixed: i
 
 
 def divide(
-    territory: BaseGeometry, roads: gpd.GeoDataFrame, river: BaseGeometry, *,
-    codes: pd.DataFrame, core: np.ndarray, falloff: float, rng: np.random.Generator,
+    territory: BaseGeometry,
+    roads: gpd.GeoDataFrame,
+    river: BaseGeometry,
+    *,
+    codes: pd.DataFrame,
+    core: np.ndarray,
+    falloff: float,
+    rng: np.random.Generator,
 ) -> Division:
     """Cut the territory into streets, communities and blocks.
 
@@ -137,12 +144,13 @@ def divide(
     merged = parts.dissolve("c")
     communities = gpd.GeoDataFrame(
         comms_t.loc[merged.index, ["code", "name", "parent_code"]].reset_index(drop=True),
-        geometry=merged.geometry.values, crs=crs,
+        geometry=merged.geometry.values,
+        crs=crs,
     )
     streets = communities.dissolve("parent_code").reset_index()[["parent_code", "geometry"]]
     streets = streets.rename(columns={"parent_code": "code"}).merge(
-        streets_t[["code", "name", "parent_code"]], on="code")[
-        ["code", "name", "parent_code", "geometry"]]
+        streets_t[["code", "name", "parent_code"]], on="code"
+    )[["code", "name", "parent_code", "geometry"]]
 
     b_rep = shapely.point_on_surface(blocks)
     tree = shapely.STRtree(communities.geometry.values)
@@ -152,8 +160,11 @@ def divide(
     has = pd.notna(code)
     b_xy = shapely.get_coordinates(b_rep)
     block_frame = gpd.GeoDataFrame(
-        {"community_code": code[has],
-         "urbanity": np.exp(-np.hypot(*(b_xy[has] - core).T) / falloff)},
-        geometry=list(blocks[has]), crs=crs,
+        {
+            "community_code": code[has],
+            "urbanity": np.exp(-np.hypot(*(b_xy[has] - core).T) / falloff),
+        },
+        geometry=list(blocks[has]),
+        crs=crs,
     )
     return Division(gpd.GeoDataFrame(streets, crs=crs), communities, block_frame, seeds)

@@ -12,8 +12,9 @@ from gisgrid.demo import names
 CITY = "株洲市石峰区"
 
 
-def addresses(buildings: gpd.GeoDataFrame, roads: gpd.GeoDataFrame,
-              street_names: dict[str, str]) -> pd.Series:
+def addresses(
+    buildings: gpd.GeoDataFrame, roads: gpd.GeoDataFrame, street_names: dict[str, str]
+) -> pd.Series:
     """GB/T 35639 addresses: 行政区划 + 街路巷 + 门牌号 + 小区 + 楼栋.
 
     A compound takes the house number of its gate on the nearest named road and
@@ -41,8 +42,9 @@ def addresses(buildings: gpd.GeoDataFrame, roads: gpd.GeoDataFrame,
     gate = buildings.assign(x=xy[:, 0], y=xy[:, 1]).groupby("compound_id")[["x", "y"]].mean()
     village = (buildings["block_type"] == "village").to_numpy()
     # the point that takes a house number: the compound gate, or the village house itself
-    anchor = np.where(village, centre, shapely.points(
-        gate.loc[buildings["compound_id"]].to_numpy()))
+    anchor = np.where(
+        village, centre, shapely.points(gate.loc[buildings["compound_id"]].to_numpy())
+    )
     a_idx, r_idx = tree.query_nearest(anchor, all_matches=False)
     road_of = np.empty(len(buildings), dtype=np.int64)
     road_of[a_idx] = r_idx
@@ -51,14 +53,17 @@ def addresses(buildings: gpd.GeoDataFrame, roads: gpd.GeoDataFrame,
     here = shapely.get_coordinates(shapely.line_interpolate_point(lines, along))
     ahead = shapely.get_coordinates(shapely.line_interpolate_point(lines, along + 1.0))
     a = shapely.get_coordinates(anchor)
-    side = np.sign((ahead[:, 0] - here[:, 0]) * (a[:, 1] - here[:, 1])
-                   - (ahead[:, 1] - here[:, 1]) * (a[:, 0] - here[:, 0]))
+    side = np.sign(
+        (ahead[:, 0] - here[:, 0]) * (a[:, 1] - here[:, 1])
+        - (ahead[:, 1] - here[:, 1]) * (a[:, 0] - here[:, 0])
+    )
     number = 2 * (along // 12).astype(int) + np.where(side > 0, 1, 2)
     road_name = named["name"].to_numpy()[road_of]
 
     row_band = np.round(-xy[:, 1] / 30.0)
-    order = pd.DataFrame({"c": buildings["compound_id"].to_numpy(), "band": row_band,
-                          "x": xy[:, 0]}).sort_values(["c", "band", "x"])
+    order = pd.DataFrame(
+        {"c": buildings["compound_id"].to_numpy(), "band": row_band, "x": xy[:, 0]}
+    ).sort_values(["c", "band", "x"])
     seq = pd.Series(order.groupby("c").cumcount().to_numpy() + 1, index=order.index).sort_index()
     prefix = CITY + buildings["community_code"].str[:9].map(street_names).fillna("")
     base = prefix + road_name + pd.Series(number, index=buildings.index).astype(str) + "号"
@@ -91,8 +96,11 @@ def census_points(buildings: gpd.GeoDataFrame, rng: np.random.Generator) -> gpd.
     e1 = corners[:, 1] - corners[:, 0]
     e2 = corners[:, 2] - corners[:, 1]
     long_first = np.hypot(*e1.T) >= np.hypot(*e2.T)
-    start = np.where(long_first[:, None], (corners[:, 0] + corners[:, 3]) / 2,
-                     (corners[:, 0] + corners[:, 1]) / 2)
+    start = np.where(
+        long_first[:, None],
+        (corners[:, 0] + corners[:, 3]) / 2,
+        (corners[:, 0] + corners[:, 1]) / 2,
+    )
     axis = np.where(long_first[:, None], e1, e2)
     n_units = homes["entrances"].to_numpy()
     which = np.repeat(np.arange(len(homes)), n_units)
@@ -111,18 +119,33 @@ def census_points(buildings: gpd.GeoDataFrame, rng: np.random.Generator) -> gpd.
     normal /= np.hypot(*normal.T)[:, None]
     xy[near] += normal[near] * rng.uniform(12.0, 25.0, near.sum())[:, None]
     xy[far] += rng.uniform(-1, 1, (far.sum(), 2)) * 400.0 + 300.0
-    address = homes["address"].to_numpy()[which] + np.char.add(
-        (j + 1).astype(str), "单元").astype(object)
+    address = homes["address"].to_numpy()[which] + np.char.add((j + 1).astype(str), "单元").astype(
+        object
+    )
     return gpd.GeoDataFrame(
-        {"point_id": [f"P{i:07d}" for i in range(1, len(xy) + 1)],
-         "households": per.astype(int), "population": population, "address": address},
-        geometry=shapely.points(xy), crs=buildings.crs,
+        {
+            "point_id": [f"P{i:07d}" for i in range(1, len(xy) + 1)],
+            "households": per.astype(int),
+            "population": population,
+            "address": address,
+        },
+        geometry=shapely.points(xy),
+        crs=buildings.crs,
     )
 
 
+def _mobile(rng: np.random.Generator) -> str:
+    """A made-up mainland mobile number (private: never published)."""
+    return f"1{rng.choice([3, 5, 7, 8, 9])}{rng.integers(0, 10**9):09d}"
+
+
 def resources(
-    buildings: gpd.GeoDataFrame, streets: gpd.GeoDataFrame, communities: gpd.GeoDataFrame,
-    seeds: dict[str, np.ndarray], street_centres: dict[str, np.ndarray], *,
+    buildings: gpd.GeoDataFrame,
+    streets: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    seeds: dict[str, np.ndarray],
+    street_centres: dict[str, np.ndarray],
+    *,
     rng: np.random.Generator,
 ) -> gpd.GeoDataFrame:
     """Grid-worker candidates, party organisations, police and service sites.
@@ -143,8 +166,10 @@ def resources(
     rows: list[dict[str, object]] = []
     homes = buildings[buildings["planned_households"] > 0]
     reps = shapely.point_on_surface(buildings.geometry.values)
-    by_comm = {c: np.flatnonzero((buildings["community_code"] == c).to_numpy())
-               for c in communities["code"]}
+    by_comm = {
+        c: np.flatnonzero((buildings["community_code"] == c).to_numpy())
+        for c in communities["code"]
+    }
 
     def service_phone() -> str:
         return f"0733-2{rng.integers(0, 10**6):06d}"
@@ -159,26 +184,70 @@ def resources(
 
     for s in streets.itertuples():
         xy = street_centres.get(s.code, np.array(s.geometry.representative_point().coords[0]))
-        pt = shapely.Point(xy) if s.geometry.contains(shapely.Point(xy)) else \
-            s.geometry.representative_point()
-        rows.append(dict(kind="party_org", level="street", name=f"{s.name}党工委",
-                         community_code="", capacity=0, phone=service_phone(), geometry=pt))
-        rows.append(dict(kind="police", level="street", name=f"{s.name[:-2]}派出所",
-                         community_code="", capacity=0, phone="110",
-                         geometry=shapely.Point(pt.x + 60, pt.y - 40)))
+        pt = (
+            shapely.Point(xy)
+            if s.geometry.contains(shapely.Point(xy))
+            else s.geometry.representative_point()
+        )
+        rows.append(
+            dict(
+                kind="party_org",
+                level="street",
+                name=f"{s.name}党工委",
+                community_code="",
+                capacity=0,
+                phone=service_phone(),
+                geometry=pt,
+            )
+        )
+        rows.append(
+            dict(
+                kind="police",
+                level="street",
+                name=f"{s.name[:-2]}派出所",
+                community_code="",
+                capacity=0,
+                phone="110",
+                geometry=shapely.Point(pt.x + 60, pt.y - 40),
+            )
+        )
     households = homes.groupby("community_code")["planned_households"].sum()
     for c in communities.itertuples():
         short = c.name.replace("社区居委会", "社区")
         seed = seeds[c.code]
-        rows.append(dict(kind="party_org", level="community", name=f"{short}党委",
-                         community_code=c.code, capacity=0, phone=service_phone(),
-                         geometry=near(c.code, seed, 25.0)))
-        rows.append(dict(kind="police", level="community", name=f"{short}警务室",
-                         community_code=c.code, capacity=1, phone=service_phone(),
-                         geometry=near(c.code, seed, -25.0)))
-        rows.append(dict(kind="service_site", level="centre", name=f"{short}党群服务中心",
-                         community_code=c.code, capacity=int(households.get(c.code, 0)),
-                         phone=service_phone(), geometry=near(c.code, seed, 35.0)))
+        rows.append(
+            dict(
+                kind="party_org",
+                level="community",
+                name=f"{short}党委",
+                community_code=c.code,
+                capacity=0,
+                phone=service_phone(),
+                geometry=near(c.code, seed, 25.0),
+            )
+        )
+        rows.append(
+            dict(
+                kind="police",
+                level="community",
+                name=f"{short}警务室",
+                community_code=c.code,
+                capacity=1,
+                phone=service_phone(),
+                geometry=near(c.code, seed, -25.0),
+            )
+        )
+        rows.append(
+            dict(
+                kind="service_site",
+                level="centre",
+                name=f"{short}党群服务中心",
+                community_code=c.code,
+                capacity=int(households.get(c.code, 0)),
+                phone=service_phone(),
+                geometry=near(c.code, seed, 35.0),
+            )
+        )
         idx = by_comm.get(c.code, np.empty(0, int))
         n_stations = int(households.get(c.code, 0) // 3000)
         home_idx = idx[(buildings["planned_households"].to_numpy()[idx] > 0)]
@@ -186,19 +255,34 @@ def resources(
             picks = rng.choice(home_idx, size=min(n_stations, len(home_idx)), replace=False)
             for k, b in enumerate(picks, 1):
                 p = reps[b]
-                rows.append(dict(kind="service_site", level="station",
-                                 name=f"{short}第{k}党群服务站", community_code=c.code,
-                                 capacity=3000, phone=service_phone(),
-                                 geometry=shapely.Point(p.x + 20, p.y + 20)))
+                rows.append(
+                    dict(
+                        kind="service_site",
+                        level="station",
+                        name=f"{short}第{k}党群服务站",
+                        community_code=c.code,
+                        capacity=3000,
+                        phone=service_phone(),
+                        geometry=shapely.Point(p.x + 20, p.y + 20),
+                    )
+                )
     n_workers = int(np.ceil(homes["planned_households"].sum() / 400 * 1.2))
     weights = homes["planned_households"].to_numpy(float)
     picks = rng.choice(len(homes), size=n_workers, replace=True, p=weights / weights.sum())
     home_pts = shapely.point_on_surface(homes.geometry.values[picks])
     for b, p in zip(picks, home_pts, strict=True):
-        rows.append(dict(kind="grid_worker", level="", name=names.person(rng),
-                         community_code=homes["community_code"].iloc[b], capacity=1, phone="",
-                         personal_phone=f"1{rng.choice([3, 5, 7, 8, 9])}{rng.integers(0, 10**9):09d}",
-                         geometry=p))
+        rows.append(
+            dict(
+                kind="grid_worker",
+                level="",
+                name=names.person(rng),
+                community_code=homes["community_code"].iloc[b],
+                capacity=1,
+                phone="",
+                personal_phone=_mobile(rng),
+                geometry=p,
+            )
+        )
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
     out["personal_phone"] = out.get("personal_phone", pd.Series(dtype=str)).fillna("")
     out.insert(0, "resource_id", [f"S{i:05d}" for i in range(1, len(out) + 1)])

@@ -38,8 +38,9 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_demo(out: str | Path = "demo", *, scale: float = 1.0, seed: int = 0,
-             progress=None) -> DemoResult:
+def run_demo(
+    out: str | Path = "demo", *, scale: float = 1.0, seed: int = 0, progress=None
+) -> DemoResult:
     """Generate the demo district into ``out/demo.gpkg`` and draw ``out/demo.html``.
 
     Parameters
@@ -71,7 +72,10 @@ def run_demo(out: str | Path = "demo", *, scale: float = 1.0, seed: int = 0,
     t = time.perf_counter()
     derived = derive_buildings(
         layers["buildings"].drop(columns=["planned_households", "compound_name"]),
-        communities=layers["communities"], census=layers["census_points"], source="demo")
+        communities=layers["communities"],
+        census=layers["census_points"],
+        source="demo",
+    )
     layers["buildings"] = derived.buildings
     rejected = rejected_table([derived.rejected_buildings, derived.rejected_points])
     seconds["households"] = time.perf_counter() - t
@@ -80,19 +84,34 @@ def run_demo(out: str | Path = "demo", *, scale: float = 1.0, seed: int = 0,
     t = time.perf_counter()
     ws = Workspace(out / "demo.gpkg")
     crs = layers["buildings"].crs.to_string()
-    ws.write({**layers, "rejected": rejected}, fresh=True, meta={
-        "crs": crs, "gisgrid_version": gisgrid.__version__, "attribution": ATTRIBUTION,
-        "demo_scale": str(scale), "demo_seed": str(seed)})
+    ws.write(
+        {**layers, "rejected": rejected},
+        fresh=True,
+        meta={
+            "crs": crs,
+            "gisgrid_version": gisgrid.__version__,
+            "attribution": ATTRIBUTION,
+            "demo_scale": str(scale),
+            "demo_seed": str(seed),
+        },
+    )
     seconds["write"] = time.perf_counter() - t
 
     step("drawing the map")
     t = time.perf_counter()
-    stored = {name: ws.read(name) for name in
-              ("streets", "communities", "buildings", "roads", "water", "resources")}
+    stored = {
+        name: ws.read(name)
+        for name in ("streets", "communities", "buildings", "roads", "water", "resources")
+    }
     html = write_map(district_map(stored, title="石峰区 demo · gisgrid"), out / "demo.html")
     seconds["map"] = time.perf_counter() - t
     b = layers["buildings"]
     return DemoResult(
-        workspace=ws.path, map=html, counts={k: len(v) for k, v in layers.items()},
-        households=int(b["households"].sum()), population=int(b["population"].sum()),
-        rejected=len(rejected), seconds=seconds)
+        workspace=ws.path,
+        map=html,
+        counts={k: len(v) for k, v in layers.items()},
+        households=int(b["households"].sum()),
+        population=int(b["population"].sum()),
+        rejected=len(rejected),
+        seconds=seconds,
+    )

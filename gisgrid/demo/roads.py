@@ -38,8 +38,14 @@ def _rotate(xy: np.ndarray, angle: float, origin: np.ndarray) -> np.ndarray:
 
 
 def _family(
-    positions: np.ndarray, extent: tuple[float, float], *, vertical: bool, wobble: float,
-    angle: float, origin: np.ndarray, rng: np.random.Generator,
+    positions: np.ndarray,
+    extent: tuple[float, float],
+    *,
+    vertical: bool,
+    wobble: float,
+    angle: float,
+    origin: np.ndarray,
+    rng: np.random.Generator,
 ) -> list[BaseGeometry]:
     """Parallel wobbly lines at ``positions`` (offsets from ``origin``) across ``extent``,
     rotated about ``origin``."""
@@ -54,8 +60,13 @@ def _family(
 
 
 def make_roads(
-    territory: BaseGeometry, core: np.ndarray, *, urban_radius: float, core_radius: float,
-    crs: object, rng: np.random.Generator,
+    territory: BaseGeometry,
+    core: np.ndarray,
+    *,
+    urban_radius: float,
+    core_radius: float,
+    crs: object,
+    rng: np.random.Generator,
 ) -> RoadNet:
     """Generate roads and a river over a territory.
 
@@ -101,10 +112,8 @@ def make_roads(
 
     def place(u: np.ndarray, v: np.ndarray, wobble: float) -> list[BaseGeometry]:
         return [
-            *_family(u, extent, vertical=True, wobble=wobble, angle=angle, origin=origin,
-                     rng=rng),
-            *_family(v, extent, vertical=False, wobble=wobble, angle=angle, origin=origin,
-                     rng=rng),
+            *_family(u, extent, vertical=True, wobble=wobble, angle=angle, origin=origin, rng=rng),
+            *_family(v, extent, vertical=False, wobble=wobble, angle=angle, origin=origin, rng=rng),
         ]
 
     urban = shapely.Point(core).buffer(urban_radius, quad_segs=32)
@@ -125,7 +134,8 @@ def make_roads(
     keep = ~shapely.is_empty(geoms) & (shapely.length(geoms) > 50.0)
     roads = gpd.GeoDataFrame(
         {"road_class": [r[1] for r in rows], "name": [r[2] for r in rows]},
-        geometry=list(geoms), crs=crs,
+        geometry=list(geoms),
+        crs=crs,
     )[keep].explode(ignore_index=True)
     roads = roads[roads.geometry.length > 50.0].reset_index(drop=True)
     roads.insert(0, "road_id", [f"R{i:05d}" for i in range(1, len(roads) + 1)])
@@ -143,7 +153,8 @@ def _river(territory: BaseGeometry, core: np.ndarray, rng: np.random.Generator) 
     normal = np.array([-direction[1], direction[0]])
     t = np.linspace(-span, span, 400)
     bend = 300.0 * np.sin(2 * np.pi * t / 3500.0 + rng.uniform(0, 6.28)) + 120.0 * np.sin(
-        2 * np.pi * t / 900.0)
+        2 * np.pi * t / 900.0
+    )
     start = core + normal * rng.uniform(300.0, 800.0)
     xy = start + t[:, None] * direction + bend[:, None] * normal
     line = shapely.LineString(xy).intersection(territory)
