@@ -138,14 +138,20 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
         rng=rng,
     )
 
-    river = net.river_line.intersection(territory)
+    river = _parts(net.river_line.intersection(territory), "LineString")
     barriers = gpd.GeoDataFrame(
-        {"barrier_id": ["W0001"], "kind": ["river"], "name": ["白石港"]}, geometry=[river], crs=crs
-    ).explode(ignore_index=True)
-    barriers = barriers[~barriers.geometry.is_empty]
+        {
+            "barrier_id": [f"W{i:04d}" for i in range(1, len(river) + 1)],
+            "kind": "river",
+            "name": "白石港",
+        },
+        geometry=river,
+        crs=crs,
+    )
+    water_parts = _parts(net.river.intersection(territory), "Polygon")
     water = gpd.GeoDataFrame(
         {"water_id": ["W0001"], "name": ["白石港"]},
-        geometry=[net.river.intersection(territory)],
+        geometry=[shapely.MultiPolygon(water_parts)],
         crs=crs,
     )
     water = water[~water.geometry.is_empty]
@@ -166,6 +172,11 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
         "water": water,
         "resources": res,
     }
+
+
+def _parts(geometry: shapely.Geometry, kind: str) -> list[shapely.Geometry]:
+    """The parts of one type (``"Polygon"`` or ``"LineString"``) of a clipped geometry."""
+    return [g for g in shapely.get_parts(geometry) if g.geom_type == kind and not g.is_empty]
 
 
 def _targets(

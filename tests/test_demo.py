@@ -1,0 +1,139 @@
+"""The demo district: real codes, realistic sizes, exact tiling, determinism."""
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from typer.testing import CliRunner
+
+from gisgrid.cli import app
+from gisgrid.datasets import shifeng_codes
+from gisgrid.demo import make_district
+from gisgrid.workspace import Workspace
+
+
+@pytest.fixture(scope="module")
+def small():
+    return make_district(scale=0.02, seed=7)
+
+
+def test_same_seed_same_district_other_seed_other_district(small):
+    again = make_district(scale=0.02, seed=7)
+    for name, layer in small.items():
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(layer.drop(columns="geometry")),
+            pd.DataFrame(again[name].drop(columns="geometry")),
+        )
+        assert layer.geometry.geom_equals_exact(again[name].geometry, 1e-9).all(), name
+    other = make_district(scale=0.02, seed=8)
+    assert (
+        not other["buildings"]
+        .geometry.geom_equals_exact(
+            small["buildings"].geometry.reindex(other["buildings"].index), 1e-3
+        )
+        .all()
+    )
+
+
+def test_small_scale_is_a_single_community(small):
+    assert len(small["communities"]) == 1 and len(small["streets"]) == 1
+    assert 1500 < small["census_points"]["households"].sum() < 3200
+
+
+def test_full_demo_matches_the_published_district(demo_full):
+    ws = Workspace(demo_full.workspace)
+    communities = ws.read("communities")
+    streets = ws.read("streets")
+    buildings = ws.read("buildings")
+    codes = shifeng_codes()
+    real = codes[codes["level"] == "village"].set_index("code")["name"]
+    # the real 12-digit codes and names of the 2016 code table
+    assert sorted(communities["code"]) == sorted(real.index)
+    assert communities.set_index("code")["name"].to_dict() == real.to_dict()
+    assert sorted(streets["code"]) == sorted(codes.loc[codes["level"] == "town", "code"])
+    assert communities["parent_code"].isin(streets["code"]).all()
+    # 321 grids × 400 households and 385,000 people, within 5 %
+    assert abs(buildings["households"].sum() - 128_000) <= 0.05 * 128_000
+    assert abs(buildings["population"].sum() - 385_000) <= 0.05 * 385_000
+    assert demo_full.households == buildings["households"].sum()
+    # several oversized communities for re-division to work on
+    per = buildings.groupby("community_code")["households"].sum()
+    assert ((per >= 15_000) & (per <= 25_000)).sum() >= 3
+    assert (buildings["households_source"] == "census").all()
+    assert buildings["community_code"].isin(communities["code"]).all()
+
+
+def test_communities_tile_the_district_and_nest_in_streets(demo_full):
+    ws = Workspace(demo_full.workspace)
+    communities = ws.read("communities")
+    streets = ws.read("streets")
+    union = shapely.union_all(communities.geometry.values)
+    overlap = communities.geometry.area.sum() - union.area
+    assert overlap < 1.0  # m²
+    assert abs(union.area - shapely.union_all(streets.geometry.values).area) < 1.0
+    for street in streets.itertuples():
+        mine = communities[communities["parent_code"] == street.code]
+        assert abs(shapely.union_all(mine.geometry.values).area - street.geometry.area) < 1.0
+
+
+def test_buildings_sit_inside_their_community_and_never_overlap(demo_full):
+    ws = Workspace(demo_full.workspace)
+    buildings = ws.read("buildings")
+    communities = ws.read("communities").set_index("code")
+    owner = gpd.GeoSeries(
+        communities.geometry.reindex(buildings["community_code"]).values, crs=buildings.crs
+    )
+    inside = buildings.geometry.intersection(owner, align=False).area / buildings.area
+    assert (inside > 0.999).all()
+    tree = shapely.STRtree(buildings.geometry.values)
+    a, b = tree.query(buildings.geometry.values, predicate="intersects")
+    assert (a == b).all()
+
+
+def test_layers_look_like_a_chinese_district(demo_full):
+    ws = Workspace(demo_full.workspace)
+    b = ws.read("buildings")
+    assert {"residential", "school", "hospital", "enterprise", "market"} <= set(b["kind"])
+    towers = b[b["floors"] >= 18]
+    assert towers["floors"].max() <= 33 and len(towers) > 100
+    assert (b["floors"] == 6).sum() > 100  # walk-ups
+    assert b["address"].str.match(r"^株洲市石峰区.+街道.+\d+号").all()
+    compound = b["address"].str.contains(r"\d+号.+\d+栋$")  # 路 + 号 + 小区 + 栋
+    village = b["address"].str.contains(r"\d+号$")  # urban-village houses: 路 + 号
+    assert (compound | village).all() and compound.sum() > 1000
+    points = ws.read("census_points")
+    assert points["address"].str.endswith("单元").all()
+    roads = ws.read("roads")
+    assert set(roads["road_class"]) == {"arterial", "secondary", "local"}
+    assert len(ws.read("water")) and ws.read("barriers")["kind"].eq("river").all()
+    r = ws.read("resources")
+    assert {"grid_worker", "party_org", "police", "service_site"} <= set(r["kind"])
+    workers = r[r["kind"] == "grid_worker"]
+    assert len(workers) >= 321 and workers["personal_phone"].str.match(r"^1\d{10}$").all()
+    rejected = pd.DataFrame(ws.read("rejected"))
+    assert len(rejected) == demo_full.rejected and (rejected["layer"] == "census_points").all()
+
+
+def test_demo_layers_validate_cleanly_on_reimport(tmp_path, demo_full):
+    """Every demo layer round-trips through `gisgrid import` with nothing rejected."""
+    from gisgrid.ingest import import_layer
+
+    src = Workspace(demo_full.workspace)
+    ws = tmp_path / "re.gpkg"
+    for layer in ("streets", "communities", "roads", "resources"):
+        path = tmp_path / f"{layer}.geojson"
+        src.read(layer).to_file(path)
+        report = import_layer(ws, layer, path)
+        assert report.rejected == {} and report.imported == len(src.read(layer)), layer
+
+
+def test_cli_demo_small(tmp_path):
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--scale", "0.01"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "demo.gpkg").is_file() and (tmp_path / "demo.html").is_file()
+    assert "1 communities" in result.output
+    assert np.isclose(
+        gpd.read_file(tmp_path / "demo.gpkg", layer="communities").area.sum(),
+        gpd.read_file(tmp_path / "demo.gpkg", layer="streets").area.sum(),
+    )
