@@ -1,0 +1,192 @@
+"""A delineation run over a workspace: read, fan out per community, measure, write.
+
+Each run writes the ``grids`` layer (grids of the communities it delineated
+replace theirs; locked grids stay), each building's ``grid_code``, and one row
+of ``runs``: its parameters, a digest of its input, its metrics and its time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+import gisgrid
+from gisgrid._errors import InputError
+from gisgrid.delineation import CommunityResult, CommunityTask, Params, delineate_community
+from gisgrid.metrics import grid_metrics
+from gisgrid.workspace import Workspace
+
+__all__ = ["DelineationRun", "delineate"]
+
+logger = logging.getLogger(__name__)
+
+GRID_COLUMNS = ["grid_code", "community_code", "street_code", "name", "grid_type", "households",
+                "population", "buildings", "in_band", "polsby_popper", "area_m2", "flags",
+                "reason", "locked", "run_id"]
+
+
+@dataclass
+class DelineationRun:
+    """The outcome of :func:`delineate`."""
+
+    run_id: int
+    grids: gpd.GeoDataFrame
+    metrics: dict
+    seconds: float
+    communities: list[str]
+    out_of_band: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def input_digest(*frames: pd.DataFrame) -> str:
+    """SHA-256 of the attributes and geometry of the input layers."""
+    h = hashlib.sha256()
+    for frame in frames:
+        attrs = frame.drop(columns=frame.geometry.name) if isinstance(frame, gpd.GeoDataFrame) \
+            else frame
+        h.update(pd.util.hash_pandas_object(attrs.astype(str), index=False).to_numpy().tobytes())
+        if isinstance(frame, gpd.GeoDataFrame):
+            h.update(b"".join(shapely.to_wkb(frame.geometry.values)))
+    return h.hexdigest()
+
+
+def delineate(
+    workspace: Workspace | str,
+    *,
+    params: Params = Params(),
+    communities: Iterable[str] | None = None,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> DelineationRun:
+    """Delineate grids in every community of a workspace (or the named ones).
+
+    Parameters
+    ----------
+    workspace
+        The workspace; needs ``communities`` and ``buildings`` (``roads`` and
+        ``barriers`` are used when present).
+    params
+        Targets, bands, dedicated kinds and the seed.
+    communities
+        Community codes to delineate; all when None.
+    workers
+        Processes to fan out to (communities are independent).
+    progress
+        Called with (communities done, communities in all).
+
+    Returns
+    -------
+    DelineationRun
+    """
+    started = time.perf_counter()
+    ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+    comms = ws.read("communities")
+    buildings = ws.read("buildings")
+    line_layers = [ws.read(name) for name in ("roads", "barriers") if name in ws]
+    lines = np.concatenate([f.geometry.values for f in line_layers]) if line_layers else \
+        np.empty(0, dtype=object)
+    previous = ws.read("grids") if "grids" in ws else None
+    wanted = list(comms["code"]) if communities is None else list(communities)
+    unknown = sorted(set(wanted) - set(comms["code"]))
+    if unknown:
+        raise InputError(f"no community with code {', '.join(unknown)} in {ws.path}; "
+                         "see `gisgrid info` for the layers")
+    if params.band[0] > params.target_households or params.band[1] < params.target_households:
+        raise InputError(f"--band {params.band[0]}-{params.band[1]} does not contain the target "
+                         f"{params.target_households}")
+
+    tasks = _tasks(comms[comms["code"].isin(wanted)], buildings, lines, previous, params)
+    results: dict[str, CommunityResult] = {}
+    order = sorted(tasks, key=lambda t: -len(t.buildings))
+    if workers > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for i, (task, result) in enumerate(zip(order, pool.map(delineate_community, order),
+                                                   strict=True)):
+                results[task.code] = result
+                if progress:
+                    progress(i + 1, len(tasks))
+    else:
+        for i, task in enumerate(order):
+            results[task.code] = delineate_community(task)
+            if progress:
+                progress(i + 1, len(tasks))
+
+    run_id = _next_run_id(ws)
+    streets = comms.set_index("code")["parent_code"]
+    names = comms.set_index("code")["name"]
+    new = pd.concat([results[c].grids for c in wanted if c in results], ignore_index=True)
+    new = gpd.GeoDataFrame(new, geometry="geometry", crs=buildings.crs)
+    new["street_code"] = new["community_code"].map(streets)
+    new["name"] = new["community_code"].map(names).str.replace("社区居委会", "社区") + \
+        "第" + new["grid_code"].str[-3:].astype(int).astype(str) + "网格"
+    new["in_band"] = params.households.contains(new["households"]) | \
+        (new["grid_type"] == "dedicated")
+    new["area_m2"] = new.geometry.area.round(1)
+    from gisgrid.metrics import polsby_popper
+
+    new["polsby_popper"] = polsby_popper(new.geometry.values).round(4)
+    new["run_id"] = np.where(new["locked"].astype(bool), new.get("run_id", run_id), run_id)
+    new = new[[*GRID_COLUMNS, "geometry"]].sort_values("grid_code").reset_index(drop=True)
+
+    grid_of = pd.concat([results[c].building_grid for c in results])
+    old_codes = buildings["grid_code"] if "grid_code" in buildings else pd.Series(
+        None, index=buildings.index, dtype=object)
+    fresh = buildings["building_id"].astype(str).map(grid_of)
+    buildings["grid_code"] = fresh.where(fresh.notna(), old_codes).astype(object)
+
+    done = comms[comms["code"].isin(wanted)]
+    metrics = grid_metrics(new, done, buildings[buildings["community_code"].isin(wanted)],
+                           lines, households=params.households, population=params.population)
+    kept = previous[~previous["community_code"].isin(wanted)] if previous is not None else None
+    grids = new if kept is None or kept.empty else gpd.GeoDataFrame(
+        pd.concat([kept, new], ignore_index=True), crs=new.crs)
+    seconds = time.perf_counter() - started
+    run = pd.DataFrame([{
+        "run_id": run_id, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3), "kind": "delineate",
+        "params": json.dumps(asdict(params), ensure_ascii=False),
+        "communities": json.dumps(wanted), "input_digest": input_digest(comms, buildings),
+        "grids": len(new), "metrics": json.dumps(metrics),
+        "gisgrid_version": gisgrid.__version__,
+    }])
+    runs = pd.concat([pd.DataFrame(ws.read("runs")), run], ignore_index=True) \
+        if "runs" in ws else run
+    ws.write({"grids": grids, "buildings": buildings, "runs": runs})
+    bad = new[~new["in_band"]][["grid_code", "households", "flags", "reason"]]
+    return DelineationRun(run_id, new, metrics, seconds, wanted, bad.reset_index(drop=True))
+
+
+def _next_run_id(ws: Workspace) -> int:
+    if "runs" not in ws:
+        return 1
+    runs = ws.read("runs")
+    return int(pd.to_numeric(runs["run_id"]).max()) + 1 if len(runs) else 1
+
+
+def _tasks(comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, lines: np.ndarray,
+           previous: gpd.GeoDataFrame | None, params: Params) -> list[CommunityTask]:
+    tree = shapely.STRtree(lines) if len(lines) else None
+    by_comm = dict(list(buildings.groupby("community_code")))
+    tasks = []
+    for row in comms.itertuples():
+        near = lines[tree.query(row.geometry, predicate="intersects")] if tree else lines
+        locked = gpd.GeoDataFrame(geometry=[], crs=buildings.crs)
+        if previous is not None and "locked" in previous:
+            mine = previous[(previous["community_code"] == row.code)
+                            & previous["locked"].fillna(False).astype(bool)]
+            locked = mine.reset_index(drop=True)
+        tasks.append(CommunityTask(
+            code=row.code, name=row.name, geometry=row.geometry,
+            buildings=by_comm.get(row.code, buildings.iloc[:0]), lines=near, locked=locked,
+            params=params))
+    return tasks

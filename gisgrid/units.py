@@ -1,0 +1,164 @@
+"""Atomic units: what a grid is made of, never cut by a grid boundary.
+
+A unit is a set of buildings that must stay in one grid:
+
+- a compound (``compound_id``) within one block, when its households fit
+  under the band's ceiling;
+- a building of a compound too big for one grid (cuts between the buildings of
+  one compound are the dearest boundaries, so it splits into as few grids as it
+  can, along building lines);
+- a building without a compound;
+- the compound of a school, hospital, enterprise or market (any building of a
+  dedicated kind makes its compound a dedicated unit, which becomes its own grid);
+- a slice of a single building above the ceiling, cut by entrance (单元) when
+  the data says it has several; otherwise the building is one unit, flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+__all__ = ["Units", "make_units", "slice_by_entrance"]
+
+
+@dataclass
+class Units:
+    """Units of one community.
+
+    Attributes
+    ----------
+    table
+        One row per unit: ``block``, ``households``, ``population``,
+        ``dedicated`` (bool), ``compound_id``, ``flag`` (why the unit is
+        special: ``building_over_band``, ``split_by_entrance`` or empty),
+        and ``geometry`` (the union of its buildings, or a building slice).
+    building_unit
+        For each building (by position in the input), the unit it belongs to;
+        -1 for a building split by entrance (its slices are units).
+    """
+
+    table: gpd.GeoDataFrame
+    building_unit: np.ndarray
+
+
+def slice_by_entrance(footprint: shapely.Geometry, entrances: int) -> list[shapely.Geometry]:
+    """Cut a footprint into ``entrances`` equal slices across its long axis.
+
+    Examples
+    --------
+    >>> parts = slice_by_entrance(shapely.box(0, 0, 60, 12), 3)
+    >>> [round(p.area) for p in parts]
+    [240, 240, 240]
+    """
+    rect = footprint.minimum_rotated_rectangle
+    ring = np.asarray(rect.exterior.coords)[:4]
+    v1, v3 = ring[1] - ring[0], ring[3] - ring[0]  # the two edges at corner 0
+    axis, across = (v1, v3) if np.hypot(*v1) >= np.hypot(*v3) else (v3, v1)
+    start = ring[0]
+    pad = across / np.hypot(*across) * 10.0
+    parts = []
+    for i in range(entrances):
+        a0 = start + axis * i / entrances
+        a1 = start + axis * (i + 1) / entrances
+        box = shapely.Polygon([a0 - pad, a1 - pad, a1 + across + pad, a0 + across + pad])
+        parts.append(footprint.intersection(box))
+    return parts
+
+
+def make_units(
+    buildings: gpd.GeoDataFrame,
+    block_of: np.ndarray,
+    *,
+    ceiling: int,
+    dedicated_kinds: tuple[str, ...],
+) -> Units:
+    """Group a community's buildings into atomic units.
+
+    Parameters
+    ----------
+    buildings
+        The community's buildings with ``compound_id``, ``kind``,
+        ``entrances``, ``households``, ``population``.
+    block_of
+        The block of each building (by position).
+    ceiling
+        The band's ceiling in households.
+    dedicated_kinds
+        Building kinds that make their compound a dedicated grid.
+
+    Returns
+    -------
+    Units
+    """
+    n = len(buildings)
+    hh = buildings["households"].fillna(0).to_numpy(np.int64)
+    pop = buildings["population"].fillna(0).to_numpy(np.int64)
+    compound = buildings["compound_id"].fillna("").astype(str).to_numpy()
+    kind = buildings["kind"].fillna("").astype(str).to_numpy()
+    entrances = buildings["entrances"].fillna(1).to_numpy(np.int64)
+    geoms = buildings.geometry.values
+    centre = shapely.get_coordinates(shapely.point_on_surface(geoms))
+    ids = buildings["building_id"].astype(str).to_numpy()
+
+    has_compound = compound != ""
+    group = np.where(has_compound, pd.Series(compound).str.cat(block_of.astype(str), sep="@"),
+                     "b:" + ids)
+    dedicated_group = set(group[np.isin(kind, dedicated_kinds)])
+
+    rows: list[dict] = []
+    building_unit = np.full(n, -1, dtype=np.int64)
+
+    def add(members: np.ndarray, *, dedicated: bool, flag: str = "",
+            geometry: shapely.Geometry | None = None, households: int | None = None,
+            population: int | None = None) -> None:
+        building_unit[members] = len(rows) if geometry is None else -1
+        rows.append({
+            "block": int(block_of[members[0]]),
+            "households": int(hh[members].sum() if households is None else households),
+            "population": int(pop[members].sum() if population is None else population),
+            "dedicated": dedicated,
+            "compound_id": str(compound[members[0]]),
+            "flag": flag,
+            "buildings": ",".join(ids[members]),
+            "geometry": geometry if geometry is not None else (
+                geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])),
+        })
+
+    order = pd.Series(np.arange(n)).groupby(group, sort=True)
+    for key, members in order:
+        members = members.to_numpy()
+        if key in dedicated_group:
+            add(members, dedicated=True)
+            continue
+        big = members[hh[members] > ceiling]
+        for b in big:  # one building above the ceiling
+            if entrances[b] > 1:
+                slices = slice_by_entrance(geoms[b], int(entrances[b]))
+                runs = np.array_split(np.arange(entrances[b]), math.ceil(hh[b] / ceiling))
+                share = hh[b] / entrances[b]
+                pshare = pop[b] / entrances[b]
+                for run in runs:
+                    add(np.array([b]), dedicated=False, flag="split_by_entrance",
+                        geometry=shapely.union_all([slices[i] for i in run]),
+                        households=round(share * len(run)), population=round(pshare * len(run)))
+            else:
+                add(np.array([b]), dedicated=False, flag="building_over_band")
+        rest = members[hh[members] <= ceiling]
+        if len(rest) == 0:
+            continue
+        total = int(hh[rest].sum())
+        if total <= ceiling or len(rest) == 1:
+            add(rest, dedicated=False)
+            continue
+        # too big for one grid: its buildings become units; cutting between them is
+        # the dearest boundary there is, so the compound splits into as few grids as it can
+        for b in rest:
+            add(np.array([b]), dedicated=False)
+    table = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
+    return Units(table, building_unit)
