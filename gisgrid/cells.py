@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-__all__ = ["CellGraph", "blocks_of", "cell_graph", "tessellate"]
+__all__ = ["CellGraph", "blocks_of", "cell_graph", "dissolve", "tessellate"]
 
 SAMPLE_M = 3.0  # spacing of outline samples for the Voronoi diagram
+JITTER_M = 0.005  # deterministic jitter of the samples (see tessellate)
 MIN_SHARED_M = 0.5  # cells sharing less boundary than this are not neighbours
 GRID_SIZE = 0.001  # precision (m) of cell coordinates, so neighbours share vertices exactly
 GAP_M = 0.05  # gaps narrower than this between cells are slivers of clipping, closed
@@ -91,6 +92,21 @@ def _merge_slivers(faces: np.ndarray) -> np.ndarray:
     return faces[keep]
 
 
+def dissolve(polygons: np.ndarray) -> shapely.Geometry:
+    """Union of polygons that tile: a fast coverage union, or a snapped union when the
+    coverage union fails or returns something invalid."""
+    try:
+        geom = shapely.coverage_union_all(polygons)
+        if geom.is_valid and geom.geom_type == "Polygon":
+            return geom
+    except shapely.errors.GEOSException:
+        pass
+    try:
+        return shapely.union_all(polygons, grid_size=GRID_SIZE)
+    except shapely.errors.GEOSException:  # rare robustness failure of snap-rounding
+        return shapely.make_valid(shapely.union_all(shapely.make_valid(polygons)))
+
+
 def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Share each block out among the units in it.
 
@@ -127,10 +143,13 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         label = np.repeat(np.asarray(members), counts)
         xy, first = np.unique(np.round(xy, 3), axis=0, return_index=True)
         label = label[first]
+        # samples along straight walls are collinear, which makes GEOS's Voronoi cells
+        # invalid; a fixed jitter of a few millimetres avoids the degeneracy
+        xy = xy + np.random.default_rng(b).uniform(-JITTER_M, JITTER_M, xy.shape)
         vor = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(xy),
                                                          extend_to=block, ordered=True))
         # Voronoi cells share exact edges: a coverage union is fast and exact
-        merged = [shapely.coverage_union_all(vor[label == u]) for u in members]
+        merged = [dissolve(vor[label == u]) for u in members]
         cells.extend(shapely.intersection(np.array(merged, dtype=object), block))
         cell_unit.extend(members)
         cell_block.extend([b] * len(members))
@@ -139,8 +158,18 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     frame = _own_buildings(frame, units)
     # make shared edges identical and close the hairline gaps left by clipping, so cells
     # union into clean polygons (GEOS CoverageCleaner)
-    cleaned = shapely.coverage_clean(frame.geometry.values, gap_width=GAP_M)
+    cleaned = shapely.coverage_clean(_polygonal(frame.geometry.values), gap_width=GAP_M)
     return frame.set_geometry(cleaned)
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Keep only the polygon parts of clipped geometries (clipping can add stray lines)."""
+    geoms = geoms.copy()
+    odd = ~np.isin(shapely.get_type_id(geoms), [3, 6])
+    for i in np.flatnonzero(odd):
+        parts = [p for p in shapely.get_parts(geoms[i]) if p.geom_type == "Polygon"]
+        geoms[i] = shapely.MultiPolygon(parts) if len(parts) != 1 else parts[0]
+    return geoms
 
 
 def _own_buildings(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -187,6 +216,10 @@ class CellGraph:
         different blocks) rather than through a block.
     inside_compound
         Whether each edge runs between two units of one compound.
+    compound
+        Per cell, an integer id of the compound it belongs to (-1: none).
+    compound_households
+        Households of each compound id.
     """
 
     households: np.ndarray
@@ -196,6 +229,8 @@ class CellGraph:
     length: np.ndarray
     along_line: np.ndarray
     inside_compound: np.ndarray
+    compound: np.ndarray
+    compound_households: np.ndarray
 
     @property
     def cost(self) -> np.ndarray:
@@ -211,7 +246,8 @@ class CellGraph:
         keep = (local[self.edges[:, 0]] >= 0) & (local[self.edges[:, 1]] >= 0)
         return CellGraph(self.households[nodes], self.population[nodes], self.xy[nodes],
                          local[self.edges[keep]], self.length[keep], self.along_line[keep],
-                         self.inside_compound[keep])
+                         self.inside_compound[keep], self.compound[nodes],
+                         self.compound_households)
 
     @property
     def n(self) -> int:
@@ -257,9 +293,15 @@ def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> CellGraph:
     compound = np.where(unit >= 0, units["compound_id"].to_numpy()[np.maximum(unit, 0)], "")
     compound = compound.astype(str)
     same = (compound[i] == compound[j]) & (compound[i] != "")
+    names, compound_id = np.unique(compound, return_inverse=True)
+    compound_hh = np.bincount(compound_id, weights=hh)
+    if (names == "").any():  # cells without a compound get -1
+        blank = int(np.flatnonzero(names == "")[0])
+        compound_id = np.where(compound_id == blank, -1, compound_id)
     return CellGraph(
         households=hh.astype(np.int64), population=pop.astype(np.int64),
         xy=shapely.get_coordinates(shapely.point_on_surface(geoms)),
         edges=np.column_stack([i, j]).astype(np.int64), length=shared,
         along_line=block[i] != block[j], inside_compound=same & (block[i] == block[j]),
+        compound=compound_id.astype(np.int64), compound_households=compound_hh,
     )

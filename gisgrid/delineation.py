@@ -22,7 +22,7 @@ import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from gisgrid.cells import GRID_SIZE, CellGraph, blocks_of, cell_graph, tessellate
+from gisgrid.cells import GRID_SIZE, CellGraph, blocks_of, cell_graph, dissolve, tessellate
 from gisgrid.codes import grid_codes
 from gisgrid.partition import Band, choose_k, partition
 from gisgrid.schema import DEDICATED_KINDS
@@ -214,13 +214,20 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
             for _ in range(int(parts.max()) + 1):
                 new_label()
             label[comp] = base + parts
-    for comp in empty_parts:  # land without homes joins the grid it borders most
-        share = _border(graph, comp, label)
-        if share:
-            label[comp] = max(share, key=share.get)
-        else:
-            label[comp] = new_label(flags=["empty"], reason="land without homes, "
-                                    "cut off from every other grid")
+    while empty_parts:  # land without homes joins the grid it borders most
+        waiting = []
+        for comp in empty_parts:
+            share = _border(graph, comp, label)
+            if share:
+                label[comp] = max(share, key=share.get)
+            else:
+                waiting.append(comp)
+        if len(waiting) == len(empty_parts):  # borders nothing labelled at all: its own grid
+            for comp in waiting:
+                label[comp] = new_label(flags=["empty"], reason="land without homes, "
+                                        "cut off from every other grid")
+            break
+        empty_parts = waiting
 
     rows = []
     unit_ids = table["buildings"].to_numpy()
@@ -228,7 +235,7 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
         mine = np.flatnonzero(label == lab)
         if len(mine) == 0:
             continue
-        geom = _dissolve(cells.geometry.values[mine])
+        geom = dissolve(cells.geometry.values[mine])
         units_here = cell_unit[mine][cell_unit[mine] >= 0]
         ids = [b for s in unit_ids[units_here] for b in s.split(",") if b]
         flags = list(info[lab]["flags"])
@@ -241,8 +248,9 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
         reason = info[lab]["reason"]
         if info[lab]["grid_type"] == "basic" and not reason and not hband.contains(hh):
             largest = int(table["households"].to_numpy()[units_here].max(initial=0))
-            reason = (f"{hh} households: no contiguous split of this area fits the band "
-                      f"(its largest indivisible unit holds {largest})")
+            reason = (f"{hh} households: no contiguous grouping of the units here fits the "
+                      f"band; compounds that fit a grid are kept whole (largest unit here: "
+                      f"{largest} households)")
             flags.append("over_band" if hh > hband.high else "under_band")
         rows.append({
             "grid_type": info[lab]["grid_type"], "households": hh, "population": pop,
@@ -250,17 +258,6 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
             "reason": reason, "locked": False, "geometry": geom, "_buildings": list(dict.fromkeys(ids)),
         })
     return rows
-
-
-def _dissolve(cells: np.ndarray) -> shapely.Geometry:
-    """Union of cells: a fast coverage union, or a snapped union where noding is off."""
-    try:
-        geom = shapely.coverage_union_all(cells)
-        if geom.geom_type == "Polygon" and geom.is_valid:
-            return geom
-    except shapely.errors.GEOSException:
-        pass
-    return shapely.union_all(cells, grid_size=GRID_SIZE)
 
 
 def _border(graph: CellGraph, comp: np.ndarray, label: np.ndarray) -> dict[int, float]:

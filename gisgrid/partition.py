@@ -1,26 +1,33 @@
-"""Partition a connected cell graph into k grids: balanced, contiguous, along roads.
+"""Partition a connected cell graph into grids: balanced, contiguous, along roads.
 
-A balanced start by recursive spanning-tree bisection (as GerryChain's
-``recursive_tree_part``: contiguous by construction, exact on the small lumpy
-graphs of tower compounds, where METIS with ``contig`` leaves parts empty),
-whose trees make cuts along roads, rivers and walls cheap and cuts through
-blocks and compounds dear; then a repair of grids outside the band (split
-above the ceiling, merge under the floor) and local refinement: boundary cells move between neighbouring grids
-whenever that lowers an explicit objective and leaves both grids connected.
+1. **Start**: recursive spanning-tree bisection (as GerryChain's
+   ``recursive_tree_part``): contiguous by construction and exact on the small,
+   lumpy graphs of tower compounds, where METIS with ``contig`` leaves parts
+   empty. Trees hold compounds together first, then blocks, and join blocks
+   across roads, so the cuts they offer run along roads.
+2. **Repair**: a grid above the ceiling is bisected again; a grid outside the
+   band is re-split together with a neighbour when that puts more grids in band.
+3. **Refinement**: local search that moves a boundary cell, or a compound's
+   whole fragment, to a neighbouring grid whenever the objective falls and both
+   grids stay connected.
 
-The objective of a partition is, summed over its grids,
+The objective, summed over grids:
 
-- a heavy penalty for households outside the band (squared, relative to the target),
-- a light one for the deviation from the target,
-- a penalty for population outside its band (population is secondary),
-- the cost of the boundary (:attr:`gisgrid.cells.CellGraph.cost`: its length,
-  dearer through a block and dearest through a compound), times ``CUT_WEIGHT``.
+- ``BAND_STEP`` for a grid outside the household band, plus, with x the
+  households outside the band over the target, ``BAND_LINEAR`` × x +
+  ``BAND_WEIGHT`` × x², and
+  ``POPULATION_WEIGHT`` × the same for population (secondary);
+- (households − target)² / target², a light pull to the target;
+- ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
+  than ``ceil(households / ceiling)``;
+- ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.cells.CellGraph.cost`:
+  its length, dearer through a block, dearest through a compound).
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +38,16 @@ from gisgrid.cells import CellGraph
 
 __all__ = ["Band", "choose_k", "partition"]
 
-CUT_WEIGHT = 0.002  # objective per metre of (weighted) boundary
+CUT_WEIGHT = 0.002  # objective per metre of weighted boundary
 BAND_WEIGHT = 100.0
+BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and boundaries
+BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
 POPULATION_WEIGHT = 10.0
-MAX_PASSES = 60
-TREE_ATTEMPTS = 12  # random spanning trees tried per bisection
-REPAIR_ROUNDS = 6  # rounds of split/merge repair between refinements
+SPLIT_WEIGHT = 3.0  # per avoidable compound split
+MAX_PASSES = 40
+TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
+REPAIR_ROUNDS = 5
+INFEASIBLE = 1000.0  # score of a cut that leaves a side unable to hold its grids in band
 
 
 @dataclass(frozen=True)
@@ -58,197 +69,133 @@ class Band:
 
 
 def choose_k(total: float, band: Band) -> int:
-    """How many grids for ``total`` households: in band if any k allows it, else closest.
+    """How many grids for ``total`` households: the in-band k nearest the target, else the
+    fewest (each of which then lies outside the band).
 
     Examples
     --------
     >>> b = Band(400, 300, 500)
-    >>> choose_k(4000, b), choose_k(520, b), choose_k(100, b)
-    (10, 1, 1)
+    >>> choose_k(4000, b), choose_k(520, b), choose_k(560, b), choose_k(100, b)
+    (10, 1, 1, 1)
     """
     if total <= 0:
         return 1
     lo, hi = max(1, math.ceil(total / band.high)), max(1, math.floor(total / band.low))
-    ideal = total / band.target
     if lo <= hi:
         return int(min(range(lo, hi + 1), key=lambda k: (abs(total / k - band.target), k)))
-    candidates = {max(1, math.floor(ideal)), max(1, math.ceil(ideal))}
-    return min(candidates, key=lambda k: (float(band.penalty(total / k)), k))
+    return max(1, math.floor(total / band.target))
 
 
-class _State:
-    """Mutable partition of one connected graph, with the objective's pieces."""
+def partition(graph: CellGraph, k: int, *, households: Band, population: Band,
+              seed: int = 0) -> np.ndarray:
+    """Partition a connected cell graph into (about) k contiguous grids.
 
-    def __init__(self, graph: CellGraph, labels: np.ndarray, k: int, households: Band,
-                 population: Band) -> None:
-        self.g = graph
-        self.adj = graph.neighbours()
-        self.cost: dict[tuple[int, int], float] = {}
-        for (i, j), w in zip(graph.edges, graph.cost, strict=True):
-            self.cost[(int(i), int(j))] = self.cost[(int(j), int(i))] = float(w)
-        self.labels = labels.astype(np.int64).copy()
-        self.hh = np.bincount(self.labels, weights=graph.households, minlength=k)
-        self.pop = np.bincount(self.labels, weights=graph.population, minlength=k)
-        self.size = np.bincount(self.labels, minlength=k)
-        self.hband, self.pband = households, population
+    Parameters
+    ----------
+    graph
+        A connected :class:`~gisgrid.cells.CellGraph`.
+    k
+        Number of grids to start from; repair may add or remove some.
+    households, population
+        Bands for the objective.
+    seed
+        Seed of the random spanning trees: the same seed, the same grids.
 
-    def part_cost(self, h: float, p: float) -> float:
-        dev = ((h - self.hband.target) / self.hband.target) ** 2
-        return float(BAND_WEIGHT * self.hband.penalty(h) + dev
-                     + POPULATION_WEIGHT * self.pband.penalty(p))
+    Returns
+    -------
+    numpy.ndarray
+        Grid of each cell, numbered 0..k'-1.
+    """
+    if k <= 1 or graph.n <= 1:
+        labels = np.zeros(graph.n, dtype=np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        labels = _tree_bisection(graph, min(k, graph.n), households, rng)
+        for _ in range(REPAIR_ROUNDS):
+            state = _State(graph, labels, households, population)
+            state.refine()
+            labels, changed = _repair(graph, state.labels, households, rng)
+            if not changed:
+                break
+    state = _State(graph, labels, households, population)
+    state.refine()
+    _, labels = np.unique(state.labels, return_inverse=True)
+    return labels
 
-    def delta(self, u: int, q: int) -> float:
-        """Objective change of moving cell u to part q."""
-        p = self.labels[u]
-        h, pp = self.g.households[u], self.g.population[u]
-        before = self.part_cost(self.hh[p], self.pop[p]) + self.part_cost(self.hh[q], self.pop[q])
-        after = (self.part_cost(self.hh[p] - h, self.pop[p] - pp)
-                 + self.part_cost(self.hh[q] + h, self.pop[q] + pp))
-        cut = 0.0
-        for v in self.adj[u]:
-            c = self.cost[(u, v)]
-            lv = self.labels[v]
-            if lv == p:
-                cut += c  # becomes a boundary
-            elif lv == q:
-                cut -= c  # stops being one
-        return after - before + CUT_WEIGHT * cut
 
-    def stays_connected(self, u: int) -> bool:
-        """Whether u's part stays connected (and non-empty) without u."""
-        p = self.labels[u]
-        if self.size[p] <= 1:
-            return False
-        same = [v for v in self.adj[u] if self.labels[v] == p]
-        if len(same) <= 1:
-            return True
-        seen = {same[0]}
-        queue = deque([same[0]])
-        targets = set(same)
-        while queue and not targets <= seen:
-            x = queue.popleft()
-            for y in self.adj[x]:
-                if y != u and y not in seen and self.labels[y] == p:
-                    seen.add(y)
-                    queue.append(y)
-        return targets <= seen
-
-    def move(self, u: int, q: int) -> None:
-        p = self.labels[u]
-        self.hh[p] -= self.g.households[u]
-        self.pop[p] -= self.g.population[u]
-        self.size[p] -= 1
-        self.hh[q] += self.g.households[u]
-        self.pop[q] += self.g.population[u]
-        self.size[q] += 1
-        self.labels[u] = q
-
-    def refine(self) -> None:
-        for _ in range(MAX_PASSES):
-            moves = []
-            for u in range(self.g.n):
-                p = self.labels[u]
-                for q in {self.labels[v] for v in self.adj[u]} - {p}:
-                    d = self.delta(u, q)
-                    if d < -1e-9:
-                        moves.append((d, u, q))
-            if not moves:
-                return
-            moves.sort()
-            moved = set()
-            for _, u, q in moves:
-                if u in moved or self.labels[u] == q:
-                    continue
-                if self.delta(u, q) < -1e-9 and self.stays_connected(u):
-                    self.move(u, q)
-                    moved.add(u)
-                    moved.update(self.adj[u])
-            if not moved:
-                return
+# --- the start: recursive spanning-tree bisection -----------------------------------------
 
 
 def _tree_bisection(graph: CellGraph, k: int, band: Band, rng: np.random.Generator,
                     attempts: int = TREE_ATTEMPTS) -> np.ndarray:
-    """Recursive spanning-tree bisection (as GerryChain's ``recursive_tree_part``).
-
-    Each step draws random spanning trees whose edges inside blocks weigh less
-    than edges along roads, so trees hold blocks together and join them across
-    roads; cutting one tree edge splits the graph into two connected sides. Of
-    the cuts that leave both sides able to hold their share of grids in the
-    band, the one nearest the ideal ratio and shortest in weighted boundary wins.
-    """
+    """Split a connected graph into k connected parts of balanced households."""
     labels = np.zeros(graph.n, dtype=np.int64)
-    cost = graph.cost
-    next_label = [1]
+    counter = [0]
 
-    def split(nodes: np.ndarray, parts: int, label: int) -> None:
+    def split(nodes: np.ndarray, parts: int) -> None:
         if parts <= 1 or len(nodes) <= 1:
-            labels[nodes] = label
+            labels[nodes] = counter[0]
+            counter[0] += 1
             return
         k_a = parts // 2
-        best = _best_cut(graph, cost, nodes, k_a, parts - k_a, band, rng, attempts)
-        if best is None:  # no cut at all (a single node): one grid
-            labels[nodes] = label
+        cut = _best_cut(graph, nodes, k_a, parts - k_a, band, rng, attempts)
+        if cut is None:
+            labels[nodes] = counter[0]
+            counter[0] += 1
             return
-        side_a, side_b = best
-        split(side_a, k_a, label)
-        other = next_label[0]
-        next_label[0] += 1
-        split(side_b, parts - k_a, other)
+        split(cut[0], k_a)
+        split(cut[1], parts - k_a)
 
-    split(np.arange(graph.n), k, 0)
-    _, labels = np.unique(labels, return_inverse=True)
+    split(np.arange(graph.n), k)
     return labels
 
 
-def _best_cut(graph: CellGraph, cost: np.ndarray, nodes: np.ndarray, k_a: int, k_b: int,
-              band: Band, rng: np.random.Generator, attempts: int):
+def _best_cut(graph: CellGraph, nodes: np.ndarray, k_a: int, k_b: int, band: Band,
+              rng: np.random.Generator, attempts: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The best cut of one tree edge over random spanning trees of the subgraph."""
+    n = len(nodes)
     local = np.full(graph.n, -1)
-    local[nodes] = np.arange(len(nodes))
+    local[nodes] = np.arange(n)
     inside = (local[graph.edges[:, 0]] >= 0) & (local[graph.edges[:, 1]] >= 0)
     e = local[graph.edges[inside]]
-    w_cut = cost[inside]
-    # trees hold compounds together first, then blocks, and join blocks across roads
-    tier = np.where(graph.along_line[inside], 2.0, np.where(graph.inside_compound[inside],
-                                                             0.0, 1.0))
+    if len(e) == 0:
+        return None
+    w_cut = graph.cost[inside]
+    tier = np.where(graph.along_line[inside], 2.0,
+                    np.where(graph.inside_compound[inside], 0.0, 1.0))
     hh = graph.households[nodes].astype(float)
     total = hh.sum()
     ideal = total * k_a / (k_a + k_b)
-    n = len(nodes)
     best, best_score = None, np.inf
     for _ in range(attempts):
-        weight = rng.random(len(e)) + tier
-        tree = minimum_spanning_tree(coo_matrix((weight + 1e-9, (e[:, 0], e[:, 1])),
-                                                shape=(n, n)))
+        weight = rng.random(len(e)) + tier + 1e-9
+        tree = minimum_spanning_tree(coo_matrix((weight, (e[:, 0], e[:, 1])), shape=(n, n)))
         order, parent = breadth_first_order(tree, 0, directed=False)
         if len(order) < n:
-            continue  # not connected: should not happen for a component
-        sub = hh.copy()
+            return None  # not connected
+        below = hh.copy()
         for v in order[:0:-1]:
-            sub[parent[v]] += sub[v]
+            below[parent[v]] += below[v]
         cand = order[1:]
-        a = sub[cand]
-        for side_a, k1, k2 in ((a, k_a, k_b), (total - a, k_a, k_b)):
-            ok = ((side_a >= k1 * band.low) & (side_a <= k1 * band.high)
-                  & (total - side_a >= k2 * band.low) & (total - side_a <= k2 * band.high))
-            imbalance = np.abs(side_a - ideal) / band.target
-            score = np.where(ok, imbalance, 10.0 + imbalance)
-            top = np.argsort(score, kind="stable")[:6]
-            tin, tout = _euler(order, parent, n)
-            for t in top:
+        tin, tout = _euler(order, parent, n)
+        for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
+            side = total - below[cand] if flip else below[cand]
+            ok = ((side >= k_a * band.low) & (side <= k_a * band.high)
+                  & (total - side >= k_b * band.low) & (total - side <= k_b * band.high))
+            score = np.abs(side - ideal) / band.target + np.where(ok, 0.0, INFEASIBLE)
+            for t in np.argsort(score, kind="stable")[:4]:
                 v = cand[t]
-                in_sub = (tin >= tin[v]) & (tin < tout[v])
-                member = in_sub if side_a is a else ~in_sub
-                cut = w_cut[member[e[:, 0]] != member[e[:, 1]]].sum()
-                total_score = score[t] + CUT_WEIGHT * cut
+                member = (tin >= tin[v]) & (tin < tout[v])
+                if flip:
+                    member = ~member
+                total_score = score[t] + CUT_WEIGHT * w_cut[member[e[:, 0]] != member[e[:, 1]]].sum()
                 if total_score < best_score:
-                    best_score = total_score
-                    best = (nodes[member], nodes[~member])
+                    best_score, best = total_score, (nodes[member], nodes[~member])
     return best
 
 
 def _euler(order: np.ndarray, parent: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Entry and exit times of a DFS over the tree given by BFS ``order``/``parent``."""
+    """Entry and exit times of a depth-first walk over the tree (parent links)."""
     children: list[list[int]] = [[] for _ in range(n)]
     for v in order[1:]:
         children[parent[v]].append(int(v))
@@ -268,75 +215,239 @@ def _euler(order: np.ndarray, parent: np.ndarray, n: int) -> tuple[np.ndarray, n
     return tin, tout
 
 
-def partition(graph: CellGraph, k: int, *, households: Band, population: Band,
-              seed: int = 0) -> np.ndarray:
-    """Partition a connected cell graph into (up to) k contiguous grids.
-
-    Parameters
-    ----------
-    graph
-        A connected :class:`~gisgrid.cells.CellGraph`.
-    k
-        Number of grids wanted.
-    households, population
-        Bands for the objective.
-    seed
-        METIS seed; the result is deterministic for a seed.
-
-    Returns
-    -------
-    numpy.ndarray
-        Part of each cell, 0..k'-1 (k' ≤ k when METIS could not use k parts).
-    """
-    if k <= 1 or graph.n <= 1:
-        return np.zeros(graph.n, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    labels = _tree_bisection(graph, min(k, graph.n), households, rng)
-    for _ in range(REPAIR_ROUNDS):
-        state = _State(graph, labels, int(labels.max()) + 1, households, population)
-        state.refine()
-        labels, changed = _repair(graph, state.labels, households, rng)
-        if not changed:
-            break
-    _, labels = np.unique(labels, return_inverse=True)
-    return labels
+# --- repair: split the too-big, re-split out-of-band grids with a neighbour ---------------
 
 
 def _repair(graph: CellGraph, labels: np.ndarray, band: Band,
             rng: np.random.Generator) -> tuple[np.ndarray, bool]:
-    """Split grids above the ceiling; merge grids under the floor into a neighbour.
-
-    Returns the new labels and whether anything changed.
-    """
     labels = labels.copy()
-    hh = np.bincount(labels, weights=graph.households)
     changed = False
+    hh = np.bincount(labels, weights=graph.households)
     for p in np.flatnonzero(hh > band.high):
         nodes = np.flatnonzero(labels == p)
         k = choose_k(hh[p], band)
         if k < 2 or len(nodes) < 2:
             continue
-        sub = graph.subgraph(nodes)
-        parts = _tree_bisection(sub, min(k, len(nodes)), band, rng)
-        if parts.max() == 0:
-            continue
-        top = labels.max() + 1
-        labels[nodes] = np.where(parts == 0, p, top + parts - 1)
-        changed = True
-    hh = np.bincount(labels, weights=graph.households)
+        parts = _tree_bisection(graph.subgraph(nodes), min(k, len(nodes)), band, rng)
+        if parts.max() > 0:
+            labels[nodes] = np.where(parts == 0, p, labels.max() + parts)
+            changed = True
+    labels, rebalanced = _rebalance_pairs(graph, labels, band, rng)
+    return labels, changed or rebalanced
+
+
+def _rebalance_pairs(graph: CellGraph, labels: np.ndarray, band: Band,
+                     rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """Re-split each out-of-band grid together with a neighbour, when that helps.
+
+    The pair is partitioned afresh into ``choose_k`` of its total (1, 2 or 3
+    grids) and kept when fewer grids are out of band, or as many with a lower
+    penalty. This merges grids under the floor (and empty ones) and evens out a
+    small grid beside a large one.
+    """
+    labels = labels.copy()
     adj = graph.neighbours()
+    hh = np.bincount(labels, weights=graph.households)
+    changed = False
     for p in np.argsort(hh, kind="stable"):
-        if hh[p] >= band.low or not (labels == p).any():
+        nodes_p = np.flatnonzero(labels == p)
+        if len(nodes_p) == 0 or band.contains(hh[p]):
             continue
-        nodes = np.flatnonzero(labels == p)
-        near = {labels[v] for u in nodes for v in adj[u]} - {p}
-        fits = [q for q in near if hh[q] + hh[p] <= band.high]
-        if not fits:
+        near = sorted({int(labels[v]) for u in nodes_p for v in adj[u]} - {int(p)})
+        useful = [q for q in near if (hh[p] < band.low and hh[q] + hh[p] > 0)
+                  or (hh[p] > band.high and hh[q] < band.high)]
+        best = None
+        for q in useful:
+            pair = np.flatnonzero((labels == p) | (labels == q))
+            k = choose_k(hh[p] + hh[q], band)
+            before = (_bad(hh[[p, q]], band), float(band.penalty(hh[[p, q]]).sum()))
+            parts = (np.zeros(len(pair), dtype=np.int64) if k == 1 else
+                     _tree_bisection(graph.subgraph(pair), min(k, len(pair)), band, rng,
+                                     attempts=4))
+            sums = np.bincount(parts, weights=graph.households[pair])
+            after = (_bad(sums, band), float(band.penalty(sums).sum()))
+            if after < before and (best is None or after < best[0]):
+                best = (after, pair, parts, q)
+        if best is None:
             continue
-        q = min(fits, key=lambda q: (abs(hh[q] + hh[p] - band.target), q))
-        labels[nodes] = q
-        hh[q] += hh[p]
-        hh[p] = 0
+        _, pair, parts, q = best
+        names = [p, q, *range(labels.max() + 1, labels.max() + int(parts.max()))]
+        labels[pair] = np.asarray(names)[parts]
+        hh = np.bincount(labels, weights=graph.households, minlength=len(hh))
         changed = True
     _, labels = np.unique(labels, return_inverse=True)
     return labels, changed
+
+
+def _bad(sums: np.ndarray, band: Band) -> int:
+    sums = np.asarray(sums)
+    return int((~band.contains(sums)).sum())
+
+
+# --- refinement: local search ----------------------------------------------------------------
+
+
+class _State:
+    """A partition being refined, with the pieces of its objective kept up to date."""
+
+    def __init__(self, graph: CellGraph, labels: np.ndarray, households: Band,
+                 population: Band) -> None:
+        _, labels = np.unique(labels, return_inverse=True)
+        self.g = graph
+        self.adj = graph.neighbours()
+        self.cost: dict[tuple[int, int], float] = {}
+        for (i, j), w in zip(graph.edges.tolist(), graph.cost.tolist(), strict=True):
+            self.cost[(i, j)] = self.cost[(j, i)] = w
+        self.labels = labels.astype(np.int64)
+        k = int(labels.max()) + 1
+        self.hh = np.bincount(labels, weights=graph.households, minlength=k)
+        self.pop = np.bincount(labels, weights=graph.population, minlength=k)
+        self.size = np.bincount(labels, minlength=k)
+        self.hband, self.pband = households, population
+        self.comp = graph.compound
+        self.needed = np.maximum(1, np.ceil(graph.compound_households / households.high))
+        self.count: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for u, c in enumerate(self.comp.tolist()):
+            if c >= 0:
+                self.count[c][int(labels[u])] += 1
+
+    def part_cost(self, h: float, p: float) -> float:
+        dev = ((h - self.hband.target) / self.hband.target) ** 2
+        out = max(0.0, self.hband.low - h, h - self.hband.high) / self.hband.target
+        step = BAND_STEP if out > 0 else 0.0
+        return float(step + BAND_LINEAR * out + BAND_WEIGHT * out * out + dev
+                     + POPULATION_WEIGHT * self.pband.penalty(p))
+
+    def _split_delta(self, c: int, p: int, q: int, moving: int) -> float:
+        """Change in avoidable splits of compound c when ``moving`` of its cells go p → q."""
+        counts = self.count[c]
+        touched = sum(1 for v in counts.values() if v > 0)
+        after = touched - (counts[p] == moving) + (counts[q] == 0)
+        extra = lambda t: max(0.0, t - self.needed[c])  # noqa: E731
+        return SPLIT_WEIGHT * (extra(after) - extra(touched))
+
+    def delta(self, group: list[int], q: int) -> float:
+        """Objective change of moving the cells ``group`` (all in one part) to part q."""
+        p = int(self.labels[group[0]])
+        h = float(self.g.households[group].sum())
+        pp = float(self.g.population[group].sum())
+        change = (self.part_cost(self.hh[p] - h, self.pop[p] - pp)
+                  + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
+                  - self.part_cost(self.hh[p], self.pop[p])
+                  - self.part_cost(self.hh[q], self.pop[q]))
+        members = set(group)
+        cut = 0.0
+        for u in group:
+            for v in self.adj[u]:
+                if v in members:
+                    continue
+                lv = self.labels[v]
+                c = self.cost[(u, v)]
+                cut += (lv != q) * c - (lv != p) * c
+        change += CUT_WEIGHT * cut
+        by_compound: dict[int, int] = defaultdict(int)
+        for u in group:
+            if self.comp[u] >= 0:
+                by_compound[int(self.comp[u])] += 1
+        for c, moving in by_compound.items():
+            change += self._split_delta(c, p, q, moving)
+        return change
+
+    def stays_connected(self, group: list[int]) -> bool:
+        """Whether the group's part stays connected and non-empty without the group."""
+        p = int(self.labels[group[0]])
+        members = set(group)
+        if self.size[p] <= len(members):
+            return False
+        rest = [v for u in group for v in self.adj[u] if v not in members and self.labels[v] == p]
+        if not rest:
+            return False
+        targets = set(rest)
+        seen = {rest[0]}
+        queue = deque([rest[0]])
+        while queue and not targets <= seen:
+            x = queue.popleft()
+            for y in self.adj[x]:
+                if y not in seen and y not in members and self.labels[y] == p:
+                    seen.add(y)
+                    queue.append(y)
+        return targets <= seen
+
+    def move(self, group: list[int], q: int) -> None:
+        p = int(self.labels[group[0]])
+        for u in group:
+            h, pp = self.g.households[u], self.g.population[u]
+            self.hh[p] -= h
+            self.pop[p] -= pp
+            self.size[p] -= 1
+            self.hh[q] += h
+            self.pop[q] += pp
+            self.size[q] += 1
+            self.labels[u] = q
+            c = int(self.comp[u])
+            if c >= 0:
+                self.count[c][p] -= 1
+                self.count[c][q] += 1
+
+    def _fragments(self) -> list[list[int]]:
+        """Connected pieces of compounds that touch more grids than they need."""
+        out = []
+        by_part: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for u, c in enumerate(self.comp.tolist()):
+            if c >= 0:
+                by_part[(c, int(self.labels[u]))].append(u)
+        for (c, _), cells in by_part.items():
+            touched = sum(1 for v in self.count[c].values() if v > 0)
+            if touched > self.needed[c] and len(cells) > 1:
+                out.append(cells)
+        return out
+
+    def refine(self) -> None:
+        for _ in range(MAX_PASSES):
+            moves = []
+            for u in range(self.g.n):
+                p = self.labels[u]
+                for q in {int(self.labels[v]) for v in self.adj[u]} - {int(p)}:
+                    d = self.delta([u], q)
+                    if d < -1e-9:
+                        moves.append((d, [u], q))
+            for group in self._fragments():
+                p = self.labels[group[0]]
+                near = {int(self.labels[v]) for u in group for v in self.adj[u]} - {int(p)}
+                for q in near:
+                    d = self.delta(group, q)
+                    if d < -1e-9:
+                        moves.append((d, group, q))
+            if not moves:
+                return
+            moves.sort(key=lambda m: m[0])
+            touched: set[int] = set()
+            for _, group, q in moves:
+                if touched.intersection(group) or self.labels[group[0]] == q:
+                    continue
+                if any(self.labels[u] != self.labels[group[0]] for u in group):
+                    continue
+                if self.delta(group, q) < -1e-9 and self.stays_connected(group) \
+                        and self._joins(group, q):
+                    self.move(group, q)
+                    touched.update(group)
+                    touched.update(v for u in group for v in self.adj[u])
+            if not touched:
+                return
+
+    def _joins(self, group: list[int], q: int) -> bool:
+        """Whether the group, added to part q, makes one connected piece with it."""
+        if len(group) == 1:
+            return True
+        members = set(group)
+        start = next(u for u in group if any(self.labels[v] == q for v in self.adj[u]))
+        seen = {start}
+        queue = deque([start])
+        while queue:
+            x = queue.popleft()
+            for y in self.adj[x]:
+                if y in members and y not in seen:
+                    seen.add(y)
+                    queue.append(y)
+        # every cell of the group reaches q through the group or touches q itself
+        return all(u in seen or any(self.labels[v] == q for v in self.adj[u]) for u in group)

@@ -143,7 +143,8 @@ def fill(
     Returns
     -------
     geopandas.GeoDataFrame
-        Buildings with ``community_code``, ``compound_id``, ``compound_name``,
+        Buildings with ``community_code``, ``compound_id`` (empty in urban villages),
+        ``cluster`` (the compound or village laid out together), ``compound_name``,
         ``kind``, ``block_type``, ``floors``, ``entrances`` and
         ``planned_households`` (the households the census will find).
     """
@@ -196,7 +197,9 @@ def fill(
                 pd.DataFrame(
                     {
                         "community_code": code,
-                        "compound_id": f"{code}-{n_compound:03d}",
+                        # an urban village is houses along lanes, not a gated compound (小区)
+                "compound_id": "" if kind == "village" else f"{code}-{n_compound:03d}",
+                "cluster": f"{code}-{n_compound:03d}",
                         "compound_name": label,
                         "kind": building_kind,
                         "block_type": kind,

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 BASE_HOUSEHOLDS = 321 * 400
 _OVERSIZED = (24000, 20500, 17500, 15500)
 _BASE_COMMUNITIES = 45
+MIN_COMMUNITY = 900  # households
 
 
 def _codes(n_communities: int, rng: np.random.Generator) -> pd.DataFrame:
@@ -155,7 +156,7 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
         crs=crs,
     )
     water = water[~water.geometry.is_empty]
-    buildings = buildings.drop(columns=["block_type"])
+    buildings = buildings.drop(columns=["block_type", "cluster"])
     logger.info(
         "demo district: %d communities, %d buildings, %d planned households",
         len(communities),
@@ -196,8 +197,12 @@ def _targets(
     oversized = list(room.sort_values(ascending=False, kind="stable").index[:n_over])
     over_hh = {c: _OVERSIZED[i % len(_OVERSIZED)] for i, c in enumerate(oversized)}
     rest = [c for c in communities["code"] if c not in over_hh]
+    left = max(total - sum(over_hh.values()), 0.0)
+    # an urban community holds a few thousand households (石峰区: ~2,800 on average);
+    # none below MIN_COMMUNITY unless the whole district is smaller than that
+    floor = min(MIN_COMMUNITY, left / max(len(rest), 1))
     share = rng.lognormal(0.0, 0.45, len(rest))
-    left = max(total - sum(over_hh.values()), 300.0 * len(rest))
-    targets = {c: round(v) for c, v in zip(rest, left * share / share.sum(), strict=True)}
+    extra = (left - floor * len(rest)) * share / share.sum()
+    targets = {c: round(floor + v) for c, v in zip(rest, extra, strict=True)}
     targets.update(over_hh)
     return targets, set(oversized)

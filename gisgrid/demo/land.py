@@ -62,6 +62,37 @@ def _kmeans(
     return centres
 
 
+def _contiguous(merged: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Give each detached piece of a community to the neighbour it borders most.
+
+    Real communities are one piece; nearest-seed assignment can strand a piece
+    across a river or behind another community.
+    """
+    geoms = merged.geometry.to_numpy().copy()
+    for _ in range(10):
+        moved = False
+        for i, geom in enumerate(geoms):
+            pieces = shapely.get_parts(geom)
+            if len(pieces) <= 1:
+                continue
+            keep = int(np.argmax(shapely.area(pieces)))
+            for j, piece in enumerate(pieces):
+                if j == keep:
+                    continue
+                shared = shapely.length(shapely.intersection(shapely.boundary(geoms),
+                                                             piece.boundary))
+                shared[i] = 0.0
+                if shared.max() <= 0:
+                    continue
+                k = int(np.argmax(shared))
+                geoms[k] = shapely.union(geoms[k], piece)
+                geoms[i] = shapely.difference(geoms[i], piece)
+                moved = True
+        if not moved:
+            break
+    return merged.set_geometry(geoms)
+
+
 def divide(
     territory: BaseGeometry,
     roads: gpd.GeoDataFrame,
@@ -141,7 +172,7 @@ def divide(
 
     used = community_of >= 0
     parts = gpd.GeoDataFrame({"c": community_of[used]}, geometry=list(supers[used]), crs=crs)
-    merged = parts.dissolve("c")
+    merged = _contiguous(parts.dissolve("c"))
     communities = gpd.GeoDataFrame(
         comms_t.loc[merged.index, ["code", "name", "parent_code"]].reset_index(drop=True),
         geometry=merged.geometry.values,

@@ -24,7 +24,8 @@ def addresses(
     Parameters
     ----------
     buildings
-        With ``community_code``, ``compound_id``, ``compound_name``, ``block_type``.
+        With ``community_code``, ``cluster`` (the compound or village a building was
+        laid out in), ``compound_name``, ``block_type``.
     roads
         Roads with ``name``.
     street_names
@@ -39,11 +40,11 @@ def addresses(
     tree = shapely.STRtree(named.geometry.values)
     centre = shapely.centroid(buildings.geometry.values)
     xy = shapely.get_coordinates(centre)
-    gate = buildings.assign(x=xy[:, 0], y=xy[:, 1]).groupby("compound_id")[["x", "y"]].mean()
+    gate = buildings.assign(x=xy[:, 0], y=xy[:, 1]).groupby("cluster")[["x", "y"]].mean()
     village = (buildings["block_type"] == "village").to_numpy()
     # the point that takes a house number: the compound gate, or the village house itself
     anchor = np.where(
-        village, centre, shapely.points(gate.loc[buildings["compound_id"]].to_numpy())
+        village, centre, shapely.points(gate.loc[buildings["cluster"]].to_numpy())
     )
     a_idx, r_idx = tree.query_nearest(anchor, all_matches=False)
     road_of = np.empty(len(buildings), dtype=np.int64)
@@ -62,7 +63,7 @@ def addresses(
 
     row_band = np.round(-xy[:, 1] / 30.0)
     order = pd.DataFrame(
-        {"c": buildings["compound_id"].to_numpy(), "band": row_band, "x": xy[:, 0]}
+        {"c": buildings["cluster"].to_numpy(), "band": row_band, "x": xy[:, 0]}
     ).sort_values(["c", "band", "x"])
     seq = pd.Series(order.groupby("c").cumcount().to_numpy() + 1, index=order.index).sort_index()
     prefix = CITY + buildings["community_code"].str[:9].map(street_names).fillna("")
