@@ -31,6 +31,7 @@ GRID_SIZE = 0.001  # precision (m) of cell coordinates, so neighbours share vert
 GAP_M = 0.05  # gaps narrower than this between cells are slivers of clipping, closed
 SNAP_M = 0.5  # lines this close to a community boundary are snapped onto it
 MIN_BLOCK_M2 = 1.0  # faces smaller than this are slivers of noding, not blocks
+DEDICATED_MARGIN_M = 25.0  # land kept around a dedicated compound in its grid
 THROUGH_BLOCK = 6.0  # a metre of boundary through a block costs this many metres along a road
 THROUGH_COMPOUND = 25.0  # … and through a compound, this many
 
@@ -155,11 +156,44 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         cell_block.extend([b] * len(members))
     frame = gpd.GeoDataFrame({"unit": cell_unit, "block": cell_block}, geometry=cells,
                              crs=units.crs)
+    if "dedicated" in units.columns:
+        frame = _trim_dedicated(frame, units)
     frame = _own_buildings(frame, units)
     # make shared edges identical and close the hairline gaps left by clipping, so cells
     # union into clean polygons (GEOS CoverageCleaner)
     cleaned = shapely.coverage_clean(_polygonal(frame.geometry.values), gap_width=GAP_M)
     return frame.set_geometry(cleaned)
+
+
+def _trim_dedicated(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A dedicated unit keeps its compound and a margin; the rest of its cell is empty land.
+
+    A school alone in a large rural block should not turn the whole block into a
+    school grid: the land around it joins the basic grid next to it.
+    """
+    unit = cells["unit"].to_numpy()
+    dedicated = np.zeros(len(cells), bool)
+    has = unit >= 0
+    dedicated[has] = units["dedicated"].to_numpy()[unit[has]]
+    if not dedicated.any():
+        return cells
+    rows = cells.iloc[np.flatnonzero(~dedicated)]
+    extra = []
+    for c in np.flatnonzero(dedicated):
+        cell = cells.geometry.values[c]
+        core = shapely.buffer(shapely.convex_hull(units.geometry.values[unit[c]]),
+                              DEDICATED_MARGIN_M, quad_segs=4)
+        kept = shapely.intersection(cell, core)
+        rest = shapely.difference(cell, core)
+        if shapely.area(rest) < 0.05 * shapely.area(cell):
+            extra.append((unit[c], cells["block"].iloc[c], cell))
+            continue
+        extra.append((unit[c], cells["block"].iloc[c], kept))
+        extra.extend((-1, cells["block"].iloc[c], part) for part in shapely.get_parts(rest)
+                     if part.geom_type == "Polygon" and part.area > MIN_BLOCK_M2)
+    more = gpd.GeoDataFrame({"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
+                            geometry=[e[2] for e in extra], crs=cells.crs)
+    return gpd.GeoDataFrame(pd.concat([rows, more], ignore_index=True), crs=cells.crs)
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:

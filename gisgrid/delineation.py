@@ -116,8 +116,6 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
         ``grids`` without codes for locked grids changed; ``building_grid``
         maps building ids to grid codes.
     """
-    p = task.params
-    hband = p.households
     free = task.geometry
     buildings = task.buildings.reset_index(drop=True)
     building_grid = pd.Series(index=buildings["building_id"].astype(str), dtype=object)
@@ -248,14 +246,20 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
         reason = info[lab]["reason"]
         if info[lab]["grid_type"] == "basic" and not reason and not hband.contains(hh):
             largest = int(table["households"].to_numpy()[units_here].max(initial=0))
-            reason = (f"{hh} households: no contiguous grouping of the units here fits the "
-                      f"band; compounds that fit a grid are kept whole (largest unit here: "
-                      f"{largest} households)")
+            side = "above the ceiling" if hh > hband.high else "under the floor"
+            if largest >= hband.low / 2:
+                reason = (f"{hh} households, {side}: compounds that fit in a grid stay whole "
+                          f"(one here holds {largest}) and no grouping of them with their "
+                          "neighbours fits the band")
+            else:
+                reason = (f"{hh} households, {side}: the grids around it could not give or "
+                          "take enough households without leaving the band themselves")
             flags.append("over_band" if hh > hband.high else "under_band")
         rows.append({
             "grid_type": info[lab]["grid_type"], "households": hh, "population": pop,
             "buildings": len(set(ids)), "flags": ",".join(dict.fromkeys(flags)),
-            "reason": reason, "locked": False, "geometry": geom, "_buildings": list(dict.fromkeys(ids)),
+            "reason": reason, "locked": False, "geometry": geom,
+            "_buildings": list(dict.fromkeys(ids)),
         })
     return rows
 

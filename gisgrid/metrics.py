@@ -21,7 +21,8 @@ NATURAL_BOUNDARY_M = 15.0
 METRIC_NAMES = (
     "grids", "basic_grids", "in_band_households", "in_band_population", "deviation_mean",
     "deviation_max", "contiguity", "coverage_min", "overlap_m2", "nesting",
-    "building_integrity", "compound_splits", "polsby_popper_mean", "polsby_popper_p10",
+    "building_integrity", "compound_splits", "compound_splits_avoidable", "polsby_popper_mean",
+    "polsby_popper_p10",
     "natural_boundaries", "stability",
 )
 
@@ -70,7 +71,10 @@ def grid_metrics(
     Returns
     -------
     dict
-        Keyed by :data:`METRIC_NAMES`; shares are in [0, 1].
+        Keyed by :data:`METRIC_NAMES`; shares are in [0, 1]. ``compound_splits``
+        follows DESIGN §5 (grids touched beyond ``ceil(households / ceiling)``);
+        ``compound_splits_avoidable`` counts the compounds among them that a
+        single fragment move would make whole with both grids still in band.
     """
     g = grids.reset_index(drop=True)
     geoms = g.geometry.values
@@ -90,7 +94,8 @@ def grid_metrics(
                         / comm[code].area)
         overlap += float(part.geometry.area.sum() - union.area)
 
-    contiguous = np.array([_contiguous(geom, geoms, i) for i, geom in enumerate(geoms)])
+    tree = shapely.STRtree(geoms)
+    contiguous = np.array([_contiguous(geom, geoms, i, tree) for i, geom in enumerate(geoms)])
 
     b = buildings[buildings["grid_code"].notna()]
     grid_geom = g.set_index("grid_code").geometry
@@ -105,6 +110,7 @@ def grid_metrics(
                                               households=("households", "sum"))
     needed = np.maximum(1, np.ceil(per["households"] / households.high))
     splits = int(np.maximum(0, per["touched"] - needed).sum())
+    avoidable = _avoidable_splits(compounds, per.index[per["touched"] > needed], g, households)
 
     pp = polsby_popper(geoms)
     return {
@@ -122,6 +128,7 @@ def grid_metrics(
         "nesting": float(np.mean(inside >= 0.9999)) if len(g) else 1.0,
         "building_integrity": integrity,
         "compound_splits": splits,
+        "compound_splits_avoidable": avoidable,
         "polsby_popper_mean": float(pp.mean()) if len(pp) else 0.0,
         "polsby_popper_p10": float(np.quantile(pp, 0.1)) if len(pp) else 0.0,
         "natural_boundaries": natural_boundary_share(g, communities, lines),
@@ -129,17 +136,47 @@ def grid_metrics(
     }
 
 
-def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int) -> bool:
+def _avoidable_splits(compounds: pd.DataFrame, split: pd.Index, grids: gpd.GeoDataFrame,
+                      households: Band) -> int:
+    """Splits that one fragment move would undo with both grids staying in band.
+
+    A compound's fragment (its buildings in one grid) could join another grid that
+    holds the same compound and borders it; the split is avoidable when that leaves
+    both grids in the band. Splits that no such move removes are forced by the band.
+    """
+    hh = grids.set_index("grid_code")["households"]
+    geom = grids.set_index("grid_code").geometry
+    count = 0
+    for cid in split:
+        mine = compounds[compounds["compound_id"] == cid]
+        frag = mine.groupby("grid_code")["households"].sum()
+        found = False
+        for g_from, h in frag.items():
+            for g_to in frag.index:
+                if g_to == g_from or not geom[g_from].touches(geom[g_to]):
+                    continue
+                left, joined = hh[g_from] - h, hh[g_to] + h
+                if (left == 0 or households.contains(left)) and households.contains(joined):
+                    found = True
+                    break
+            if found:
+                break
+        count += found
+    return count
+
+
+def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int,
+                tree: shapely.STRtree) -> bool:
     """One Polygon whose holes, if any, are filled by other grids."""
     if geom.geom_type != "Polygon":
         return False
     if not geom.interiors:
         return True
-    holes = np.array([shapely.Polygon(r) for r in geom.interiors], dtype=object)
-    others = np.delete(geoms, i)
-    filled = shapely.area(shapely.intersection(shapely.union_all(holes),
-                                               shapely.union_all(others)))
-    return bool(filled >= 0.999 * shapely.area(shapely.union_all(holes)))
+    holes = shapely.union_all([shapely.Polygon(r) for r in geom.interiors])
+    near = tree.query(holes, predicate="intersects")
+    others = geoms[near[near != i]]
+    filled = shapely.area(shapely.intersection(holes, shapely.union_all(others)))
+    return bool(filled >= 0.999 * holes.area)
 
 
 def natural_boundary_share(grids: gpd.GeoDataFrame, communities: gpd.GeoDataFrame,

@@ -43,7 +43,7 @@ BAND_WEIGHT = 100.0
 BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and boundaries
 BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
 POPULATION_WEIGHT = 10.0
-SPLIT_WEIGHT = 3.0  # per avoidable compound split
+SPLIT_WEIGHT = 8.0  # per avoidable compound split: below BAND_STEP, above boundary costs
 MAX_PASSES = 40
 TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
 REPAIR_ROUNDS = 5
@@ -188,7 +188,8 @@ def _best_cut(graph: CellGraph, nodes: np.ndarray, k_a: int, k_b: int, band: Ban
                 member = (tin >= tin[v]) & (tin < tout[v])
                 if flip:
                     member = ~member
-                total_score = score[t] + CUT_WEIGHT * w_cut[member[e[:, 0]] != member[e[:, 1]]].sum()
+                cut = w_cut[member[e[:, 0]] != member[e[:, 1]]].sum()
+                total_score = score[t] + CUT_WEIGHT * cut
                 if total_score < best_score:
                     best_score, best = total_score, (nodes[member], nodes[~member])
     return best
@@ -312,11 +313,13 @@ class _State:
                 self.count[c][int(labels[u])] += 1
 
     def part_cost(self, h: float, p: float) -> float:
-        dev = ((h - self.hband.target) / self.hband.target) ** 2
-        out = max(0.0, self.hband.low - h, h - self.hband.high) / self.hband.target
+        hb, pb = self.hband, self.pband
+        dev = (h - hb.target) / hb.target
+        out = max(0.0, hb.low - h, h - hb.high) / hb.target
+        pout = max(0.0, pb.low - p, p - pb.high) / pb.target
         step = BAND_STEP if out > 0 else 0.0
-        return float(step + BAND_LINEAR * out + BAND_WEIGHT * out * out + dev
-                     + POPULATION_WEIGHT * self.pband.penalty(p))
+        return step + BAND_LINEAR * out + BAND_WEIGHT * out * out + dev * dev \
+            + POPULATION_WEIGHT * pout * pout
 
     def _split_delta(self, c: int, p: int, q: int, moving: int) -> float:
         """Change in avoidable splits of compound c when ``moving`` of its cells go p → q."""

@@ -24,7 +24,7 @@ import shapely
 import gisgrid
 from gisgrid._errors import InputError
 from gisgrid.delineation import CommunityResult, CommunityTask, Params, delineate_community
-from gisgrid.metrics import grid_metrics
+from gisgrid.metrics import grid_metrics, polsby_popper
 from gisgrid.workspace import Workspace
 
 __all__ = ["DelineationRun", "delineate"]
@@ -63,7 +63,7 @@ def input_digest(*frames: pd.DataFrame) -> str:
 def delineate(
     workspace: Workspace | str,
     *,
-    params: Params = Params(),
+    params: Params | None = None,
     communities: Iterable[str] | None = None,
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
@@ -89,6 +89,7 @@ def delineate(
     DelineationRun
     """
     started = time.perf_counter()
+    params = params or Params()
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     comms = ws.read("communities")
     buildings = ws.read("buildings")
@@ -132,11 +133,11 @@ def delineate(
     new["in_band"] = params.households.contains(new["households"]) | \
         (new["grid_type"] == "dedicated")
     new["area_m2"] = new.geometry.area.round(1)
-    from gisgrid.metrics import polsby_popper
-
     new["polsby_popper"] = polsby_popper(new.geometry.values).round(4)
     new["run_id"] = np.where(new["locked"].astype(bool), new.get("run_id", run_id), run_id)
     new = new[[*GRID_COLUMNS, "geometry"]].sort_values("grid_code").reset_index(drop=True)
+    single = shapely.get_num_geometries(new.geometry.values) == 1  # store one part as Polygon
+    new.loc[single, "geometry"] = shapely.get_geometry(new.geometry.values[single], 0)
 
     grid_of = pd.concat([results[c].building_grid for c in results])
     old_codes = buildings["grid_code"] if "grid_code" in buildings else pd.Series(

@@ -103,7 +103,6 @@ def make_units(
     kind = buildings["kind"].fillna("").astype(str).to_numpy()
     entrances = buildings["entrances"].fillna(1).to_numpy(np.int64)
     geoms = buildings.geometry.values
-    centre = shapely.get_coordinates(shapely.point_on_surface(geoms))
     ids = buildings["building_id"].astype(str).to_numpy()
 
     has_compound = compound != ""

@@ -20,7 +20,7 @@ import shapely
 
 from gisgrid.assets import leaflet_css, leaflet_js
 
-__all__ = ["KIND_COLOURS", "district_map", "write_map"]
+__all__ = ["KIND_COLOURS", "district_map", "grid_colour", "write_map"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,24 @@ _RESOURCE_STYLE = {  # kind: (colour, radius, label)
 }
 _BACKGROUND = "#efe9df"
 _PRIVATE = {"personal_phone"}
+
+
+#: households per grid → fill colour (under the band, in it, over it)
+_HOUSEHOLD_STEPS = [
+    (300, "#fee5d9"),
+    (350, "#fcbba1"),
+    (450, "#fc9272"),
+    (500, "#fb6a4a"),
+    (float("inf"), "#a50f15"),
+]
+
+
+def grid_colour(props: Mapping[str, object]) -> str:
+    """Fill colour of a grid: by households, light blue for dedicated grids."""
+    if props.get("grid_type") == "dedicated":
+        return "#9ecae1"
+    hh = float(props.get("households") or 0)
+    return next(colour for limit, colour in _HOUSEHOLD_STEPS if hh < limit)
 
 
 def _lonlat(frame: gpd.GeoDataFrame, columns: list[str]) -> gpd.GeoDataFrame:
@@ -148,6 +166,22 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
                 aliases=["社区", "代码", "户数", "人口"],
             ),
         ).add_to(fmap)
+    if (grids := layers.get("grids")) is not None and len(grids):
+        cols = ["grid_code", "name", "grid_type", "households", "population", "flags"]
+        folium.GeoJson(
+            _lonlat(grids, cols),
+            name="网格 grids",
+            style_function=lambda f: {
+                "fillColor": grid_colour(f["properties"]),
+                "color": "#d7191c",
+                "weight": 1.2,
+                "fillOpacity": 0.45,
+            },
+            highlight_function=lambda f: {"weight": 3, "fillOpacity": 0.7},
+            tooltip=folium.GeoJsonTooltip(
+                cols, aliases=["网格编码", "名称", "类型", "户数", "人口", "标记"]
+            ),
+        ).add_to(fmap)
     if outline is not None:
         folium.GeoJson(
             _lonlat(outline, ["code", "name"]),
@@ -203,11 +237,24 @@ def _add_offline_assets(
         counts.append(f"{int(np.nansum(b['population'].astype(float))):,} 人 people")
     if (c := layers.get("communities")) is not None:
         counts.append(f"{len(c)} 社区 communities")
+    if (g := layers.get("grids")) is not None:
+        counts.append(f"{len(g)} 网格 grids")
     items = "".join(
         f"<div><i style='background:{colour}'></i>{kind}</div>"
         for kind, colour in KIND_COLOURS.items()
         if kind != "village"
     )
+    if layers.get("grids") is not None:
+        steps = ["< 300", "300–349", "350–449", "450–500", "> 500"]
+        grid_items = "".join(
+            f"<div><i style='background:{colour}'></i>{label}</div>"
+            for (_, colour), label in zip(_HOUSEHOLD_STEPS, steps, strict=True)
+        )
+        items = (
+            f"<b>网格 households</b>{grid_items}"
+            "<div><i style='background:#9ecae1'></i>专属 dedicated</div>"
+            f"<hr style='margin:4px 0'>{items}"
+        )
     root.html.add_child(
         branca.element.Element(
             f"<div class='gg-legend'><b>{html.escape(title)}</b><br>{'<br>'.join(counts)}"

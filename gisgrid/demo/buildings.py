@@ -48,6 +48,7 @@ LAYOUTS = {
     "market": Layout(70.0, 40.0, 20.0, 20.0, 10.0, 1),
 }
 DEDICATED = ("school", "hospital", "enterprise", "market")
+WALL_M = 8.0  # a compound's wall runs this far outside its outermost buildings
 DENSE_HH_KM2 = 6000.0  # households per km² of blocks above which a community builds towers
 
 
@@ -122,7 +123,7 @@ def fill(
     oversized: set[str],
     angle: float,
     rng: np.random.Generator,
-) -> gpd.GeoDataFrame:
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
     """Lay out buildings in the blocks of each community until it reaches its target.
 
     Parameters
@@ -146,9 +147,11 @@ def fill(
         Buildings with ``community_code``, ``compound_id`` (empty in urban villages),
         ``cluster`` (the compound or village laid out together), ``compound_name``,
         ``kind``, ``block_type``, ``floors``, ``entrances`` and
-        ``planned_households`` (the households the census will find).
+        ``planned_households`` (the households the census will find); and the walls
+        (围墙) of gated compounds and facilities, as lines.
     """
     pieces: list[pd.DataFrame] = []
+    walls: list[tuple[str, str, shapely.Geometry]] = []
     geoms: list[np.ndarray] = []
     for code, group in blocks.groupby("community_code", sort=True):
         target = int(targets.get(code, 0))
@@ -198,8 +201,8 @@ def fill(
                     {
                         "community_code": code,
                         # an urban village is houses along lanes, not a gated compound (小区)
-                "compound_id": "" if kind == "village" else f"{code}-{n_compound:03d}",
-                "cluster": f"{code}-{n_compound:03d}",
+                        "compound_id": "" if kind == "village" else f"{code}-{n_compound:03d}",
+                        "cluster": f"{code}-{n_compound:03d}",
                         "compound_name": label,
                         "kind": building_kind,
                         "block_type": kind,
@@ -210,13 +213,22 @@ def fill(
                 )
             )
             geoms.append(foot)
+            if kind != "village":  # a gated compound or a facility is walled (围墙)
+                wall = shapely.intersection(
+                    shapely.buffer(shapely.convex_hull(shapely.multipolygons(foot)), WALL_M,
+                                   quad_segs=2, join_style="mitre"),
+                    shapely.buffer(block, -2.0))
+                walls.append((f"{code}-{n_compound:03d}", label, shapely.boundary(wall)))
     table = pd.concat(pieces, ignore_index=True)
     out = gpd.GeoDataFrame(table, geometry=np.concatenate(geoms), crs=blocks.crs)
     mixed = out["kind"] == "mixed"
     out.loc[mixed, "planned_households"] = np.round(
         out.loc[mixed, "planned_households"] * 5 / 6
     ).astype(int)
-    return out
+    wall_frame = gpd.GeoDataFrame(
+        {"compound": [w[0] for w in walls], "name": [w[1] + "围墙" for w in walls]},
+        geometry=[w[2] for w in walls], crs=blocks.crs)
+    return out, wall_frame[~wall_frame.geometry.is_empty].reset_index(drop=True)
 
 
 def _facility_name(kind: str, rng: np.random.Generator) -> str:

@@ -118,7 +118,9 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     blocks = division.blocks[division.blocks["community_code"].isin(communities["code"])]
 
     targets, oversized = _targets(communities, blocks, scale=scale, rng=rng)
-    buildings = fill(blocks, targets, division.seeds, oversized=oversized, angle=net.angle, rng=rng)
+    buildings, walls = fill(
+        blocks, targets, division.seeds, oversized=oversized, angle=net.angle, rng=rng
+    )
     roads = net.roads.clip(territory)
     roads = roads[roads.geometry.length > 1.0].explode(ignore_index=True)
     street_names = dict(zip(streets["code"].str[:9], streets["name"], strict=True))
@@ -140,13 +142,14 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     )
 
     river = _parts(net.river_line.intersection(territory), "LineString")
+    kinds = ["river"] * len(river) + ["wall"] * len(walls)
     barriers = gpd.GeoDataFrame(
         {
-            "barrier_id": [f"W{i:04d}" for i in range(1, len(river) + 1)],
-            "kind": "river",
-            "name": "白石港",
+            "barrier_id": [f"W{i:05d}" for i in range(1, len(kinds) + 1)],
+            "kind": kinds,
+            "name": ["白石港"] * len(river) + walls["name"].tolist(),
         },
-        geometry=river,
+        geometry=[*river, *walls.geometry.values],
         crs=crs,
     )
     water_parts = _parts(net.river.intersection(territory), "Polygon")

@@ -2,13 +2,14 @@
 
 Each stage of gisgrid adds itself here, so the demo always runs everything
 there is: today, generation → households from census points → workspace →
-map.
+grid delineation → map.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import gisgrid
 from gisgrid.datasets import ATTRIBUTION
 from gisgrid.demo.district import make_district
 from gisgrid.ingest import derive_buildings
+from gisgrid.runs import delineate
 from gisgrid.validation import rejected_table
 from gisgrid.webmap import district_map, write_map
 from gisgrid.workspace import Workspace
@@ -36,10 +38,17 @@ class DemoResult:
     population: int = 0
     rejected: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    grids: int = 0
 
 
 def run_demo(
-    out: str | Path = "demo", *, scale: float = 1.0, seed: int = 0, progress=None
+    out: str | Path = "demo",
+    *,
+    scale: float = 1.0,
+    seed: int = 0,
+    workers: int = 1,
+    progress: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Generate the demo district into ``out/demo.gpkg`` and draw ``out/demo.html``.
 
@@ -51,6 +60,8 @@ def run_demo(
         Size of the district; see :func:`gisgrid.demo.make_district`.
     seed
         Random seed: the same seed gives the same district.
+    workers
+        Processes for the delineation.
     progress
         Optional callable taking a stage name, called as each stage starts.
 
@@ -97,12 +108,15 @@ def run_demo(
     )
     seconds["write"] = time.perf_counter() - t
 
+    step("delineating grids")
+    t = time.perf_counter()
+    run = delineate(ws, workers=workers)
+    seconds["delineate"] = time.perf_counter() - t
+
     step("drawing the map")
     t = time.perf_counter()
-    stored = {
-        name: ws.read(name)
-        for name in ("streets", "communities", "buildings", "roads", "water", "resources")
-    }
+    names = ("streets", "communities", "grids", "buildings", "roads", "water", "resources")
+    stored = {name: ws.read(name) for name in names}
     html = write_map(district_map(stored, title="石峰区 demo · gisgrid"), out / "demo.html")
     seconds["map"] = time.perf_counter() - t
     b = layers["buildings"]
@@ -114,4 +128,6 @@ def run_demo(
         population=int(b["population"].sum()),
         rejected=len(rejected),
         seconds=seconds,
+        metrics=run.metrics,
+        grids=len(run.grids),
     )
