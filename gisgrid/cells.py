@@ -297,7 +297,16 @@ class CellGraph:
         return adj
 
 
-def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> CellGraph:
+def _per_cell(values: np.ndarray, unit: np.ndarray, empty: object) -> np.ndarray:
+    """A unit attribute for each cell, ``empty`` for cells without a unit."""
+    out = np.full(len(unit), empty, dtype=values.dtype)
+    has = unit >= 0
+    out[has] = values[unit[has]]
+    return out
+
+
+def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *,
+               water: np.ndarray | None = None, roads: np.ndarray | None = None) -> CellGraph:
     """The adjacency graph of cells, with shared lengths and where they run.
 
     Parameters
@@ -306,6 +315,11 @@ def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> CellGraph:
         From :func:`tessellate`.
     units
         The units, for households and population.
+    water
+        River and canal lines: cells that meet only along water, where no road
+        crosses (no bridge), are not neighbours, so no grid spans the water.
+    roads
+        Road lines, to find the bridges.
 
     Returns
     -------
@@ -313,19 +327,26 @@ def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> CellGraph:
     """
     geoms = cells.geometry.values
     unit = cells["unit"].to_numpy()
-    hh = np.where(unit >= 0, units["households"].to_numpy()[np.maximum(unit, 0)], 0)
-    pop = np.where(unit >= 0, units["population"].to_numpy()[np.maximum(unit, 0)], 0)
+    hh = _per_cell(units["households"].to_numpy(np.int64), unit, 0)
+    pop = _per_cell(units["population"].to_numpy(np.int64), unit, 0)
     tree = shapely.STRtree(geoms)
     i, j = tree.query(geoms, predicate="intersects")
     keep = i < j
     i, j = i[keep], j[keep]
-    shared = shapely.length(shapely.intersection(shapely.boundary(geoms[i]),
-                                                 shapely.boundary(geoms[j])))
+    edge = shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[j]))
+    shared = shapely.length(edge)
     real = shared >= MIN_SHARED_M
-    i, j, shared = i[real], j[real], shared[real]
+    i, j, shared, edge = i[real], j[real], shared[real], edge[real]
     block = cells["block"].to_numpy()
-    compound = np.where(unit >= 0, units["compound_id"].to_numpy()[np.maximum(unit, 0)], "")
-    compound = compound.astype(str)
+    if water is not None and len(water):
+        wet = shapely.buffer(shapely.union_all(water), 1.0)
+        across = (block[i] != block[j]) & (
+            shapely.length(shapely.intersection(edge, wet)) > 0.5 * shared)
+        if across.any() and roads is not None and len(roads):
+            bridge = shapely.STRtree(roads).query(edge[across], predicate="intersects")[0]
+            across[np.flatnonzero(across)[np.unique(bridge)]] = False
+        i, j, shared = i[~across], j[~across], shared[~across]
+    compound = _per_cell(units["compound_id"].astype(str).to_numpy(), unit, "").astype(str)
     same = (compound[i] == compound[j]) & (compound[i] != "")
     names, compound_id = np.unique(compound, return_inverse=True)
     compound_hh = np.bincount(compound_id, weights=hh)

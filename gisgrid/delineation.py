@@ -78,6 +78,8 @@ class CommunityTask:
     lines: np.ndarray
     locked: gpd.GeoDataFrame
     params: Params
+    water: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    roads: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     retired: frozenset[int] = frozenset()
 
 
@@ -170,7 +172,7 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
                        dedicated_kinds=p.dedicated_kinds)
     table = units.table
     cells = tessellate(blocks, table)
-    graph = cell_graph(cells, table)
+    graph = cell_graph(cells, table, water=task.water, roads=task.roads)
     cell_unit = cells["unit"].to_numpy()
 
     label = np.full(graph.n, -1, dtype=np.int64)
@@ -222,8 +224,9 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.
                 waiting.append(comp)
         if len(waiting) == len(empty_parts):  # borders nothing labelled at all: its own grid
             for comp in waiting:
-                label[comp] = new_label(flags=["empty"], reason="land without homes, "
-                                        "cut off from every other grid")
+                why = ("no homes in the community" if len(comp) == graph.n else
+                       "land without homes, cut off from every other grid")
+                label[comp] = new_label(flags=["empty"], reason=why)
             break
         empty_parts = waiting
 

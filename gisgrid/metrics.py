@@ -102,8 +102,9 @@ def grid_metrics(
     assigned = gpd.GeoSeries(grid_geom.reindex(b["grid_code"]).values, crs=g.crs)
     outside = shapely.area(shapely.difference(b.geometry.values, assigned.values,
                                               grid_size=0.001))
-    integrity = float(np.mean(outside / shapely.area(b.geometry.values) < 0.01)) if len(b) else 1.0
-    integrity *= len(b) / max(len(buildings), 1)  # a building in no grid fails
+    whole = int((outside / shapely.area(b.geometry.values) < 0.01).sum())
+    # a building in no grid fails; no buildings at all is trivially whole
+    integrity = whole / len(buildings) if len(buildings) else 1.0
 
     compounds = b[b["compound_id"].fillna("") != ""]
     per = compounds.groupby("compound_id").agg(touched=("grid_code", "nunique"),

@@ -31,6 +31,7 @@ __all__ = ["DelineationRun", "delineate"]
 
 logger = logging.getLogger(__name__)
 
+WATER_KINDS = ("river", "canal", "stream", "water")
 GRID_COLUMNS = ["grid_code", "community_code", "street_code", "name", "grid_type", "households",
                 "population", "buildings", "in_band", "polsby_popper", "area_m2", "flags",
                 "reason", "locked", "run_id"]
@@ -93,9 +94,16 @@ def delineate(
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     comms = ws.read("communities")
     buildings = ws.read("buildings")
-    line_layers = [ws.read(name) for name in ("roads", "barriers") if name in ws]
-    lines = np.concatenate([f.geometry.values for f in line_layers]) if line_layers else \
-        np.empty(0, dtype=object)
+    for column in ("households", "population", "entrances"):
+        if column in buildings:
+            values = pd.to_numeric(buildings[column], errors="coerce")
+            buildings[column] = values.fillna(1 if column == "entrances" else 0).astype("int64")
+    buildings["compound_id"] = buildings.get("compound_id", "").fillna("").astype(str) \
+        if "compound_id" in buildings else ""
+    roads = ws.read("roads") if "roads" in ws else None
+    barriers = ws.read("barriers") if "barriers" in ws else None
+    kinds = {"roads": _geoms(roads), "water": _geoms(barriers, kinds=WATER_KINDS),
+             "lines": np.concatenate([_geoms(roads), _geoms(barriers)])}
     previous = ws.read("grids") if "grids" in ws else None
     wanted = list(comms["code"]) if communities is None else list(communities)
     unknown = sorted(set(wanted) - set(comms["code"]))
@@ -106,7 +114,7 @@ def delineate(
         raise InputError(f"--band {params.band[0]}-{params.band[1]} does not contain the target "
                          f"{params.target_households}")
 
-    tasks = _tasks(comms[comms["code"].isin(wanted)], buildings, lines, previous, params)
+    tasks = _tasks(comms[comms["code"].isin(wanted)], buildings, kinds, previous, params)
     results: dict[str, CommunityResult] = {}
     order = sorted(tasks, key=lambda t: -len(t.buildings))
     if workers > 1 and len(tasks) > 1:
@@ -147,7 +155,8 @@ def delineate(
 
     done = comms[comms["code"].isin(wanted)]
     metrics = grid_metrics(new, done, buildings[buildings["community_code"].isin(wanted)],
-                           lines, households=params.households, population=params.population)
+                           kinds["lines"], households=params.households,
+                           population=params.population)
     kept = previous[~previous["community_code"].isin(wanted)] if previous is not None else None
     grids = new if kept is None or kept.empty else gpd.GeoDataFrame(
         pd.concat([kept, new], ignore_index=True), crs=new.crs)
@@ -174,13 +183,26 @@ def _next_run_id(ws: Workspace) -> int:
     return int(pd.to_numeric(runs["run_id"]).max()) + 1 if len(runs) else 1
 
 
-def _tasks(comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, lines: np.ndarray,
+def _geoms(layer: gpd.GeoDataFrame | None, *, kinds: tuple[str, ...] | None = None) -> np.ndarray:
+    if layer is None:
+        return np.empty(0, dtype=object)
+    if kinds is not None:
+        layer = layer[layer["kind"].isin(kinds)]
+    return layer.geometry.values[~layer.geometry.is_empty.to_numpy()]
+
+
+def _tasks(comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, kinds: dict[str, np.ndarray],
            previous: gpd.GeoDataFrame | None, params: Params) -> list[CommunityTask]:
-    tree = shapely.STRtree(lines) if len(lines) else None
+    trees = {k: shapely.STRtree(v) for k, v in kinds.items() if len(v)}
     by_comm = dict(list(buildings.groupby("community_code")))
     tasks = []
+
+    def near(kind: str, geometry: shapely.Geometry) -> np.ndarray:
+        if kind not in trees:
+            return kinds[kind]
+        return kinds[kind][trees[kind].query(geometry, predicate="intersects")]
+
     for row in comms.itertuples():
-        near = lines[tree.query(row.geometry, predicate="intersects")] if tree else lines
         locked = gpd.GeoDataFrame(geometry=[], crs=buildings.crs)
         if previous is not None and "locked" in previous:
             mine = previous[(previous["community_code"] == row.code)
@@ -188,6 +210,7 @@ def _tasks(comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, lines: np.ndarr
             locked = mine.reset_index(drop=True)
         tasks.append(CommunityTask(
             code=row.code, name=row.name, geometry=row.geometry,
-            buildings=by_comm.get(row.code, buildings.iloc[:0]), lines=near, locked=locked,
-            params=params))
+            buildings=by_comm.get(row.code, buildings.iloc[:0]), lines=near("lines", row.geometry),
+            locked=locked, params=params, water=near("water", row.geometry),
+            roads=near("roads", row.geometry)))
     return tasks

@@ -26,6 +26,9 @@ import shapely
 
 __all__ = ["Units", "make_units", "slice_by_entrance"]
 
+UNIT_COLUMNS = ["block", "households", "population", "dedicated", "compound_id", "flag",
+                "buildings", "geometry"]
+
 
 @dataclass
 class Units:
@@ -159,5 +162,6 @@ def make_units(
         # the dearest boundary there is, so the compound splits into as few grids as it can
         for b in rest:
             add(np.array([b]), dedicated=False)
-    table = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
+    table = gpd.GeoDataFrame(pd.DataFrame(rows, columns=UNIT_COLUMNS), geometry="geometry",
+                             crs=buildings.crs)
     return Units(table, building_unit)
