@@ -162,7 +162,10 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     # make shared edges identical and close the hairline gaps left by clipping, so cells
     # union into clean polygons (GEOS CoverageCleaner)
     cleaned = shapely.coverage_clean(_polygonal(frame.geometry.values), gap_width=GAP_M)
-    return frame.set_geometry(cleaned)
+    frame = _split_detached(frame.set_geometry(cleaned), units)
+    frame = frame.astype({"unit": np.int64, "block": np.int64})
+    # slivers the cleaner absorbed leave empty cells; only those without a unit may go
+    return frame[~(frame.geometry.is_empty & (frame["unit"] < 0))].reset_index(drop=True)
 
 
 def _trim_dedicated(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -194,6 +197,35 @@ def _trim_dedicated(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.Geo
     more = gpd.GeoDataFrame({"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
                             geometry=[e[2] for e in extra], crs=cells.crs)
     return gpd.GeoDataFrame(pd.concat([rows, more], ignore_index=True), crs=cells.crs)
+
+
+def _split_detached(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A cell keeps the pieces that hold its buildings; other pieces become empty cells.
+
+    Carving a unit's buildings out of its neighbours' Voronoi cells can leave a cell in
+    pieces (a courtyard inside another unit's perimeter block). A detached piece
+    then joins the grid around it rather than make its own grid non-contiguous.
+    """
+    multi = np.flatnonzero(shapely.get_num_geometries(cells.geometry.values) > 1)
+    if len(multi) == 0:
+        return cells
+    unit = cells["unit"].to_numpy()
+    geoms = cells.geometry.values.copy()
+    extra = []
+    for c in multi:
+        parts = shapely.get_parts(geoms[c])
+        if unit[c] >= 0:
+            held = shapely.area(shapely.intersection(parts, units.geometry.values[unit[c]])) > 0
+            if not held.any():
+                held = shapely.area(parts) == shapely.area(parts).max()
+        else:
+            held = np.arange(len(parts)) == 0
+        geoms[c] = parts[held][0] if held.sum() == 1 else shapely.MultiPolygon(list(parts[held]))
+        extra.extend((-1, cells["block"].iloc[c], p) for p in parts[~held])
+    out = cells.set_geometry(geoms)
+    more = gpd.GeoDataFrame({"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
+                            geometry=[e[2] for e in extra], crs=cells.crs)
+    return gpd.GeoDataFrame(pd.concat([out, more], ignore_index=True), crs=cells.crs)
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -355,7 +387,8 @@ def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *,
         compound_id = np.where(compound_id == blank, -1, compound_id)
     return CellGraph(
         households=hh.astype(np.int64), population=pop.astype(np.int64),
-        xy=shapely.get_coordinates(shapely.point_on_surface(geoms)),
+        xy=np.column_stack([shapely.get_x(inner := shapely.point_on_surface(geoms)),
+                            shapely.get_y(inner)]),
         edges=np.column_stack([i, j]).astype(np.int64), length=shared,
         along_line=block[i] != block[j], inside_compound=same & (block[i] == block[j]),
         compound=compound_id.astype(np.int64), compound_households=compound_hh,

@@ -74,6 +74,31 @@ def slice_by_entrance(footprint: shapely.Geometry, entrances: int) -> list[shape
     return parts
 
 
+def _join_overlapping(geoms: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Put buildings whose footprints share area (building parts, one inside another, double
+    mapping) in one group."""
+    tree = shapely.STRtree(geoms)
+    a, b = tree.query(geoms, predicate="intersects")
+    keep = a < b
+    a, b = a[keep], b[keep]
+    shared = shapely.area(shapely.intersection(geoms[a], geoms[b])) > 0.01  # not just touching
+    a, b = a[shared], b[shared]
+    if len(a) == 0:
+        return group
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.get(key, key) != key:
+            key = parent[key]
+        return key
+
+    for i, j in zip(a.tolist(), b.tolist(), strict=True):  # join whole groups, not buildings
+        ri, rj = root(group[i]), root(group[j])
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([root(g) for g in group], dtype=object)
+
+
 def make_units(
     buildings: gpd.GeoDataFrame,
     block_of: np.ndarray,
@@ -111,6 +136,7 @@ def make_units(
     has_compound = compound != ""
     group = np.where(has_compound, pd.Series(compound).str.cat(block_of.astype(str), sep="@"),
                      "b:" + ids)
+    group = _join_overlapping(geoms, group)
     dedicated_group = set(group[np.isin(kind, dedicated_kinds)])
 
     rows: list[dict] = []

@@ -140,7 +140,7 @@ def test_compound_too_big_splits_into_the_fewest_grids(tmp_path):
 def test_dedicated_buildings_get_their_own_grid(tmp_path):
     homes = [b for bx in range(3) for by in range(3)
              for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
-    school = [(230, 250, 60, 20, 0, "school", "S1", 2), (230, 300, 60, 20, 0, "school", "S1", 2)]
+    school = [(270, 262, 40, 15, 0, "school", "S1", 2), (270, 290, 40, 15, 0, "school", "S1", 2)]
     ws = make_town(tmp_path / "t.gpkg", homes + school)
     delineate(ws)
     grids = ws.read("grids")
