@@ -115,8 +115,8 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
     Returns
     -------
     CommunityResult
-        ``grids`` without codes for locked grids changed; ``building_grid``
-        maps building ids to grid codes.
+        ``grids``: the locked grids as they were (their counts refreshed) and
+        the new ones; ``building_grid`` maps building ids to grid codes.
     """
     free = task.geometry
     buildings = task.buildings.reset_index(drop=True)
@@ -140,23 +140,23 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
         buildings = buildings[~in_locked].reset_index(drop=True)
     rows: list[dict] = []
     if not shapely.is_empty(free) and shapely.area(free) > 1.0:
-        rows = _delineate_free(task, free, buildings, building_grid)
+        rows = _delineate_free(task, free, buildings)
     taken = {int(c[-3:]) for c in task.locked.get("grid_code", [])} | set(task.retired)
-    new = rows
-    if new:
-        xy = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in new]))
-        row_height = float(np.sqrt(np.median([r["geometry"].area for r in new])))
+    if rows:
+        xy = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in rows]))
+        row_height = float(np.sqrt(np.median([r["geometry"].area for r in rows])))
         codes = grid_codes(task.code, xy, row_height=row_height, taken=taken)
-        for r, code in zip(new, codes, strict=True):
+        for r, code in zip(rows, codes, strict=True):
             r["grid_code"] = code
             building_grid.loc[r.pop("_buildings")] = code
-    grids = gpd.GeoDataFrame(locked_rows + new, geometry="geometry", crs=task.buildings.crs)
+    grids = gpd.GeoDataFrame(locked_rows + rows, geometry="geometry", crs=task.buildings.crs)
     grids["community_code"] = task.code
     return CommunityResult(grids, building_grid)
 
 
-def _delineate_free(task: CommunityTask, free: shapely.Geometry, buildings: gpd.GeoDataFrame,
-                    building_grid: pd.Series) -> list[dict]:
+def _delineate_free(task: CommunityTask, free: shapely.Geometry,
+                    buildings: gpd.GeoDataFrame) -> list[dict]:
+    """Grids over the community's free area (without locked grids), before codes."""
     p = task.params
     hband, pband = p.households, p.population
     blocks = blocks_of(free, task.lines)

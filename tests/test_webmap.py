@@ -59,3 +59,18 @@ def test_headless_chromium_screenshot_shows_the_district(demo_full, tmp_path):
     assert dark_red.sum() > 2000, "no red boundaries were drawn"
     rows, cols = np.nonzero(dark_red)
     assert np.ptp(rows) > 300 and np.ptp(cols) > 300  # boundaries span the view, not a corner
+
+
+def test_map_shows_the_grids_coloured_by_households(demo_full):
+    from gisgrid.webmap import grid_colour
+    from gisgrid.workspace import Workspace
+
+    page = demo_full.map.read_text(encoding="utf-8")
+    grids = Workspace(demo_full.workspace).read("grids")
+    first = grids["grid_code"].iloc[0]
+    assert f'"grid_code": "{first}"' in page
+    for field in ("households", "population", "grid_type"):
+        assert f'"{field}"' in page  # the tooltip's fields travel with each grid
+    assert grid_colour({"grid_type": "basic", "households": 250}) != grid_colour(
+        {"grid_type": "basic", "households": 400})
+    assert grid_colour({"grid_type": "dedicated", "households": 0}) == "#9ecae1"
