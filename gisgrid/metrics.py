@@ -18,6 +18,7 @@ from gisgrid.partition import Band
 __all__ = ["METRIC_NAMES", "grid_metrics", "polsby_popper"]
 
 NATURAL_BOUNDARY_M = 15.0
+ADJACENT_M = 30.0  # a fragment this close to a grid borders it (about one cell)
 METRIC_NAMES = (
     "grids", "basic_grids", "in_band_households", "in_band_population", "deviation_mean",
     "deviation_max", "contiguity", "coverage_min", "overlap_m2", "nesting",
@@ -142,8 +143,9 @@ def _avoidable_splits(compounds: pd.DataFrame, split: pd.Index, grids: gpd.GeoDa
     """Splits that one fragment move would undo with both grids staying in band.
 
     A compound's fragment (its buildings in one grid) could join another grid that
-    holds the same compound and borders it; the split is avoidable when that leaves
-    both grids in the band. Splits that no such move removes are forced by the band.
+    holds the same compound, when the fragment lies within ``ADJACENT_M`` of it; the
+    split is avoidable when that leaves both grids in the band. Splits that no such
+    move removes are forced by the band or by contiguity.
     """
     hh = grids.set_index("grid_code")["households"]
     geom = grids.set_index("grid_code").geometry
@@ -153,8 +155,10 @@ def _avoidable_splits(compounds: pd.DataFrame, split: pd.Index, grids: gpd.GeoDa
         frag = mine.groupby("grid_code")["households"].sum()
         found = False
         for g_from, h in frag.items():
+            pieces = shapely.union_all(mine[mine["grid_code"] == g_from].geometry.values)
             for g_to in frag.index:
-                if g_to == g_from or not geom[g_from].touches(geom[g_to]):
+                # the fragment must border the other grid, or moving it would break it apart
+                if g_to == g_from or pieces.distance(geom[g_to]) > ADJACENT_M:
                     continue
                 left, joined = hh[g_from] - h, hh[g_to] + h
                 if (left == 0 or households.contains(left)) and households.contains(joined):
