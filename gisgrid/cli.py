@@ -193,19 +193,22 @@ def _band(text: str, option: str) -> tuple[int, int]:
 @app.command()
 def delineate(
     workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
-    target_households: Annotated[int, typer.Option(min=1, help="Households per basic grid.")]
-    = 400,
-    band: Annotated[str, typer.Option(help="Accepted households per basic grid, LOW-HIGH.")]
-    = "300-500",
-    target_population: Annotated[int, typer.Option(min=1, help="People per basic grid.")]
-    = 1200,
-    population_band: Annotated[str, typer.Option(help="Accepted people per grid, LOW-HIGH.")]
-    = "900-1500",
-    community: Annotated[list[str] | None, typer.Option(
-        help="Delineate only this community (12-digit code); repeat for more.")] = None,
+    target_households: Annotated[int, typer.Option(min=1, help="Households per basic grid.")] = 400,
+    band: Annotated[
+        str, typer.Option(help="Accepted households per basic grid, LOW-HIGH.")
+    ] = "300-500",
+    target_population: Annotated[int, typer.Option(min=1, help="People per basic grid.")] = 1200,
+    population_band: Annotated[
+        str, typer.Option(help="Accepted people per grid, LOW-HIGH.")
+    ] = "900-1500",
+    community: Annotated[
+        list[str] | None,
+        typer.Option(help="Delineate only this community (12-digit code); repeat for more."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed, the same grids.")] = 0,
-    workers: Annotated[int, typer.Option(min=1, help="Processes (communities run in parallel).")]
-    = max(1, os.cpu_count() or 1),
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes (communities run in parallel).")
+    ] = max(1, os.cpu_count() or 1),
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Delineate grids (网格) of about 400 households in every community of WORKSPACE.
@@ -222,49 +225,69 @@ def delineate(
     from gisgrid.runs import delineate as run_delineation
 
     with _errors():
-        params = Params(target_households=target_households, band=_band(band, "--band"),
-                        target_population=target_population,
-                        population_band=_band(population_band, "--population-band"),
-                        seed=seed)
-        with Progress(TextColumn("delineating"), BarColumn(),
-                      TextColumn("{task.completed}/{task.total} communities"),
-                      TimeElapsedColumn(), console=err, transient=True,
-                      disable=as_json) as bar:
+        params = Params(
+            target_households=target_households,
+            band=_band(band, "--band"),
+            target_population=target_population,
+            population_band=_band(population_band, "--population-band"),
+            seed=seed,
+        )
+        with Progress(
+            TextColumn("delineating"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} communities"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+            disable=as_json,
+        ) as bar:
             task = bar.add_task("delineate", total=None)
 
             def step(done: int, total: int) -> None:
                 bar.update(task, completed=done, total=total)
 
-            run = run_delineation(workspace, params=params, communities=community,
-                                  workers=workers, progress=step)
+            run = run_delineation(
+                workspace, params=params, communities=community, workers=workers, progress=step
+            )
     if as_json:
-        report = {"run_id": run.run_id, "seconds": round(run.seconds, 3),
-                  "metrics": run.metrics,
-                  "out_of_band": run.out_of_band.to_dict("records")}
+        report = {
+            "run_id": run.run_id,
+            "seconds": round(run.seconds, 3),
+            "metrics": run.metrics,
+            "out_of_band": run.out_of_band.to_dict("records"),
+        }
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     m = run.metrics
-    table = Table(title=f"run {run.run_id}: {m['grids']} grids in {len(run.communities)} "
-                        f"communities ({run.seconds:.1f} s)", show_header=False)
+    table = Table(
+        title=f"run {run.run_id}: {m['grids']} grids in {len(run.communities)} "
+        f"communities ({run.seconds:.1f} s)",
+        show_header=False,
+    )
     pct = lambda v: f"{100 * v:.2f} %"  # noqa: E731
     table.add_row("basic grids in band (households)", pct(m["in_band_households"]))
     table.add_row("basic grids in band (population)", pct(m["in_band_population"]))
-    table.add_row("deviation from target, mean / max",
-                  f"{pct(m['deviation_mean'])} / {pct(m['deviation_max'])}")
+    table.add_row(
+        "deviation from target, mean / max",
+        f"{pct(m['deviation_mean'])} / {pct(m['deviation_max'])}",
+    )
     table.add_row("contiguity", pct(m["contiguity"]))
     table.add_row("coverage (worst community)", f"{m['coverage_min']:.9f}")
     table.add_row("overlap", f"{m['overlap_m2']:.3g} m²")
     table.add_row("nesting", pct(m["nesting"]))
     table.add_row("building integrity", pct(m["building_integrity"]))
-    table.add_row("compound splits (avoidable)",
-                  f"{m['compound_splits']} ({m['compound_splits_avoidable']})")
-    table.add_row("Polsby–Popper mean / p10",
-                  f"{m['polsby_popper_mean']:.3f} / {m['polsby_popper_p10']:.3f}")
+    table.add_row(
+        "compound splits (avoidable)", f"{m['compound_splits']} ({m['compound_splits_avoidable']})"
+    )
+    table.add_row(
+        "Polsby–Popper mean / p10", f"{m['polsby_popper_mean']:.3f} / {m['polsby_popper_p10']:.3f}"
+    )
     table.add_row("boundaries along roads, rivers, walls", pct(m["natural_boundaries"]))
     console.print(table)
     for row in run.out_of_band.itertuples():
-        console.print(f"  {row.grid_code}  {row.households:>5} households  {row.reason}",
-                      highlight=False)
+        console.print(
+            f"  {row.grid_code}  {row.households:>5} households  {row.reason}", highlight=False
+        )
 
 
 @app.command()

@@ -46,8 +46,13 @@ def serial_order(xy: np.ndarray, *, row_height: float) -> np.ndarray:
     return np.lexsort((xy[:, 0], row))
 
 
-def grid_codes(community_code: str, xy: np.ndarray, *, row_height: float,
-               taken: set[int] | frozenset[int] = frozenset()) -> list[str]:
+def grid_codes(
+    community_code: str,
+    xy: np.ndarray,
+    *,
+    row_height: float,
+    taken: set[int] | frozenset[int] = frozenset(),
+) -> list[str]:
     """15-digit codes for new grids of a community.
 
     Parameters
@@ -76,7 +81,9 @@ def grid_codes(community_code: str, xy: np.ndarray, *, row_height: float,
     for i in serial_order(xy, row_height=row_height):
         serial = next(free, None)
         if serial is None:
-            raise InputError(f"community {community_code} would need more than {MAX_SERIAL} "
-                             "grids; split it first (gisgrid redivide) or raise the target")
+            raise InputError(
+                f"community {community_code} would need more than {MAX_SERIAL} "
+                "grids; split it first (gisgrid redivide) or raise the target"
+            )
         codes[i] = f"{community_code}{serial:03d}"
     return codes

@@ -123,8 +123,9 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
     building_grid = pd.Series(index=buildings["building_id"].astype(str), dtype=object)
     locked_rows = []
     if len(task.locked):
-        free = shapely.difference(free, shapely.union_all(task.locked.geometry.values),
-                                  grid_size=GRID_SIZE)
+        free = shapely.difference(
+            free, shapely.union_all(task.locked.geometry.values), grid_size=GRID_SIZE
+        )
         rep = shapely.point_on_surface(buildings.geometry.values)
         li, bi = shapely.STRtree(rep).query(task.locked.geometry.values, predicate="contains")
         in_locked = np.zeros(len(buildings), bool)
@@ -133,9 +134,12 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
             mine = bi[li == g]
             building_grid.iloc[mine] = task.locked["grid_code"].iloc[g]
             row = task.locked.iloc[g].to_dict()
-            row.update(households=int(buildings["households"].iloc[mine].fillna(0).sum()),
-                       population=int(buildings["population"].iloc[mine].fillna(0).sum()),
-                       buildings=len(mine), locked=True)
+            row.update(
+                households=int(buildings["households"].iloc[mine].fillna(0).sum()),
+                population=int(buildings["population"].iloc[mine].fillna(0).sum()),
+                buildings=len(mine),
+                locked=True,
+            )
             locked_rows.append(row)
         buildings = buildings[~in_locked].reset_index(drop=True)
     rows: list[dict] = []
@@ -154,8 +158,9 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
     return CommunityResult(grids, building_grid)
 
 
-def _delineate_free(task: CommunityTask, free: shapely.Geometry,
-                    buildings: gpd.GeoDataFrame) -> list[dict]:
+def _delineate_free(
+    task: CommunityTask, free: shapely.Geometry, buildings: gpd.GeoDataFrame
+) -> list[dict]:
     """Grids over the community's free area (without locked grids), before codes."""
     p = task.params
     hband, pband = p.households, p.population
@@ -168,8 +173,9 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry,
     if outside.any():  # a building off the free area (e.g. mostly under a locked grid)
         nearest = shapely.STRtree(blocks).query_nearest(rep[outside], return_distance=False)
         block_of[np.flatnonzero(outside)[nearest[0]]] = nearest[1]
-    units = make_units(buildings, block_of, ceiling=int(hband.high),
-                       dedicated_kinds=p.dedicated_kinds)
+    units = make_units(
+        buildings, block_of, ceiling=int(hband.high), dedicated_kinds=p.dedicated_kinds
+    )
     table = units.table
     cells = tessellate(blocks, table)
     graph = cell_graph(cells, table, water=task.water, roads=task.roads)
@@ -188,9 +194,13 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry,
         if u["dedicated"]:
             label[c] = new_label(grid_type="dedicated", flags=["dedicated"])
         elif u["flag"] == "building_over_band":
-            label[c] = new_label(flags=["building_over_band"], reason=(
-                f"one building of {u['households']} households with one entrance: "
-                "above the ceiling and cannot be split"))
+            label[c] = new_label(
+                flags=["building_over_band"],
+                reason=(
+                    f"one building of {u['households']} households with one entrance: "
+                    "above the ceiling and cannot be split"
+                ),
+            )
     rest = np.flatnonzero(label < 0)
     empty_parts: list[np.ndarray] = []
     if len(rest):
@@ -202,9 +212,12 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry,
                 empty_parts.append(comp)
                 continue
             if total < hband.low:
-                why = (f"the community holds only {total} households" if whole else
-                       f"{total} households cut off from the rest of the community by "
-                       "roads, water or dedicated grids")
+                why = (
+                    f"the community holds only {total} households"
+                    if whole
+                    else f"{total} households cut off from the rest of the community by "
+                    "roads, water or dedicated grids"
+                )
                 label[comp] = new_label(flags=["under_band"], reason=why)
                 continue
             k = choose_k(total, hband)
@@ -224,8 +237,11 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry,
                 waiting.append(comp)
         if len(waiting) == len(empty_parts):  # borders nothing labelled at all: its own grid
             for comp in waiting:
-                why = ("no homes in the community" if len(comp) == graph.n else
-                       "land without homes, cut off from every other grid")
+                why = (
+                    "no homes in the community"
+                    if len(comp) == graph.n
+                    else "land without homes, cut off from every other grid"
+                )
                 label[comp] = new_label(flags=["empty"], reason=why)
             break
         empty_parts = waiting
@@ -251,19 +267,30 @@ def _delineate_free(task: CommunityTask, free: shapely.Geometry,
             largest = int(table["households"].to_numpy()[units_here].max(initial=0))
             side = "above the ceiling" if hh > hband.high else "under the floor"
             if largest >= hband.low / 2:
-                reason = (f"{hh} households, {side}: compounds that fit in a grid stay whole "
-                          f"(one here holds {largest}) and no grouping of them with their "
-                          "neighbours fits the band")
+                reason = (
+                    f"{hh} households, {side}: compounds that fit in a grid stay whole "
+                    f"(one here holds {largest}) and no grouping of them with their "
+                    "neighbours fits the band"
+                )
             else:
-                reason = (f"{hh} households, {side}: the grids around it could not give or "
-                          "take enough households without leaving the band themselves")
+                reason = (
+                    f"{hh} households, {side}: the grids around it could not give or "
+                    "take enough households without leaving the band themselves"
+                )
             flags.append("over_band" if hh > hband.high else "under_band")
-        rows.append({
-            "grid_type": info[lab]["grid_type"], "households": hh, "population": pop,
-            "buildings": len(set(ids)), "flags": ",".join(dict.fromkeys(flags)),
-            "reason": reason, "locked": False, "geometry": geom,
-            "_buildings": list(dict.fromkeys(ids)),
-        })
+        rows.append(
+            {
+                "grid_type": info[lab]["grid_type"],
+                "households": hh,
+                "population": pop,
+                "buildings": len(set(ids)),
+                "flags": ",".join(dict.fromkeys(flags)),
+                "reason": reason,
+                "locked": False,
+                "geometry": geom,
+                "_buildings": list(dict.fromkeys(ids)),
+            }
+        )
     return rows
 
 

@@ -278,13 +278,7 @@ def derive_buildings(
         if column not in b.columns:
             b[column] = pd.Series(pd.NA, index=b.index, dtype="Int64")
     notes: list[str] = []
-    rejected_b = rejected_rows(
-        b.iloc[:0],
-        pd.Series(dtype=object),
-        layer="buildings",
-        source=source,
-        id_field="building_id",
-    )
+    rejected_b = rejected_table([])
     if communities is not None and len(communities):
         tree = shapely.STRtree(communities.geometry.values)
         reps = shapely.point_on_surface(b.geometry.values)
@@ -308,13 +302,7 @@ def derive_buildings(
             "to check that every building lies in one"
         )
 
-    rejected_p = rejected_rows(
-        b.iloc[:0],
-        pd.Series(dtype=object),
-        layer="census_points",
-        source=source,
-        id_field="point_id",
-    )
+    rejected_p = rejected_table([])
     if "households_source" not in b.columns:
         b["households_source"] = np.where(b["households"].notna(), "input", "estimate")
     if census is not None and len(census):

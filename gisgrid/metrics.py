@@ -20,11 +20,23 @@ __all__ = ["METRIC_NAMES", "grid_metrics", "polsby_popper"]
 NATURAL_BOUNDARY_M = 15.0
 ADJACENT_M = 30.0  # a fragment this close to a grid borders it (about one cell)
 METRIC_NAMES = (
-    "grids", "basic_grids", "in_band_households", "in_band_population", "deviation_mean",
-    "deviation_max", "contiguity", "coverage_min", "overlap_m2", "nesting",
-    "building_integrity", "compound_splits", "compound_splits_avoidable", "polsby_popper_mean",
+    "grids",
+    "basic_grids",
+    "in_band_households",
+    "in_band_population",
+    "deviation_mean",
+    "deviation_max",
+    "contiguity",
+    "coverage_min",
+    "overlap_m2",
+    "nesting",
+    "building_integrity",
+    "compound_splits",
+    "compound_splits_avoidable",
+    "polsby_popper_mean",
     "polsby_popper_p10",
-    "natural_boundaries", "stability",
+    "natural_boundaries",
+    "stability",
 )
 
 
@@ -91,8 +103,7 @@ def grid_metrics(
     overlap = 0.0
     for code, part in g.groupby("community_code"):
         union = shapely.union_all(part.geometry.values)
-        coverage.append(shapely.area(shapely.intersection(union, comm[code]))
-                        / comm[code].area)
+        coverage.append(shapely.area(shapely.intersection(union, comm[code])) / comm[code].area)
         overlap += float(part.geometry.area.sum() - union.area)
 
     tree = shapely.STRtree(geoms)
@@ -101,15 +112,15 @@ def grid_metrics(
     b = buildings[buildings["grid_code"].notna()]
     grid_geom = g.set_index("grid_code").geometry
     assigned = gpd.GeoSeries(grid_geom.reindex(b["grid_code"]).values, crs=g.crs)
-    outside = shapely.area(shapely.difference(b.geometry.values, assigned.values,
-                                              grid_size=0.001))
+    outside = shapely.area(shapely.difference(b.geometry.values, assigned.values, grid_size=0.001))
     whole = int((outside / shapely.area(b.geometry.values) < 0.01).sum())
     # a building in no grid fails; no buildings at all is trivially whole
     integrity = whole / len(buildings) if len(buildings) else 1.0
 
     compounds = b[b["compound_id"].fillna("") != ""]
-    per = compounds.groupby("compound_id").agg(touched=("grid_code", "nunique"),
-                                              households=("households", "sum"))
+    per = compounds.groupby("compound_id").agg(
+        touched=("grid_code", "nunique"), households=("households", "sum")
+    )
     needed = np.maximum(1, np.ceil(per["households"] / households.high))
     splits = int(np.maximum(0, per["touched"] - needed).sum())
     avoidable = _avoidable_splits(compounds, per.index[per["touched"] > needed], g, households)
@@ -118,9 +129,11 @@ def grid_metrics(
     return {
         "grids": len(g),
         "basic_grids": int(basic.sum()),
-        "in_band_households": float(np.mean(households.contains(hh[basic]))) if basic.any()
+        "in_band_households": float(np.mean(households.contains(hh[basic])))
+        if basic.any()
         else 1.0,
-        "in_band_population": float(np.mean(population.contains(pop[basic]))) if basic.any()
+        "in_band_population": float(np.mean(population.contains(pop[basic])))
+        if basic.any()
         else 1.0,
         "deviation_mean": float(dev.mean()) if len(dev) else 0.0,
         "deviation_max": float(dev.max()) if len(dev) else 0.0,
@@ -138,8 +151,9 @@ def grid_metrics(
     }
 
 
-def _avoidable_splits(compounds: pd.DataFrame, split: pd.Index, grids: gpd.GeoDataFrame,
-                      households: Band) -> int:
+def _avoidable_splits(
+    compounds: pd.DataFrame, split: pd.Index, grids: gpd.GeoDataFrame, households: Band
+) -> int:
     """Splits that one fragment move would undo with both grids staying in band.
 
     A compound's fragment (its buildings in one grid) could join another grid that
@@ -170,8 +184,7 @@ def _avoidable_splits(compounds: pd.DataFrame, split: pd.Index, grids: gpd.GeoDa
     return count
 
 
-def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int,
-                tree: shapely.STRtree) -> bool:
+def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int, tree: shapely.STRtree) -> bool:
     """One Polygon whose holes, if any, are filled by other grids."""
     if geom.geom_type != "Polygon":
         return False
@@ -184,8 +197,9 @@ def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int,
     return bool(filled >= 0.999 * holes.area)
 
 
-def natural_boundary_share(grids: gpd.GeoDataFrame, communities: gpd.GeoDataFrame,
-                           lines: np.ndarray) -> float:
+def natural_boundary_share(
+    grids: gpd.GeoDataFrame, communities: gpd.GeoDataFrame, lines: np.ndarray
+) -> float:
     """Share of internal grid boundary length within 15 m of a road, river or wall."""
     boundary = shapely.union_all(shapely.boundary(grids.geometry.values), grid_size=0.01)
     outer = shapely.union_all(shapely.boundary(communities.geometry.values), grid_size=0.01)

@@ -86,8 +86,9 @@ def choose_k(total: float, band: Band) -> int:
     return max(1, math.floor(total / band.target))
 
 
-def partition(graph: CellGraph, k: int, *, households: Band, population: Band,
-              seed: int = 0) -> np.ndarray:
+def partition(
+    graph: CellGraph, k: int, *, households: Band, population: Band, seed: int = 0
+) -> np.ndarray:
     """Partition a connected cell graph into (about) k contiguous grids.
 
     Parameters
@@ -126,8 +127,9 @@ def partition(graph: CellGraph, k: int, *, households: Band, population: Band,
 # --- the start: recursive spanning-tree bisection -----------------------------------------
 
 
-def _tree_bisection(graph: CellGraph, k: int, band: Band, rng: np.random.Generator,
-                    attempts: int = TREE_ATTEMPTS) -> np.ndarray:
+def _tree_bisection(
+    graph: CellGraph, k: int, band: Band, rng: np.random.Generator, attempts: int = TREE_ATTEMPTS
+) -> np.ndarray:
     """Split a connected graph into k connected parts of balanced households."""
     labels = np.zeros(graph.n, dtype=np.int64)
     counter = [0]
@@ -150,8 +152,15 @@ def _tree_bisection(graph: CellGraph, k: int, band: Band, rng: np.random.Generat
     return labels
 
 
-def _best_cut(graph: CellGraph, nodes: np.ndarray, k_a: int, k_b: int, band: Band,
-              rng: np.random.Generator, attempts: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _best_cut(
+    graph: CellGraph,
+    nodes: np.ndarray,
+    k_a: int,
+    k_b: int,
+    band: Band,
+    rng: np.random.Generator,
+    attempts: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """The best cut of one tree edge over random spanning trees of the subgraph."""
     n = len(nodes)
     local = np.full(graph.n, -1)
@@ -161,8 +170,9 @@ def _best_cut(graph: CellGraph, nodes: np.ndarray, k_a: int, k_b: int, band: Ban
     if len(e) == 0:
         return None
     w_cut = graph.cost[inside]
-    tier = np.where(graph.along_line[inside], 2.0,
-                    np.where(graph.inside_compound[inside], 0.0, 1.0))
+    tier = np.where(
+        graph.along_line[inside], 2.0, np.where(graph.inside_compound[inside], 0.0, 1.0)
+    )
     hh = graph.households[nodes].astype(float)
     total = hh.sum()
     ideal = total * k_a / (k_a + k_b)
@@ -180,8 +190,12 @@ def _best_cut(graph: CellGraph, nodes: np.ndarray, k_a: int, k_b: int, band: Ban
         tin, tout = _euler(order, parent, n)
         for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
             side = total - below[cand] if flip else below[cand]
-            ok = ((side >= k_a * band.low) & (side <= k_a * band.high)
-                  & (total - side >= k_b * band.low) & (total - side <= k_b * band.high))
+            ok = (
+                (side >= k_a * band.low)
+                & (side <= k_a * band.high)
+                & (total - side >= k_b * band.low)
+                & (total - side <= k_b * band.high)
+            )
             score = np.abs(side - ideal) / band.target + np.where(ok, 0.0, INFEASIBLE)
             for t in np.argsort(score, kind="stable")[:4]:
                 v = cand[t]
@@ -219,8 +233,9 @@ def _euler(order: np.ndarray, parent: np.ndarray, n: int) -> tuple[np.ndarray, n
 # --- repair: split the too-big, re-split out-of-band grids with a neighbour ---------------
 
 
-def _repair(graph: CellGraph, labels: np.ndarray, band: Band,
-            rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def _repair(
+    graph: CellGraph, labels: np.ndarray, band: Band, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
     labels = labels.copy()
     changed = False
     hh = np.bincount(labels, weights=graph.households)
@@ -237,8 +252,9 @@ def _repair(graph: CellGraph, labels: np.ndarray, band: Band,
     return labels, changed or rebalanced
 
 
-def _rebalance_pairs(graph: CellGraph, labels: np.ndarray, band: Band,
-                     rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+def _rebalance_pairs(
+    graph: CellGraph, labels: np.ndarray, band: Band, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
     """Re-split each out-of-band grid together with a neighbour, when that helps.
 
     The pair is partitioned afresh into ``choose_k`` of its total (1, 2 or 3
@@ -255,16 +271,21 @@ def _rebalance_pairs(graph: CellGraph, labels: np.ndarray, band: Band,
         if len(nodes_p) == 0 or band.contains(hh[p]):
             continue
         near = sorted({int(labels[v]) for u in nodes_p for v in adj[u]} - {int(p)})
-        useful = [q for q in near if (hh[p] < band.low and hh[q] + hh[p] > 0)
-                  or (hh[p] > band.high and hh[q] < band.high)]
+        useful = [
+            q
+            for q in near
+            if (hh[p] < band.low and hh[q] + hh[p] > 0) or (hh[p] > band.high and hh[q] < band.high)
+        ]
         best = None
         for q in useful:
             pair = np.flatnonzero((labels == p) | (labels == q))
             k = choose_k(hh[p] + hh[q], band)
             before = (_bad(hh[[p, q]], band), float(band.penalty(hh[[p, q]]).sum()))
-            parts = (np.zeros(len(pair), dtype=np.int64) if k == 1 else
-                     _tree_bisection(graph.subgraph(pair), min(k, len(pair)), band, rng,
-                                     attempts=4))
+            parts = (
+                np.zeros(len(pair), dtype=np.int64)
+                if k == 1
+                else _tree_bisection(graph.subgraph(pair), min(k, len(pair)), band, rng, attempts=4)
+            )
             sums = np.bincount(parts, weights=graph.households[pair])
             after = (_bad(sums, band), float(band.penalty(sums).sum()))
             if after < before and (best is None or after < best[0]):
@@ -291,8 +312,9 @@ def _bad(sums: np.ndarray, band: Band) -> int:
 class _State:
     """A partition being refined, with the pieces of its objective kept up to date."""
 
-    def __init__(self, graph: CellGraph, labels: np.ndarray, households: Band,
-                 population: Band) -> None:
+    def __init__(
+        self, graph: CellGraph, labels: np.ndarray, households: Band, population: Band
+    ) -> None:
         _, labels = np.unique(labels, return_inverse=True)
         self.g = graph
         self.adj = graph.neighbours()
@@ -318,8 +340,13 @@ class _State:
         out = max(0.0, hb.low - h, h - hb.high) / hb.target
         pout = max(0.0, pb.low - p, p - pb.high) / pb.target
         step = BAND_STEP if out > 0 else 0.0
-        return step + BAND_LINEAR * out + BAND_WEIGHT * out * out + dev * dev \
+        return (
+            step
+            + BAND_LINEAR * out
+            + BAND_WEIGHT * out * out
+            + dev * dev
             + POPULATION_WEIGHT * pout * pout
+        )
 
     def _split_delta(self, c: int, p: int, q: int, moving: int) -> float:
         """Change in avoidable splits of compound c when ``moving`` of its cells go p → q."""
@@ -334,10 +361,12 @@ class _State:
         p = int(self.labels[group[0]])
         h = float(self.g.households[group].sum())
         pp = float(self.g.population[group].sum())
-        change = (self.part_cost(self.hh[p] - h, self.pop[p] - pp)
-                  + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
-                  - self.part_cost(self.hh[p], self.pop[p])
-                  - self.part_cost(self.hh[q], self.pop[q]))
+        change = (
+            self.part_cost(self.hh[p] - h, self.pop[p] - pp)
+            + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
+            - self.part_cost(self.hh[p], self.pop[p])
+            - self.part_cost(self.hh[q], self.pop[q])
+        )
         members = set(group)
         cut = 0.0
         for u in group:
@@ -430,8 +459,11 @@ class _State:
                     continue
                 if any(self.labels[u] != self.labels[group[0]] for u in group):
                     continue
-                if self.delta(group, q) < -1e-9 and self.stays_connected(group) \
-                        and self._joins(group, q):
+                if (
+                    self.delta(group, q) < -1e-9
+                    and self.stays_connected(group)
+                    and self._joins(group, q)
+                ):
                     self.move(group, q)
                     touched.update(group)
                     touched.update(v for u in group for v in self.adj[u])

@@ -32,9 +32,23 @@ __all__ = ["DelineationRun", "delineate"]
 logger = logging.getLogger(__name__)
 
 WATER_KINDS = ("river", "canal", "stream", "water")
-GRID_COLUMNS = ["grid_code", "community_code", "street_code", "name", "grid_type", "households",
-                "population", "buildings", "in_band", "polsby_popper", "area_m2", "flags",
-                "reason", "locked", "run_id"]
+GRID_COLUMNS = [
+    "grid_code",
+    "community_code",
+    "street_code",
+    "name",
+    "grid_type",
+    "households",
+    "population",
+    "buildings",
+    "in_band",
+    "polsby_popper",
+    "area_m2",
+    "flags",
+    "reason",
+    "locked",
+    "run_id",
+]
 
 
 @dataclass
@@ -53,8 +67,11 @@ def input_digest(*frames: pd.DataFrame) -> str:
     """SHA-256 of the attributes and geometry of the input layers."""
     h = hashlib.sha256()
     for frame in frames:
-        attrs = frame.drop(columns=frame.geometry.name) if isinstance(frame, gpd.GeoDataFrame) \
+        attrs = (
+            frame.drop(columns=frame.geometry.name)
+            if isinstance(frame, gpd.GeoDataFrame)
             else frame
+        )
         h.update(pd.util.hash_pandas_object(attrs.astype(str), index=False).to_numpy().tobytes())
         if isinstance(frame, gpd.GeoDataFrame):
             h.update(b"".join(shapely.to_wkb(frame.geometry.values)))
@@ -98,29 +115,40 @@ def delineate(
         if column in buildings:
             values = pd.to_numeric(buildings[column], errors="coerce")
             buildings[column] = values.fillna(1 if column == "entrances" else 0).astype("int64")
-    buildings["compound_id"] = buildings.get("compound_id", "").fillna("").astype(str) \
-        if "compound_id" in buildings else ""
+    buildings["compound_id"] = (
+        buildings.get("compound_id", "").fillna("").astype(str)
+        if "compound_id" in buildings
+        else ""
+    )
     roads = ws.read("roads") if "roads" in ws else None
     barriers = ws.read("barriers") if "barriers" in ws else None
-    kinds = {"roads": _geoms(roads), "water": _geoms(barriers, kinds=WATER_KINDS),
-             "lines": np.concatenate([_geoms(roads), _geoms(barriers)])}
+    kinds = {
+        "roads": _geoms(roads),
+        "water": _geoms(barriers, kinds=WATER_KINDS),
+        "lines": np.concatenate([_geoms(roads), _geoms(barriers)]),
+    }
     previous = ws.read("grids") if "grids" in ws else None
     wanted = list(comms["code"]) if communities is None else list(communities)
     unknown = sorted(set(wanted) - set(comms["code"]))
     if unknown:
-        raise InputError(f"no community with code {', '.join(unknown)} in {ws.path}; "
-                         "see `gisgrid info` for the layers")
+        raise InputError(
+            f"no community with code {', '.join(unknown)} in {ws.path}; "
+            "see `gisgrid info` for the layers"
+        )
     if params.band[0] > params.target_households or params.band[1] < params.target_households:
-        raise InputError(f"--band {params.band[0]}-{params.band[1]} does not contain the target "
-                         f"{params.target_households}")
+        raise InputError(
+            f"--band {params.band[0]}-{params.band[1]} does not contain the target "
+            f"{params.target_households}"
+        )
 
     tasks = _tasks(comms[comms["code"].isin(wanted)], buildings, kinds, previous, params)
     results: dict[str, CommunityResult] = {}
     order = sorted(tasks, key=lambda t: -len(t.buildings))
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for i, (task, result) in enumerate(zip(order, pool.map(delineate_community, order),
-                                                   strict=True)):
+            for i, (task, result) in enumerate(
+                zip(order, pool.map(delineate_community, order), strict=True)
+            ):
                 results[task.code] = result
                 if progress:
                     progress(i + 1, len(tasks))
@@ -136,10 +164,15 @@ def delineate(
     new = pd.concat([results[c].grids for c in wanted if c in results], ignore_index=True)
     new = gpd.GeoDataFrame(new, geometry="geometry", crs=buildings.crs)
     new["street_code"] = new["community_code"].map(streets)
-    new["name"] = new["community_code"].map(names).str.replace("社区居委会", "社区") + \
-        "第" + new["grid_code"].str[-3:].astype(int).astype(str) + "网格"
-    new["in_band"] = params.households.contains(new["households"]) | \
-        (new["grid_type"] == "dedicated")
+    new["name"] = (
+        new["community_code"].map(names).str.replace("社区居委会", "社区")
+        + "第"
+        + new["grid_code"].str[-3:].astype(int).astype(str)
+        + "网格"
+    )
+    new["in_band"] = params.households.contains(new["households"]) | (
+        new["grid_type"] == "dedicated"
+    )
     new["area_m2"] = new.geometry.area.round(1)
     new["polsby_popper"] = polsby_popper(new.geometry.values).round(4)
     new["run_id"] = np.where(new["locked"].astype(bool), new.get("run_id", run_id), run_id)
@@ -148,29 +181,49 @@ def delineate(
     new.loc[single, "geometry"] = shapely.get_geometry(new.geometry.values[single], 0)
 
     grid_of = pd.concat([results[c].building_grid for c in results])
-    old_codes = buildings["grid_code"] if "grid_code" in buildings else pd.Series(
-        None, index=buildings.index, dtype=object)
+    old_codes = (
+        buildings["grid_code"]
+        if "grid_code" in buildings
+        else pd.Series(None, index=buildings.index, dtype=object)
+    )
     fresh = buildings["building_id"].astype(str).map(grid_of)
     buildings["grid_code"] = fresh.where(fresh.notna(), old_codes).astype(object)
 
     done = comms[comms["code"].isin(wanted)]
-    metrics = grid_metrics(new, done, buildings[buildings["community_code"].isin(wanted)],
-                           kinds["lines"], households=params.households,
-                           population=params.population)
+    metrics = grid_metrics(
+        new,
+        done,
+        buildings[buildings["community_code"].isin(wanted)],
+        kinds["lines"],
+        households=params.households,
+        population=params.population,
+    )
     kept = previous[~previous["community_code"].isin(wanted)] if previous is not None else None
-    grids = new if kept is None or kept.empty else gpd.GeoDataFrame(
-        pd.concat([kept, new], ignore_index=True), crs=new.crs)
+    grids = (
+        new
+        if kept is None or kept.empty
+        else gpd.GeoDataFrame(pd.concat([kept, new], ignore_index=True), crs=new.crs)
+    )
     seconds = time.perf_counter() - started
-    run = pd.DataFrame([{
-        "run_id": run_id, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seconds": round(seconds, 3), "kind": "delineate",
-        "params": json.dumps(asdict(params), ensure_ascii=False),
-        "communities": json.dumps(wanted), "input_digest": input_digest(comms, buildings),
-        "grids": len(new), "metrics": json.dumps(metrics),
-        "gisgrid_version": gisgrid.__version__,
-    }])
-    runs = pd.concat([pd.DataFrame(ws.read("runs")), run], ignore_index=True) \
-        if "runs" in ws else run
+    run = pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "seconds": round(seconds, 3),
+                "kind": "delineate",
+                "params": json.dumps(asdict(params), ensure_ascii=False),
+                "communities": json.dumps(wanted),
+                "input_digest": input_digest(comms, buildings),
+                "grids": len(new),
+                "metrics": json.dumps(metrics),
+                "gisgrid_version": gisgrid.__version__,
+            }
+        ]
+    )
+    runs = (
+        pd.concat([pd.DataFrame(ws.read("runs")), run], ignore_index=True) if "runs" in ws else run
+    )
     ws.write({"grids": grids, "buildings": buildings, "runs": runs})
     bad = new[~new["in_band"]][["grid_code", "households", "flags", "reason"]]
     return DelineationRun(run_id, new, metrics, seconds, wanted, bad.reset_index(drop=True))
@@ -191,8 +244,13 @@ def _geoms(layer: gpd.GeoDataFrame | None, *, kinds: tuple[str, ...] | None = No
     return layer.geometry.values[~layer.geometry.is_empty.to_numpy()]
 
 
-def _tasks(comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, kinds: dict[str, np.ndarray],
-           previous: gpd.GeoDataFrame | None, params: Params) -> list[CommunityTask]:
+def _tasks(
+    comms: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    kinds: dict[str, np.ndarray],
+    previous: gpd.GeoDataFrame | None,
+    params: Params,
+) -> list[CommunityTask]:
     trees = {k: shapely.STRtree(v) for k, v in kinds.items() if len(v)}
     by_comm = dict(list(buildings.groupby("community_code")))
     tasks = []
@@ -205,12 +263,22 @@ def _tasks(comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, kinds: dict[str
     for row in comms.itertuples():
         locked = gpd.GeoDataFrame(geometry=[], crs=buildings.crs)
         if previous is not None and "locked" in previous:
-            mine = previous[(previous["community_code"] == row.code)
-                            & previous["locked"].fillna(False).astype(bool)]
+            mine = previous[
+                (previous["community_code"] == row.code)
+                & previous["locked"].fillna(False).astype(bool)
+            ]
             locked = mine.reset_index(drop=True)
-        tasks.append(CommunityTask(
-            code=row.code, name=row.name, geometry=row.geometry,
-            buildings=by_comm.get(row.code, buildings.iloc[:0]), lines=near("lines", row.geometry),
-            locked=locked, params=params, water=near("water", row.geometry),
-            roads=near("roads", row.geometry)))
+        tasks.append(
+            CommunityTask(
+                code=row.code,
+                name=row.name,
+                geometry=row.geometry,
+                buildings=by_comm.get(row.code, buildings.iloc[:0]),
+                lines=near("lines", row.geometry),
+                locked=locked,
+                params=params,
+                water=near("water", row.geometry),
+                roads=near("roads", row.geometry),
+            )
+        )
     return tasks

@@ -26,8 +26,16 @@ import shapely
 
 __all__ = ["Units", "make_units", "slice_by_entrance"]
 
-UNIT_COLUMNS = ["block", "households", "population", "dedicated", "compound_id", "flag",
-                "buildings", "geometry"]
+UNIT_COLUMNS = [
+    "block",
+    "households",
+    "population",
+    "dedicated",
+    "compound_id",
+    "flag",
+    "buildings",
+    "geometry",
+]
 
 
 @dataclass
@@ -134,29 +142,41 @@ def make_units(
     ids = buildings["building_id"].astype(str).to_numpy()
 
     has_compound = compound != ""
-    group = np.where(has_compound, pd.Series(compound).str.cat(block_of.astype(str), sep="@"),
-                     "b:" + ids)
+    group = np.where(
+        has_compound, pd.Series(compound).str.cat(block_of.astype(str), sep="@"), "b:" + ids
+    )
     group = _join_overlapping(geoms, group)
     dedicated_group = set(group[np.isin(kind, dedicated_kinds)])
 
     rows: list[dict] = []
     building_unit = np.full(n, -1, dtype=np.int64)
 
-    def add(members: np.ndarray, *, dedicated: bool, flag: str = "",
-            geometry: shapely.Geometry | None = None, households: int | None = None,
-            population: int | None = None) -> None:
+    def add(
+        members: np.ndarray,
+        *,
+        dedicated: bool,
+        flag: str = "",
+        geometry: shapely.Geometry | None = None,
+        households: int | None = None,
+        population: int | None = None,
+    ) -> None:
         building_unit[members] = len(rows) if geometry is None else -1
-        rows.append({
-            "block": int(block_of[members[0]]),
-            "households": int(hh[members].sum() if households is None else households),
-            "population": int(pop[members].sum() if population is None else population),
-            "dedicated": dedicated,
-            "compound_id": str(compound[members[0]]),
-            "flag": flag,
-            "buildings": ",".join(ids[members]),
-            "geometry": geometry if geometry is not None else (
-                geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])),
-        })
+        rows.append(
+            {
+                "block": int(block_of[members[0]]),
+                "households": int(hh[members].sum() if households is None else households),
+                "population": int(pop[members].sum() if population is None else population),
+                "dedicated": dedicated,
+                "compound_id": str(compound[members[0]]),
+                "flag": flag,
+                "buildings": ",".join(ids[members]),
+                "geometry": geometry
+                if geometry is not None
+                else (
+                    geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])
+                ),
+            }
+        )
 
     order = pd.Series(np.arange(n)).groupby(group, sort=True)
     for key, members in order:
@@ -172,9 +192,14 @@ def make_units(
                 share = hh[b] / entrances[b]
                 pshare = pop[b] / entrances[b]
                 for run in runs:
-                    add(np.array([b]), dedicated=False, flag="split_by_entrance",
+                    add(
+                        np.array([b]),
+                        dedicated=False,
+                        flag="split_by_entrance",
                         geometry=shapely.union_all([slices[i] for i in run]),
-                        households=round(share * len(run)), population=round(pshare * len(run)))
+                        households=round(share * len(run)),
+                        population=round(pshare * len(run)),
+                    )
             else:
                 add(np.array([b]), dedicated=False, flag="building_over_band")
         rest = members[hh[members] <= ceiling]
@@ -188,6 +213,7 @@ def make_units(
         # the dearest boundary there is, so the compound splits into as few grids as it can
         for b in rest:
             add(np.array([b]), dedicated=False)
-    table = gpd.GeoDataFrame(pd.DataFrame(rows, columns=UNIT_COLUMNS), geometry="geometry",
-                             crs=buildings.crs)
+    table = gpd.GeoDataFrame(
+        pd.DataFrame(rows, columns=UNIT_COLUMNS), geometry="geometry", crs=buildings.crs
+    )
     return Units(table, building_unit)

@@ -23,13 +23,23 @@ from gisgrid.workspace import Workspace
 from .conftest import LOCAL, X0, Y0
 
 COMMUNITY = "430204001002"
-BUILDING_COLUMNS = ["building_id", "community_code", "compound_id", "kind", "floors",
-                    "entrances", "households", "population", "geometry"]
+BUILDING_COLUMNS = [
+    "building_id",
+    "community_code",
+    "compound_id",
+    "kind",
+    "floors",
+    "entrances",
+    "households",
+    "population",
+    "geometry",
+]
 STREET = "430204001000"
 
 
-def make_town(path, buildings, *, size=(600.0, 600.0), roads_every=200.0, barriers=(),
-              community=COMMUNITY):
+def make_town(
+    path, buildings, *, size=(600.0, 600.0), roads_every=200.0, barriers=(), community=COMMUNITY
+):
     """A workspace: one square community cut by a road grid, with the given buildings.
 
     ``buildings`` rows: (x, y, w, h, households[, kind[, compound_id[, entrances]]]),
@@ -37,34 +47,57 @@ def make_town(path, buildings, *, size=(600.0, 600.0), roads_every=200.0, barrie
     """
     w, h = size
     area = shapely.box(X0, Y0, X0 + w, Y0 + h)
-    lines = [shapely.LineString([(X0 + x, Y0), (X0 + x, Y0 + h)])
-             for x in np.arange(roads_every, w, roads_every)]
-    lines += [shapely.LineString([(X0, Y0 + y), (X0 + w, Y0 + y)])
-              for y in np.arange(roads_every, h, roads_every)]
+    lines = [
+        shapely.LineString([(X0 + x, Y0), (X0 + x, Y0 + h)])
+        for x in np.arange(roads_every, w, roads_every)
+    ]
+    lines += [
+        shapely.LineString([(X0, Y0 + y), (X0 + w, Y0 + y)])
+        for y in np.arange(roads_every, h, roads_every)
+    ]
     rows = []
     for i, b in enumerate(buildings):
         defaults = ("residential", "", 1)
-        x, y, bw, bh, hh, kind, compound, entrances = (*b, *defaults[len(b) - 5:])
-        rows.append({"building_id": f"b{i:04d}", "community_code": community,
-                     "compound_id": compound, "kind": kind, "floors": 6,
-                     "entrances": entrances, "households": hh, "population": 3 * hh,
-                     "geometry": shapely.box(X0 + x, Y0 + y, X0 + x + bw, Y0 + y + bh)})
+        x, y, bw, bh, hh, kind, compound, entrances = (*b, *defaults[len(b) - 5 :])
+        rows.append(
+            {
+                "building_id": f"b{i:04d}",
+                "community_code": community,
+                "compound_id": compound,
+                "kind": kind,
+                "floors": 6,
+                "entrances": entrances,
+                "households": hh,
+                "population": 3 * hh,
+                "geometry": shapely.box(X0 + x, Y0 + y, X0 + x + bw, Y0 + y + bh),
+            }
+        )
     layers = {
-        "streets": gpd.GeoDataFrame({"code": [STREET], "name": ["田心街道"],
-                                     "parent_code": ["430204000000"]}, geometry=[area],
-                                    crs=LOCAL),
-        "communities": gpd.GeoDataFrame({"code": [community], "name": ["叫鸡岭社区"],
-                                         "parent_code": [STREET]}, geometry=[area], crs=LOCAL),
-        "buildings": gpd.GeoDataFrame(pd.DataFrame(rows, columns=BUILDING_COLUMNS),
-                                      geometry="geometry", crs=LOCAL),
-        "roads": gpd.GeoDataFrame({"road_id": [f"r{i}" for i in range(len(lines))],
-                                   "road_class": "local", "name": "巷"}, geometry=lines,
-                                  crs=LOCAL),
+        "streets": gpd.GeoDataFrame(
+            {"code": [STREET], "name": ["田心街道"], "parent_code": ["430204000000"]},
+            geometry=[area],
+            crs=LOCAL,
+        ),
+        "communities": gpd.GeoDataFrame(
+            {"code": [community], "name": ["叫鸡岭社区"], "parent_code": [STREET]},
+            geometry=[area],
+            crs=LOCAL,
+        ),
+        "buildings": gpd.GeoDataFrame(
+            pd.DataFrame(rows, columns=BUILDING_COLUMNS), geometry="geometry", crs=LOCAL
+        ),
+        "roads": gpd.GeoDataFrame(
+            {"road_id": [f"r{i}" for i in range(len(lines))], "road_class": "local", "name": "巷"},
+            geometry=lines,
+            crs=LOCAL,
+        ),
     }
     if barriers:
         layers["barriers"] = gpd.GeoDataFrame(
-            {"barrier_id": [f"w{i}" for i in range(len(barriers))], "kind": "river",
-             "name": "河"}, geometry=list(barriers), crs=LOCAL)
+            {"barrier_id": [f"w{i}" for i in range(len(barriers))], "kind": "river", "name": "河"},
+            geometry=list(barriers),
+            crs=LOCAL,
+        )
     ws = Workspace(path)
     ws.write(layers, fresh=True, meta={"crs": LOCAL.to_string()})
     return ws
@@ -75,16 +108,22 @@ def grid_of(ws):
     return dict(zip(b["building_id"], b["grid_code"], strict=True))
 
 
-def lattice(n_x, n_y, *, hh, x0=20.0, y0=20.0, step=(45.0, 45.0), size=(20.0, 15.0),
-            compound=""):
-    return [(x0 + i * step[0], y0 + j * step[1], *size, hh, "residential", compound, 1)
-            for i in range(n_x) for j in range(n_y)]
+def lattice(n_x, n_y, *, hh, x0=20.0, y0=20.0, step=(45.0, 45.0), size=(20.0, 15.0), compound=""):
+    return [
+        (x0 + i * step[0], y0 + j * step[1], *size, hh, "residential", compound, 1)
+        for i in range(n_x)
+        for j in range(n_y)
+    ]
 
 
 def test_invariants_on_a_plain_town(tmp_path):
     # 9 blocks of 200 m, 4 buildings of 100 households each: a grid per block fits exactly
-    buildings = [b for bx in range(3) for by in range(3)
-                 for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
+    buildings = [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
     ws = make_town(tmp_path / "t.gpkg", buildings)
     run = delineate(ws)
     m = run.metrics
@@ -102,8 +141,12 @@ def test_invariants_on_a_plain_town(tmp_path):
 
 
 def test_codes_run_west_to_east_then_north_to_south(tmp_path):
-    buildings = [b for bx in range(3) for by in range(3)
-                 for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
+    buildings = [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
     grids = ws.read("grids").sort_values("grid_code")
@@ -115,8 +158,12 @@ def test_codes_run_west_to_east_then_north_to_south(tmp_path):
 
 def test_compound_that_fits_stays_whole(tmp_path):
     whole = lattice(3, 3, hh=50, x0=20, y0=20, step=(50, 50), compound="C1")  # 450 households
-    rest = [b for bx in range(1, 3) for by in range(3)
-            for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
+    rest = [
+        b
+        for bx in range(1, 3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
     rest += lattice(2, 2, hh=50, x0=40, y0=240, step=(80, 80))
     rest += lattice(2, 2, hh=50, x0=40, y0=440, step=(80, 80))
     ws = make_town(tmp_path / "t.gpkg", whole + rest)
@@ -138,8 +185,12 @@ def test_compound_too_big_splits_into_the_fewest_grids(tmp_path):
 
 
 def test_dedicated_buildings_get_their_own_grid(tmp_path):
-    homes = [b for bx in range(3) for by in range(3)
-             for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
+    homes = [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
     school = [(270, 262, 40, 15, 0, "school", "S1", 2), (270, 290, 40, 15, 0, "school", "S1", 2)]
     ws = make_town(tmp_path / "t.gpkg", homes + school)
     delineate(ws)
@@ -177,8 +228,7 @@ def test_building_above_the_ceiling_without_entrances_is_its_own_flagged_grid(tm
 
 
 def test_community_under_the_floor_is_one_flagged_grid(tmp_path):
-    ws = make_town(tmp_path / "t.gpkg", lattice(3, 1, hh=50), size=(300, 300),
-                   roads_every=1000.0)
+    ws = make_town(tmp_path / "t.gpkg", lattice(3, 1, hh=50), size=(300, 300), roads_every=1000.0)
     run = delineate(ws)
     grids = ws.read("grids")
     assert len(grids) == 1 and grids["households"].iloc[0] == 150
@@ -189,8 +239,12 @@ def test_community_under_the_floor_is_one_flagged_grid(tmp_path):
 
 def test_island_cut_off_by_a_river_gets_its_own_grid(tmp_path):
     river = shapely.LineString([(X0 + 500, Y0 - 10), (X0 + 500, Y0 + 610)])
-    main = [b for bx in range(2) for by in range(3)
-            for b in lattice(2, 2, hh=60, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
+    main = [
+        b
+        for bx in range(2)
+        for by in range(3)
+        for b in lattice(2, 2, hh=60, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
     island = lattice(1, 2, hh=60, x0=530, y0=100, step=(40, 200))  # 120 households
     ws = make_town(tmp_path / "t.gpkg", main + island, roads_every=1000.0, barriers=[river])
     run = delineate(ws)
@@ -202,8 +256,12 @@ def test_island_cut_off_by_a_river_gets_its_own_grid(tmp_path):
 
 
 def test_locked_grids_are_kept_and_the_rest_delineated_around_them(tmp_path):
-    buildings = [b for bx in range(3) for by in range(3)
-                 for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))]
+    buildings = [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
     grids = ws.read("grids")
@@ -283,13 +341,26 @@ def towns(draw):
             for k in range(n):
                 hh = draw(st.integers(0, 160))
                 compound = draw(st.sampled_from(["", f"c{bx}{by}"]))
-                rows.append((bx * 200 + 20 + (k % 3) * 55, by * 200 + 20 + (k // 3) * 70,
-                             35, 20, hh, "residential", compound, 1))
+                rows.append(
+                    (
+                        bx * 200 + 20 + (k % 3) * 55,
+                        by * 200 + 20 + (k // 3) * 70,
+                        35,
+                        20,
+                        hh,
+                        "residential",
+                        compound,
+                        1,
+                    )
+                )
     return n_blocks, rows
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(towns())
 def test_invariants_hold_or_are_flagged_on_random_towns(tmp_path_factory, town):
     n_blocks, rows = town
@@ -313,13 +384,23 @@ def test_invariants_hold_or_are_flagged_on_random_towns(tmp_path_factory, town):
 def test_metrics_count_natural_boundaries_and_splits():
     square = shapely.box(0, 0, 200, 100)
     left, right = shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)
-    grids = gpd.GeoDataFrame({"grid_code": ["a", "b"], "community_code": "c",
-                              "grid_type": "basic", "households": [400, 400],
-                              "population": [1200, 1200]}, geometry=[left, right], crs=LOCAL)
+    grids = gpd.GeoDataFrame(
+        {
+            "grid_code": ["a", "b"],
+            "community_code": "c",
+            "grid_type": "basic",
+            "households": [400, 400],
+            "population": [1200, 1200],
+        },
+        geometry=[left, right],
+        crs=LOCAL,
+    )
     comm = gpd.GeoDataFrame({"code": ["c"]}, geometry=[square], crs=LOCAL)
     buildings = gpd.GeoDataFrame(
         {"grid_code": ["a", "b"], "compound_id": ["k", "k"], "households": [200, 200]},
-        geometry=[shapely.box(10, 10, 20, 20), shapely.box(110, 10, 120, 20)], crs=LOCAL)
+        geometry=[shapely.box(10, 10, 20, 20), shapely.box(110, 10, 120, 20)],
+        crs=LOCAL,
+    )
     band, pop = Band(400, 300, 500), Band(1200, 900, 1500)
     road = np.array([shapely.LineString([(100, -10), (100, 110)])])
     far = np.array([shapely.LineString([(160, -10), (160, 110)])])

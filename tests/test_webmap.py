@@ -72,5 +72,6 @@ def test_map_shows_the_grids_coloured_by_households(demo_full):
     for field in ("households", "population", "grid_type"):
         assert f'"{field}"' in page  # the tooltip's fields travel with each grid
     assert grid_colour({"grid_type": "basic", "households": 250}) != grid_colour(
-        {"grid_type": "basic", "households": 400})
+        {"grid_type": "basic", "households": 400}
+    )
     assert grid_colour({"grid_type": "dedicated", "households": 0}) == "#9ecae1"

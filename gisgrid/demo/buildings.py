@@ -215,9 +215,14 @@ def fill(
             geoms.append(foot)
             if kind != "village":  # a gated compound or a facility is walled (围墙)
                 wall = shapely.intersection(
-                    shapely.buffer(shapely.convex_hull(shapely.multipolygons(foot)), WALL_M,
-                                   quad_segs=2, join_style="mitre"),
-                    shapely.buffer(block, -2.0))
+                    shapely.buffer(
+                        shapely.convex_hull(shapely.multipolygons(foot)),
+                        WALL_M,
+                        quad_segs=2,
+                        join_style="mitre",
+                    ),
+                    shapely.buffer(block, -2.0),
+                )
                 walls.append((f"{code}-{n_compound:03d}", label, shapely.boundary(wall)))
     table = pd.concat(pieces, ignore_index=True)
     out = gpd.GeoDataFrame(table, geometry=np.concatenate(geoms), crs=blocks.crs)
@@ -227,7 +232,9 @@ def fill(
     ).astype(int)
     wall_frame = gpd.GeoDataFrame(
         {"compound": [w[0] for w in walls], "name": [w[1] + "围墙" for w in walls]},
-        geometry=[w[2] for w in walls], crs=blocks.crs)
+        geometry=[w[2] for w in walls],
+        crs=blocks.crs,
+    )
     return out, wall_frame[~wall_frame.geometry.is_empty].reset_index(drop=True)
 
 

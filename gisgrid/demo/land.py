@@ -79,8 +79,9 @@ def _contiguous(merged: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
             for j, piece in enumerate(pieces):
                 if j == keep:
                     continue
-                shared = shapely.length(shapely.intersection(shapely.boundary(geoms),
-                                                             piece.boundary))
+                shared = shapely.length(
+                    shapely.intersection(shapely.boundary(geoms), piece.boundary)
+                )
                 shared[i] = 0.0
                 if shared.max() <= 0:
                     continue

@@ -43,9 +43,7 @@ def addresses(
     gate = buildings.assign(x=xy[:, 0], y=xy[:, 1]).groupby("cluster")[["x", "y"]].mean()
     village = (buildings["block_type"] == "village").to_numpy()
     # the point that takes a house number: the compound gate, or the village house itself
-    anchor = np.where(
-        village, centre, shapely.points(gate.loc[buildings["cluster"]].to_numpy())
-    )
+    anchor = np.where(village, centre, shapely.points(gate.loc[buildings["cluster"]].to_numpy()))
     a_idx, r_idx = tree.query_nearest(anchor, all_matches=False)
     road_of = np.empty(len(buildings), dtype=np.int64)
     road_of[a_idx] = r_idx
@@ -216,39 +214,23 @@ def resources(
     for c in communities.itertuples():
         short = c.name.replace("社区居委会", "社区")
         seed = seeds[c.code]
-        rows.append(
-            dict(
-                kind="party_org",
-                level="community",
-                name=f"{short}党委",
-                community_code=c.code,
-                capacity=0,
-                phone=service_phone(),
-                geometry=near(c.code, seed, 25.0),
+        home_count = int(households.get(c.code, 0))
+        for kind, level, suffix, capacity, offset in (
+            ("party_org", "community", "党委", 0, 25.0),
+            ("police", "community", "警务室", 1, -25.0),
+            ("service_site", "centre", "党群服务中心", home_count, 35.0),
+        ):
+            rows.append(
+                dict(
+                    kind=kind,
+                    level=level,
+                    name=short + suffix,
+                    community_code=c.code,
+                    capacity=capacity,
+                    phone=service_phone(),
+                    geometry=near(c.code, seed, offset),
+                )
             )
-        )
-        rows.append(
-            dict(
-                kind="police",
-                level="community",
-                name=f"{short}警务室",
-                community_code=c.code,
-                capacity=1,
-                phone=service_phone(),
-                geometry=near(c.code, seed, -25.0),
-            )
-        )
-        rows.append(
-            dict(
-                kind="service_site",
-                level="centre",
-                name=f"{short}党群服务中心",
-                community_code=c.code,
-                capacity=int(households.get(c.code, 0)),
-                phone=service_phone(),
-                geometry=near(c.code, seed, 35.0),
-            )
-        )
         idx = by_comm.get(c.code, np.empty(0, int))
         n_stations = int(households.get(c.code, 0) // 3000)
         home_idx = idx[(buildings["planned_households"].to_numpy()[idx] > 0)]
