@@ -118,6 +118,12 @@ class Workspace:
         """Read a layer, or return None when it is absent."""
         return self.read(layer) if layer in self else None
 
+    def _mode(self) -> int:
+        """The file mode to give a new version: the old file's, else 0666 less the umask."""
+        if self.exists:
+            return self.path.stat().st_mode & 0o777
+        return 0o666 & ~_umask()
+
     def write(
         self,
         layers: Mapping[str, pd.DataFrame],
@@ -161,12 +167,19 @@ class Workspace:
                 _write_layer(tmp, META_TABLE, table)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
+            os.chmod(tmp, self._mode())  # mkstemp makes files private; keep the usual mode
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
         logger.info("wrote %s to %s", ", ".join(layers) or "settings", self.path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:

@@ -79,3 +79,16 @@ def test_layer_without_crs_is_refused(tmp_path):
     with pytest.raises(OSError, match="no CRS"):
         ws.write({"a": gpd.GeoDataFrame(geometry=[shapely.Point(0, 0)])})
     assert not ws.exists
+
+
+def test_new_workspace_gets_the_usual_file_mode_and_keeps_it(tmp_path):
+    import os
+
+    ws = Workspace(tmp_path / "w.gpkg")
+    ws.write({"a": _points(["x"])})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert ws.path.stat().st_mode & 0o777 == 0o666 & ~mask
+    ws.path.chmod(0o640)
+    ws.write({"a": _points(["y"])})
+    assert ws.path.stat().st_mode & 0o777 == 0o640
