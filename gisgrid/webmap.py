@@ -51,18 +51,19 @@ _PRIVATE = {"personal_phone"}
 
 #: households per grid → fill colour (under the band, in it, over it)
 _HOUSEHOLD_STEPS = [
-    (300, "#fee5d9"),
-    (350, "#fcbba1"),
-    (450, "#fc9272"),
-    (500, "#fb6a4a"),
-    (float("inf"), "#a50f15"),
+    (300, "#9ecae1"),  # under the floor: blue, so it stands out from the reds
+    (350, "#fdd0a2"),
+    (450, "#fc8d59"),
+    (500, "#e34a33"),
+    (float("inf"), "#67000d"),  # over the ceiling
 ]
+DEDICATED_COLOUR = "#bcbddc"
 
 
 def grid_colour(props: Mapping[str, object]) -> str:
     """Fill colour of a grid: by households, light blue for dedicated grids."""
     if props.get("grid_type") == "dedicated":
-        return "#9ecae1"
+        return DEDICATED_COLOUR
     hh = float(props.get("households") or 0)
     return next(colour for limit, colour in _HOUSEHOLD_STEPS if hh < limit)
 
@@ -175,7 +176,7 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
                 "fillColor": grid_colour(f["properties"]),
                 "color": "#d7191c",
                 "weight": 1.2,
-                "fillOpacity": 0.45,
+                "fillOpacity": 0.55,
             },
             highlight_function=lambda f: {"weight": 3, "fillOpacity": 0.7},
             tooltip=folium.GeoJsonTooltip(
@@ -252,7 +253,7 @@ def _add_offline_assets(
         )
         items = (
             f"<b>网格 households</b>{grid_items}"
-            "<div><i style='background:#9ecae1'></i>专属 dedicated</div>"
+            f"<div><i style='background:{DEDICATED_COLOUR}'></i>专属 dedicated</div>"
             f"<hr style='margin:4px 0'>{items}"
         )
     root.html.add_child(

@@ -106,6 +106,8 @@ def test_layers_look_like_a_chinese_district(demo_full):
     assert points["address"].str.endswith("单元").all()
     roads = ws.read("roads")
     assert set(roads["road_class"]) == {"arterial", "secondary", "local"}
+    assert (roads.geom_type == "LineString").all()  # clipping leaves no stray points
+    assert roads["road_id"].is_unique
     assert len(ws.read("water")) and set(ws.read("barriers")["kind"]) == {"river", "wall"}
     r = ws.read("resources")
     assert {"grid_worker", "party_org", "police", "service_site"} <= set(r["kind"])

@@ -62,7 +62,7 @@ def test_headless_chromium_screenshot_shows_the_district(demo_full, tmp_path):
 
 
 def test_map_shows_the_grids_coloured_by_households(demo_full):
-    from gisgrid.webmap import grid_colour
+    from gisgrid.webmap import DEDICATED_COLOUR, grid_colour
     from gisgrid.workspace import Workspace
 
     page = demo_full.map.read_text(encoding="utf-8")
@@ -74,4 +74,4 @@ def test_map_shows_the_grids_coloured_by_households(demo_full):
     assert grid_colour({"grid_type": "basic", "households": 250}) != grid_colour(
         {"grid_type": "basic", "households": 400}
     )
-    assert grid_colour({"grid_type": "dedicated", "households": 0}) == "#9ecae1"
+    assert grid_colour({"grid_type": "dedicated", "households": 0}) == DEDICATED_COLOUR

@@ -121,8 +121,9 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     buildings, walls = fill(
         blocks, targets, division.seeds, oversized=oversized, angle=net.angle, rng=rng
     )
-    roads = net.roads.clip(territory)
-    roads = roads[roads.geometry.length > 1.0].explode(ignore_index=True)
+    roads = net.roads.clip(territory).explode(ignore_index=True)
+    roads = roads[(roads.geom_type == "LineString") & (roads.geometry.length > 1.0)].copy()
+    roads["road_id"] = [f"R{i:05d}" for i in range(1, len(roads) + 1)]  # parts get their own
     street_names = dict(zip(streets["code"].str[:9], streets["name"], strict=True))
     buildings["address"] = addresses(buildings, roads, street_names).to_numpy()
     buildings["name"] = np.where(
