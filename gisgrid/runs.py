@@ -110,16 +110,8 @@ def delineate(
     params = params or Params()
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     comms = ws.read("communities")
-    buildings = ws.read("buildings")
-    for column in ("households", "population", "entrances"):
-        if column in buildings:
-            values = pd.to_numeric(buildings[column], errors="coerce")
-            buildings[column] = values.fillna(1 if column == "entrances" else 0).astype("int64")
-    buildings["compound_id"] = (
-        buildings.get("compound_id", "").fillna("").astype(str)
-        if "compound_id" in buildings
-        else ""
-    )
+    stored = ws.read("buildings")
+    buildings = _prepared(stored)
     roads = ws.read("roads") if "roads" in ws else None
     barriers = ws.read("barriers") if "barriers" in ws else None
     kinds = {
@@ -188,6 +180,7 @@ def delineate(
     )
     fresh = buildings["building_id"].astype(str).map(grid_of)
     buildings["grid_code"] = fresh.where(fresh.notna(), old_codes).astype(object)
+    stored["grid_code"] = buildings["grid_code"].to_numpy()
 
     done = comms[comms["code"].isin(wanted)]
     metrics = grid_metrics(
@@ -224,9 +217,21 @@ def delineate(
     runs = (
         pd.concat([pd.DataFrame(ws.read("runs")), run], ignore_index=True) if "runs" in ws else run
     )
-    ws.write({"grids": grids, "buildings": buildings, "runs": runs})
+    ws.write({"grids": grids, "buildings": stored, "runs": runs})
     bad = new[~new["in_band"]][["grid_code", "households", "flags", "reason"]]
     return DelineationRun(run_id, new, metrics, seconds, wanted, bad.reset_index(drop=True))
+
+
+def _prepared(buildings: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A copy of the buildings with the fields the engine reads, typed and filled."""
+    out = buildings.copy()
+    defaults = {"households": 0, "population": 0, "entrances": 1}
+    for column, default in defaults.items():
+        values = pd.to_numeric(out[column], errors="coerce") if column in out else None
+        out[column] = default if values is None else values.fillna(default).astype("int64")
+    out["compound_id"] = out["compound_id"].fillna("").astype(str) if "compound_id" in out else ""
+    out["kind"] = out["kind"].fillna("residential") if "kind" in out else "residential"
+    return out
 
 
 def _next_run_id(ws: Workspace) -> int:

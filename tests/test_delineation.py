@@ -411,3 +411,16 @@ def test_metrics_count_natural_boundaries_and_splits():
     assert on_road["compound_splits"] == 1  # 400 households need one grid, it touches two
     assert on_road["compound_splits_avoidable"] == 0  # joining would make an 800 grid
     assert on_road["polsby_popper_mean"] == pytest.approx(np.pi / 4)
+
+
+def test_a_run_adds_grid_codes_and_leaves_the_buildings_data_alone(tmp_path):
+    ws = make_town(tmp_path / "t.gpkg", lattice(3, 3, hh=50))
+    b = ws.read("buildings")
+    b["households"] = b["households"].astype("Int64")
+    b.loc[0, "households"] = pd.NA  # not known: counted as 0, never stored as 0
+    ws.write({"buildings": b})
+    delineate(ws)
+    after = ws.read("buildings")
+    assert pd.isna(after.loc[0, "households"])
+    assert after["households"].iloc[1:].tolist() == b["households"].iloc[1:].tolist()
+    assert after["grid_code"].notna().all()
