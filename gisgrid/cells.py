@@ -32,6 +32,7 @@ GAP_M = 0.05  # gaps narrower than this between cells are slivers of clipping, c
 SNAP_M = 0.5  # lines this close to a community boundary are snapped onto it
 MIN_BLOCK_M2 = 1.0  # faces smaller than this are slivers of noding, not blocks
 DEDICATED_MARGIN_M = 25.0  # land kept around a dedicated compound in its grid
+ALONG_MINOR = 3.0  # where major lines are told apart: a metre along a local street costs this
 THROUGH_BLOCK = 6.0  # a metre of boundary through a block costs this many metres along a road
 THROUGH_COMPOUND = 25.0  # … and through a compound, this many
 
@@ -312,13 +313,17 @@ class CellGraph:
     inside_compound: np.ndarray
     compound: np.ndarray
     compound_households: np.ndarray
+    minor_line: np.ndarray | None = None
 
     @property
     def cost(self) -> np.ndarray:
-        """Cost of cutting each edge: its length, dearer through blocks and compounds."""
+        """Cost of cutting each edge: its length, dearer along minor lines (when the graph
+        tells them apart), through blocks and through compounds."""
         factor = np.where(
             self.along_line, 1.0, np.where(self.inside_compound, THROUGH_COMPOUND, THROUGH_BLOCK)
         )
+        if self.minor_line is not None:
+            factor = np.where(self.minor_line, ALONG_MINOR, factor)
         return self.length * factor
 
     def subgraph(self, nodes: np.ndarray) -> CellGraph:
@@ -336,6 +341,7 @@ class CellGraph:
             self.inside_compound[keep],
             self.compound[nodes],
             self.compound_households,
+            None if self.minor_line is None else self.minor_line[keep],
         )
 
     @property
@@ -366,6 +372,7 @@ def cell_graph(
     *,
     water: np.ndarray | None = None,
     roads: np.ndarray | None = None,
+    major: np.ndarray | None = None,
 ) -> CellGraph:
     """The adjacency graph of cells, with shared lengths and where they run.
 
@@ -380,6 +387,10 @@ def cell_graph(
         crosses (no bridge), are not neighbours, so no grid spans the water.
     roads
         Road lines, to find the bridges.
+    major
+        When given, the lines that count fully as natural boundaries (for
+        communities: arterial and secondary roads, water, walls); boundaries
+        along other lines cost ``ALONG_MINOR`` times their length.
 
     Returns
     -------
@@ -406,7 +417,16 @@ def cell_graph(
         if across.any() and roads is not None and len(roads):
             bridge = shapely.STRtree(roads).query(edge[across], predicate="intersects")[0]
             across[np.flatnonzero(across)[np.unique(bridge)]] = False
-        i, j, shared = i[~across], j[~across], shared[~across]
+        i, j, shared, edge = i[~across], j[~across], shared[~across], edge[~across]
+    minor = None
+    if major is not None:
+        near = shapely.buffer(shapely.union_all(major), 1.0) if len(major) else None
+        on_major = (
+            np.zeros(len(edge), bool)
+            if near is None
+            else shapely.length(shapely.intersection(edge, near)) > 0.5 * shared
+        )
+        minor = (block[i] != block[j]) & ~on_major
     compound = _per_cell(units["compound_id"].astype(str).to_numpy(), unit, "").astype(str)
     same = (compound[i] == compound[j]) & (compound[i] != "")
     names, compound_id = np.unique(compound, return_inverse=True)
@@ -426,4 +446,5 @@ def cell_graph(
         inside_compound=same & (block[i] == block[j]),
         compound=compound_id.astype(np.int64),
         compound_households=compound_hh,
+        minor_line=minor,
     )

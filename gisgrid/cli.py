@@ -291,6 +291,75 @@ def delineate(
 
 
 @app.command()
+def redivide(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    community: Annotated[
+        list[str] | None, typer.Option(help="Community to re-divide (12 digits); repeatable.")
+    ] = None,
+    parts: Annotated[int | None, typer.Option(min=2, help="Number of new communities.")] = None,
+    max_households: Annotated[
+        int | None, typer.Option(min=1, help="Most households a new community may hold.")
+    ] = None,
+    all_over: Annotated[
+        int | None,
+        typer.Option(min=1, help="Re-divide every community above this many households."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would change; write nothing.")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Processes for the delineation.")] = max(
+        1, os.cpu_count() or 1
+    ),
+) -> None:
+    """Re-divide oversized communities (along major roads, water and walls), then
+    delineate grids inside the new ones.
+
+    The new community with most households keeps the old code; the others take the next
+    serials of the street. Names are provisional (largest compound, else main road). The
+    old community stays in the [bold]community_history[/] table.
+    """
+    import pandas as pd
+
+    from gisgrid.redivision import plan_redivision
+    from gisgrid.redivision import redivide as run_redivision
+    from gisgrid.workspace import Workspace
+
+    with _errors():
+        ws = Workspace(workspace)
+        codes = list(community or [])
+        if all_over is not None:
+            b = ws.read("buildings")
+            per = pd.to_numeric(b["households"], errors="coerce").groupby(b["community_code"])
+            codes += [c for c, h in per.sum().items() if h > all_over and c not in codes]
+            max_households = max_households or all_over
+        if not codes:
+            raise InputError("name a community with --community CODE, or use --all-over H")
+        for code in codes:
+            if dry_run:
+                plan = plan_redivision(ws, code, parts=parts, max_households=max_households)
+            else:
+                plan = run_redivision(
+                    ws, code, parts=parts, max_households=max_households, workers=workers
+                )
+            table = Table(
+                title=f"{code} → {len(plan.communities)} communities"
+                + (" (dry run: nothing written)" if dry_run else "")
+            )
+            for column in ("code", "name", "households", "population", "buildings", "area km²"):
+                table.add_column(column, justify="right" if column != "name" else "left")
+            for row in plan.communities.itertuples():
+                table.add_row(
+                    row.code,
+                    row.name,
+                    f"{row.households:,}",
+                    f"{row.population:,}",
+                    f"{row.buildings:,}",
+                    f"{row.area_km2:.3f}",
+                )
+            console.print(table)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo"),
     scale: Annotated[

@@ -52,11 +52,17 @@ INFEASIBLE = 1000.0  # score of a cut that leaves a side unable to hold its grid
 
 @dataclass(frozen=True)
 class Band:
-    """A target and the accepted range around it."""
+    """A target and the accepted range around it.
+
+    ``ceiling_is_hard`` marks a ceiling that matters more than the floor (a new
+    community's maximum size): when no count of parts fits, there are more parts
+    rather than fewer, and a part above the ceiling counts twice.
+    """
 
     target: float
     low: float
     high: float
+    ceiling_is_hard: bool = False
 
     def penalty(self, value: np.ndarray | float) -> np.ndarray | float:
         """Squared relative distance outside the band (0 inside)."""
@@ -83,6 +89,8 @@ def choose_k(total: float, band: Band) -> int:
     lo, hi = max(1, math.ceil(total / band.high)), max(1, math.floor(total / band.low))
     if lo <= hi:
         return int(min(range(lo, hi + 1), key=lambda k: (abs(total / k - band.target), k)))
+    if band.ceiling_is_hard:
+        return lo
     return max(1, math.floor(total / band.target))
 
 
@@ -303,7 +311,8 @@ def _rebalance_pairs(
 
 def _bad(sums: np.ndarray, band: Band) -> int:
     sums = np.asarray(sums)
-    return int((~band.contains(sums)).sum())
+    over = int((sums > band.high).sum()) if band.ceiling_is_hard else 0
+    return int((~band.contains(sums)).sum()) + over
 
 
 # --- refinement: local search ----------------------------------------------------------------
