@@ -359,6 +359,60 @@ def redivide(
             console.print(table)
 
 
+@app.command("lock")
+def lock_(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    grid_codes: Annotated[list[str], typer.Argument(help="15-digit grid codes.")],
+) -> None:
+    """Lock grids: later delineations keep them exactly as they are."""
+    from gisgrid.edits import lock
+
+    with _errors():
+        n = lock(workspace, grid_codes, locked=True)
+    console.print(f"locked {n} grid(s)")
+
+
+@app.command("unlock")
+def unlock_(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    grid_codes: Annotated[list[str], typer.Argument(help="15-digit grid codes.")],
+) -> None:
+    """Unlock grids, so that delineations may change them again."""
+    from gisgrid.edits import lock
+
+    with _errors():
+        n = lock(workspace, grid_codes, locked=False)
+    console.print(f"unlocked {n} grid(s)")
+
+
+@app.command("move")
+def move_(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    to: Annotated[str, typer.Option("--to", help="Grid code to move into.")],
+    building: Annotated[str | None, typer.Option(help="Building id to move.")] = None,
+    compound: Annotated[str | None, typer.Option(help="Move every building of a compound.")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Move even when a rule breaks; flags the grids.")
+    ] = False,
+) -> None:
+    """Move a building or a compound to another grid, with the land around it.
+
+    Refused, with the reasons, when the grids would stop being one piece each, when the
+    target is in another community, when a grid is locked, or when a grid would leave the
+    household band; --force moves anyway and flags both grids manual_edit.
+    """
+    from gisgrid.edits import move
+
+    with _errors():
+        result = move(workspace, to=to, building=building, compound=compound, force=force)
+    for code, (before, after) in result.households.items():
+        console.print(f"  {code}: {before} → {after} households", highlight=False)
+    console.print(
+        f"moved {len(result.buildings)} building(s) to {result.target}"
+        + (" [yellow](forced: grids flagged manual_edit)[/]" if result.forced else "")
+    )
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo"),

@@ -1,0 +1,91 @@
+"""Manual edits: lock/unlock, and moves refused with reasons unless forced."""
+
+import pytest
+import shapely
+from typer.testing import CliRunner
+
+from gisgrid import InputError
+from gisgrid.cli import app
+from gisgrid.edits import MoveRefusedError, lock, move
+from gisgrid.runs import delineate
+
+from .test_delineation import lattice, make_town
+
+
+@pytest.fixture
+def town(tmp_path):
+    # 9 blocks, 4 buildings of 100 households each: one grid per block; the east column
+    # of each block stands 5 m from the road
+    buildings = [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(135, 80))
+    ]
+    ws = make_town(tmp_path / "t.gpkg", buildings)
+    delineate(ws)
+    return ws
+
+
+def _neighbour_pair(ws):
+    """A building beside a road and the grid across that road, plus a far grid."""
+    grids = ws.read("grids").set_index("grid_code")
+    b = ws.read("buildings").set_index("building_id")
+    bid = "b0002"  # south-west block, east column: 5 m from the road to the next block
+    own = b.loc[bid, "grid_code"]
+    near = [c for c, g in grids.geometry.items() if c != own and g.distance(b.geometry[bid]) < 15]
+    far = [c for c, g in grids.geometry.items() if g.distance(b.geometry[bid]) > 300]
+    return bid, own, near, far[0]
+
+
+def test_lock_and_unlock(town):
+    code = town.read("grids")["grid_code"].iloc[0]
+    assert lock(town, [code]) == 1
+    assert town.read("grids").set_index("grid_code").loc[code, "locked"]
+    assert lock(town, [code]) == 0  # already locked
+    assert lock(town, [code], locked=False) == 1
+    with pytest.raises(InputError, match="no grid with code 1"):
+        lock(town, ["1"])
+
+
+def test_move_that_breaks_contiguity_is_refused_with_the_reason(town):
+    bid, _, _, far = _neighbour_pair(town)
+    before = town.path.read_bytes()
+    with pytest.raises(MoveRefusedError, match="would not be one piece") as info:
+        move(town, building=bid, to=far)
+    assert any("does not border it" in r for r in info.value.reasons)
+    assert town.path.read_bytes() == before
+
+
+def test_move_that_leaves_the_band_is_refused_then_forced_and_flagged(town):
+    bid, _, near, _ = _neighbour_pair(town)
+    # every grid holds exactly 400: moving a 100-household building makes 300 and 500,
+    # still in band; move a second one to break it
+    move(town, building=bid, to=near[0])
+    second = "b0003"  # the other building of the east column, also beside the road
+    with pytest.raises(MoveRefusedError, match="outside 300–500"):
+        move(town, building=second, to=near[0])
+    result = move(town, building=second, to=near[0], force=True)
+    assert result.forced
+    grids = town.read("grids").set_index("grid_code")
+    assert "manual_edit" in grids.loc[near[0], "flags"]
+    assert grids.loc[near[0], "households"] == 600 and not grids.loc[near[0], "in_band"]
+    comm = town.read("communities").geometry.iloc[0]
+    union = shapely.union_all(grids.geometry.values)
+    assert abs(union.area - comm.area) < 1.0  # the grids still tile the community
+    assert town.read("buildings").set_index("building_id").loc[second, "grid_code"] == near[0]
+
+
+def test_locked_grids_do_not_take_or_give(town):
+    bid, _, near, _ = _neighbour_pair(town)
+    lock(town, [near[0]])
+    with pytest.raises(MoveRefusedError, match="is locked"):
+        move(town, building=bid, to=near[0])
+
+
+def test_cli_move_refusal_exits_2(town):
+    bid, _, _, far = _neighbour_pair(town)
+    result = CliRunner().invoke(app, ["move", str(town.path), "--building", bid, "--to", far])
+    assert result.exit_code == 2 and "move refused" in result.output
+    result = CliRunner().invoke(app, ["lock", str(town.path), far])
+    assert result.exit_code == 0 and "locked 1" in result.output
