@@ -107,6 +107,28 @@ def _join_overlapping(geoms: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.array([root(g) for g in group], dtype=object)
 
 
+def _absorb_enclosed(
+    geoms: np.ndarray, group: np.ndarray, has_compound: np.ndarray, block_of: np.ndarray
+) -> np.ndarray:
+    """A building standing inside a compound's footprint hull (same block) joins its unit.
+
+    Otherwise the compound's land would be cut in two by the building's, and the
+    compound's cell, hence its grid, would fall apart.
+    """
+    group = group.copy()
+    tree = shapely.STRtree(geoms)
+    for key in np.unique(group[has_compound]):
+        members = np.flatnonzero(group == key)
+        if len(members) < 2:
+            continue
+        hull = shapely.convex_hull(shapely.GeometryCollection(list(geoms[members])))
+        inside = tree.query(hull, predicate="intersects")
+        inside = inside[(block_of[inside] == block_of[members[0]]) & (group[inside] != key)]
+        for other in np.unique(group[inside]):
+            group[group == other] = key
+    return group
+
+
 def make_units(
     buildings: gpd.GeoDataFrame,
     block_of: np.ndarray,
@@ -146,6 +168,7 @@ def make_units(
         has_compound, pd.Series(compound).str.cat(block_of.astype(str), sep="@"), "b:" + ids
     )
     group = _join_overlapping(geoms, group)
+    group = _absorb_enclosed(geoms, group, has_compound, block_of)
     dedicated_group = set(group[np.isin(kind, dedicated_kinds)])
 
     rows: list[dict] = []

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -356,11 +356,26 @@ def towns(draw):
     return n_blocks, rows
 
 
+# a compound split by a house standing between its two buildings (found by Hypothesis)
+INTERLEAVED = (
+    4,
+    [
+        (620, 620, 35, 20, 0, "residential", "c33", 1),
+        (675, 620, 35, 20, 100, "residential", "", 1),
+        (730, 620, 35, 20, 140, "residential", "c33", 1),
+        (620, 690, 35, 20, 160, "residential", "", 1),
+        (620, 420, 35, 20, 127, "residential", "", 1),
+    ],
+)
+
+
 @settings(
     max_examples=12,
+    derandomize=True,  # the same examples on every run: CI stays deterministic
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+@example(town=INTERLEAVED)
 @given(towns())
 def test_invariants_hold_or_are_flagged_on_random_towns(tmp_path_factory, town):
     n_blocks, rows = town
