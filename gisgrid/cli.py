@@ -209,9 +209,16 @@ def delineate(
     workers: Annotated[
         int, typer.Option(min=1, help="Processes (communities run in parallel).")
     ] = max(1, os.cpu_count() or 1),
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Redraw every unlocked grid, not only those that need it."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Delineate grids (网格) of about 400 households in every community of WORKSPACE.
+
+    Where grids exist, only those whose households left the band (and their neighbours)
+    are redrawn; the rest keep their polygon and code, and retired codes are never reused.
 
     Grids tile each community with no gap or overlap, never cut a building, keep a
     compound whole when it fits, follow roads, rivers and walls, and give schools,
@@ -247,7 +254,12 @@ def delineate(
                 bar.update(task, completed=done, total=total)
 
             run = run_delineation(
-                workspace, params=params, communities=community, workers=workers, progress=step
+                workspace,
+                params=params,
+                communities=community,
+                workers=workers,
+                full=full,
+                progress=step,
             )
     if as_json:
         report = {
@@ -283,6 +295,8 @@ def delineate(
         "Polsby–Popper mean / p10", f"{m['polsby_popper_mean']:.3f} / {m['polsby_popper_p10']:.3f}"
     )
     table.add_row("boundaries along roads, rivers, walls", pct(m["natural_boundaries"]))
+    if m["stability"] is not None:
+        table.add_row("households keeping their grid code", pct(m["stability"]))
     console.print(table)
     for row in run.out_of_band.itertuples():
         console.print(

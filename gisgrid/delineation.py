@@ -69,18 +69,28 @@ class Params:
 
 @dataclass
 class CommunityTask:
-    """Everything needed to delineate one community (picklable, for worker processes)."""
+    """Everything needed to delineate one community (picklable, for worker processes).
+
+    ``kept`` are grids kept exactly as they are (locked ones, and in an
+    incremental run the ones the changes did not touch); the rest of the
+    community is delineated around them. ``freed`` are the previous grids being
+    re-delineated, whose codes new grids may take over; ``previous`` maps
+    building ids to their previous grid codes; ``retired`` are serials never to
+    be given again.
+    """
 
     code: str
     name: str
     geometry: shapely.Geometry
     buildings: gpd.GeoDataFrame
     lines: np.ndarray
-    locked: gpd.GeoDataFrame
+    kept: gpd.GeoDataFrame
     params: Params
     water: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     roads: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     retired: frozenset[int] = frozenset()
+    freed: gpd.GeoDataFrame = field(default_factory=gpd.GeoDataFrame)
+    previous: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
 
 
 @dataclass
@@ -89,7 +99,7 @@ class CommunityResult:
 
     grids: gpd.GeoDataFrame
     building_grid: pd.Series
-    notes: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
 
 
 def _components(graph: CellGraph, nodes: np.ndarray) -> list[np.ndarray]:
@@ -109,53 +119,118 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
     Parameters
     ----------
     task
-        The community, its buildings, the lines that may bound grids, its
-        locked grids and the parameters.
+        The community, its buildings, the lines that may bound grids, the grids
+        to keep and the parameters.
 
     Returns
     -------
     CommunityResult
-        ``grids``: the locked grids as they were (their counts refreshed) and
-        the new ones; ``building_grid`` maps building ids to grid codes.
+        ``grids``: the kept grids as they were (their counts refreshed) and the
+        new ones; ``building_grid`` maps building ids to grid codes;
+        ``retired``, the freed codes no new grid took over.
     """
     free = task.geometry
     buildings = task.buildings.reset_index(drop=True)
     building_grid = pd.Series(index=buildings["building_id"].astype(str), dtype=object)
-    locked_rows = []
-    if len(task.locked):
-        free = shapely.difference(
-            free, shapely.union_all(task.locked.geometry.values), grid_size=GRID_SIZE
-        )
+    kept_rows = []
+    if len(task.kept):
+        kept_area = shapely.union_all(task.kept.geometry.values)
+        try:  # exact: snap-rounding would open millimetre seams along every kept edge
+            free = shapely.difference(free, kept_area)
+        except shapely.errors.GEOSException:
+            free = shapely.difference(free, kept_area, grid_size=GRID_SIZE)
         rep = shapely.point_on_surface(buildings.geometry.values)
-        li, bi = shapely.STRtree(rep).query(task.locked.geometry.values, predicate="contains")
-        in_locked = np.zeros(len(buildings), bool)
-        in_locked[bi] = True
-        for g in range(len(task.locked)):
+        li, bi = shapely.STRtree(rep).query(task.kept.geometry.values, predicate="contains")
+        in_kept = np.zeros(len(buildings), bool)
+        in_kept[bi] = True
+        for g in range(len(task.kept)):
             mine = bi[li == g]
-            building_grid.iloc[mine] = task.locked["grid_code"].iloc[g]
-            row = task.locked.iloc[g].to_dict()
+            building_grid.iloc[mine] = task.kept["grid_code"].iloc[g]
+            row = task.kept.iloc[g].to_dict()
             row.update(
                 households=int(buildings["households"].iloc[mine].fillna(0).sum()),
                 population=int(buildings["population"].iloc[mine].fillna(0).sum()),
                 buildings=len(mine),
-                locked=True,
+                locked=bool(row.get("locked") or False),
             )
-            locked_rows.append(row)
-        buildings = buildings[~in_locked].reset_index(drop=True)
+            kept_rows.append(row)
+        buildings = buildings[~in_kept].reset_index(drop=True)
     rows: list[dict] = []
     if not shapely.is_empty(free) and shapely.area(free) > 1.0:
         rows = _delineate_free(task, free, buildings)
-    taken = {int(c[-3:]) for c in task.locked.get("grid_code", [])} | set(task.retired)
-    if rows:
-        xy = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in rows]))
-        row_height = float(np.sqrt(np.median([r["geometry"].area for r in rows])))
-        codes = grid_codes(task.code, xy, row_height=row_height, taken=taken)
-        for r, code in zip(rows, codes, strict=True):
-            r["grid_code"] = code
-            building_grid.loc[r.pop("_buildings")] = code
-    grids = gpd.GeoDataFrame(locked_rows + rows, geometry="geometry", crs=task.buildings.crs)
+        if len(task.kept):
+            _fit_to(rows, free)
+    kept_codes = set(task.kept.get("grid_code", []))
+    households = task.buildings.set_index(task.buildings["building_id"].astype(str))["households"]
+    inherited = _inherit(rows, task.previous, task.freed, households)
+    taken = {int(c[-3:]) for c in kept_codes | set(task.freed.get("grid_code", []))}
+    taken |= set(task.retired)
+    fresh = [r for r, code in zip(rows, inherited, strict=True) if code is None]
+    codes = iter([])
+    if fresh:
+        xy = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in fresh]))
+        row_height = float(np.sqrt(np.median([r["geometry"].area for r in fresh])))
+        codes = iter(grid_codes(task.code, xy, row_height=row_height, taken=taken))
+    for r, code in zip(rows, inherited, strict=True):
+        r["grid_code"] = code if code is not None else next(codes)
+        building_grid.loc[r.pop("_buildings")] = r["grid_code"]
+    grids = gpd.GeoDataFrame(kept_rows + rows, geometry="geometry", crs=task.buildings.crs)
     grids["community_code"] = task.code
-    return CommunityResult(grids, building_grid)
+    used = {r["grid_code"] for r in rows}
+    retired = sorted(set(task.freed.get("grid_code", [])) - used)
+    return CommunityResult(grids, building_grid, retired=retired)
+
+
+def _fit_to(rows: list[dict], free: shapely.Geometry) -> None:
+    """Make new grids tile exactly the area left by the kept grids.
+
+    A building straddling a kept grid's edge brings its footprint into its new
+    cell: clip that overlap off, and give any sliver left uncovered to the new
+    grid it borders most.
+    """
+    geoms = shapely.intersection(np.array([r["geometry"] for r in rows], dtype=object), free)
+    left = shapely.difference(free, shapely.union_all(geoms))
+    for piece in shapely.get_parts(left):
+        if piece.geom_type != "Polygon" or piece.area <= 0:
+            continue
+        shared = shapely.length(shapely.intersection(shapely.boundary(geoms), piece.boundary))
+        if shared.max() > 0:
+            k = int(np.argmax(shared))
+            geoms[k] = shapely.union(geoms[k], piece)
+    for r, g in zip(rows, geoms, strict=True):
+        parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and p.area > 0]
+        r["geometry"] = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
+def _inherit(
+    rows: list[dict], previous: pd.Series, freed: gpd.GeoDataFrame, households: pd.Series
+) -> list[str | None]:
+    """The code each new grid takes over from a freed grid it mostly continues, if any.
+
+    A new grid continues an old one when more than half of its households were in
+    that grid and more than half of that grid's households are in it.
+    """
+    out: list[str | None] = [None] * len(rows)
+    if not len(freed) or previous is None or previous.empty:
+        return out
+    old_hh = freed.set_index("grid_code")["households"].astype(float)
+    claimed: set[str] = set()
+    for i, r in enumerate(rows):
+        members = previous.reindex(r["_buildings"])
+        weights = households.reindex(r["_buildings"]).fillna(0).astype(float)
+        share = weights.groupby(members.to_numpy()).sum()
+        share = share[share.index.isin(old_hh.index)]
+        if share.empty or r["households"] <= 0:
+            continue
+        code = share.idxmax()
+        if (
+            share[code] > 0.5 * r["households"]
+            and share[code] > 0.5 * old_hh[code]
+            and code not in claimed
+        ):
+            out[i] = code
+            claimed.add(code)
+    return out
 
 
 def _delineate_free(

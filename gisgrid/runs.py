@@ -84,6 +84,7 @@ def delineate(
     params: Params | None = None,
     communities: Iterable[str] | None = None,
     workers: int = 1,
+    full: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> DelineationRun:
     """Delineate grids in every community of a workspace (or the named ones).
@@ -99,6 +100,13 @@ def delineate(
         Community codes to delineate; all when None.
     workers
         Processes to fan out to (communities are independent).
+    full
+        Re-delineate every unlocked grid. By default a community that already
+        has grids is re-delineated incrementally: only the grids whose
+        households (recounted on today's buildings) left the band, and their
+        neighbours, are redrawn; the others keep their polygon and code. A new
+        grid that continues an old one takes its code; other new grids take the
+        next free serials; retired codes are never given again.
     progress
         Called with (communities done, communities in all).
 
@@ -133,7 +141,20 @@ def delineate(
             f"{params.target_households}"
         )
 
-    tasks = _tasks(comms[comms["code"].isin(wanted)], buildings, kinds, previous, params)
+    retired_table = ws.read("retired_grids") if "retired_grids" in ws else None
+    retired: dict[str, set[int]] = {}
+    if retired_table is not None:
+        for code in retired_table["grid_code"].astype(str):
+            retired.setdefault(code[:12], set()).add(int(code[12:]))
+    tasks = _tasks(
+        comms[comms["code"].isin(wanted)],
+        buildings,
+        kinds,
+        previous,
+        params,
+        full=full,
+        retired=retired,
+    )
     results: dict[str, CommunityResult] = {}
     order = sorted(tasks, key=lambda t: -len(t.buildings))
     if workers > 1 and len(tasks) > 1:
@@ -181,6 +202,7 @@ def delineate(
     fresh = buildings["building_id"].astype(str).map(grid_of)
     buildings["grid_code"] = fresh.where(fresh.notna(), old_codes).astype(object)
     stored["grid_code"] = buildings["grid_code"].to_numpy()
+    stability = _stability(old_codes, buildings, wanted)
 
     done = comms[comms["code"].isin(wanted)]
     metrics = grid_metrics(
@@ -190,6 +212,7 @@ def delineate(
         kinds["lines"],
         households=params.households,
         population=params.population,
+        stability=stability,
     )
     kept = previous[~previous["community_code"].isin(wanted)] if previous is not None else None
     grids = (
@@ -217,9 +240,34 @@ def delineate(
     runs = (
         pd.concat([pd.DataFrame(ws.read("runs")), run], ignore_index=True) if "runs" in ws else run
     )
-    ws.write({"grids": grids, "buildings": stored, "runs": runs})
+    layers = {"grids": grids, "buildings": stored, "runs": runs}
+    newly_retired = [code for c in results for code in results[c].retired]
+    if newly_retired:
+        table = pd.DataFrame(
+            {
+                "grid_code": newly_retired,
+                "community_code": [c[:12] for c in newly_retired],
+                "run_id": run_id,
+            }
+        )
+        if "retired_grids" in ws:
+            table = pd.concat([pd.DataFrame(ws.read("retired_grids")), table], ignore_index=True)
+        layers["retired_grids"] = table
+    ws.write(layers)
     bad = new[~new["in_band"]][["grid_code", "households", "flags", "reason"]]
     return DelineationRun(run_id, new, metrics, seconds, wanted, bad.reset_index(drop=True))
+
+
+def _stability(
+    old_codes: pd.Series, buildings: gpd.GeoDataFrame, wanted: list[str]
+) -> float | None:
+    """Share of households (in buildings that had a grid) keeping their grid code."""
+    had = old_codes.notna() & buildings["community_code"].isin(wanted)
+    if not had.any():
+        return None
+    weight = buildings.loc[had, "households"].astype(float)
+    same = buildings.loc[had, "grid_code"].astype(str) == old_codes[had].astype(str)
+    return float(weight[same].sum() / weight.sum()) if weight.sum() > 0 else float(same.mean())
 
 
 def _prepared(buildings: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -255,6 +303,9 @@ def _tasks(
     kinds: dict[str, np.ndarray],
     previous: gpd.GeoDataFrame | None,
     params: Params,
+    *,
+    full: bool,
+    retired: dict[str, set[int]],
 ) -> list[CommunityTask]:
     trees = {k: shapely.STRtree(v) for k, v in kinds.items() if len(v)}
     by_comm = dict(list(buildings.groupby("community_code")))
@@ -265,25 +316,59 @@ def _tasks(
             return kinds[kind]
         return kinds[kind][trees[kind].query(geometry, predicate="intersects")]
 
+    empty = gpd.GeoDataFrame(geometry=[], crs=buildings.crs)
+    old_grid = (
+        buildings.set_index(buildings["building_id"].astype(str))["grid_code"]
+        if "grid_code" in buildings
+        else pd.Series(dtype=object)
+    )
     for row in comms.itertuples():
-        locked = gpd.GeoDataFrame(geometry=[], crs=buildings.crs)
-        if previous is not None and "locked" in previous:
-            mine = previous[
-                (previous["community_code"] == row.code)
-                & previous["locked"].fillna(False).astype(bool)
-            ]
-            locked = mine.reset_index(drop=True)
+        mine_b = by_comm.get(row.code, buildings.iloc[:0])
+        kept, freed = empty, empty
+        if previous is not None and (previous["community_code"] == row.code).any():
+            grids = previous[previous["community_code"] == row.code].reset_index(drop=True)
+            locked = (
+                grids["locked"].fillna(False).astype(bool)
+                if "locked" in grids
+                else pd.Series(False, index=grids.index)
+            )
+            keep = locked.copy() if full else ~_freed(grids, locked, mine_b, params)
+            kept, freed = grids[keep].reset_index(drop=True), grids[~keep].reset_index(drop=True)
         tasks.append(
             CommunityTask(
                 code=row.code,
                 name=row.name,
                 geometry=row.geometry,
-                buildings=by_comm.get(row.code, buildings.iloc[:0]),
+                buildings=mine_b,
                 lines=near("lines", row.geometry),
-                locked=locked,
+                kept=kept,
                 params=params,
                 water=near("water", row.geometry),
                 roads=near("roads", row.geometry),
+                retired=frozenset(retired.get(row.code, set())),
+                freed=freed,
+                previous=old_grid,
             )
         )
     return tasks
+
+
+def _freed(
+    grids: gpd.GeoDataFrame, locked: pd.Series, buildings: gpd.GeoDataFrame, params: Params
+) -> pd.Series:
+    """Grids an incremental run re-delineates: unlocked basic grids whose households
+    (recounted on today's buildings) left the band, and their unlocked neighbours."""
+    rep = shapely.point_on_surface(buildings.geometry.values)
+    g_idx, b_idx = shapely.STRtree(rep).query(grids.geometry.values, predicate="contains")
+    hh = np.bincount(
+        g_idx, weights=buildings["households"].to_numpy(float)[b_idx], minlength=len(grids)
+    )
+    basic = (grids["grid_type"] == "basic").to_numpy()
+    out = basic & ~params.households.contains(hh) & ~locked.to_numpy()
+    if not out.any():
+        return pd.Series(False, index=grids.index)
+    tree = shapely.STRtree(grids.geometry.values)
+    _, b = tree.query(grids.geometry.values[out], predicate="intersects")
+    ring = np.zeros(len(grids), bool)
+    ring[b] = True
+    return pd.Series((out | (ring & basic)) & ~locked.to_numpy(), index=grids.index)

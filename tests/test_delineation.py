@@ -439,3 +439,60 @@ def test_a_run_adds_grid_codes_and_leaves_the_buildings_data_alone(tmp_path):
     assert pd.isna(after.loc[0, "households"])
     assert after["households"].iloc[1:].tolist() == b["households"].iloc[1:].tolist()
     assert after["grid_code"].notna().all()
+
+
+def _demo_copy(tmp_path, demo_full):
+    import shutil
+
+    path = tmp_path / "demo.gpkg"
+    shutil.copy(demo_full.workspace, path)
+    return Workspace(path)
+
+
+def test_incremental_run_keeps_untouched_grids_and_codes(tmp_path, demo_full):
+    ws = _demo_copy(tmp_path, demo_full)
+    before = ws.read("grids").set_index("grid_code")
+    b = ws.read("buildings")
+    rng = np.random.default_rng(0)
+    change = rng.choice(len(b), size=len(b) // 50, replace=False)  # 2 % of buildings
+    b.loc[b.index[change], "households"] = (
+        (b.loc[b.index[change], "households"] * rng.uniform(0.3, 2.5, len(change)))
+        .round()
+        .astype(int)
+    )
+    ws.write({"buildings": b})
+    run = delineate(ws)
+    after = ws.read("grids").set_index("grid_code")
+    m = run.metrics
+    assert m["stability"] >= 0.95 and m["in_band_households"] >= 0.98
+    assert m["contiguity"] == 1.0 and m["coverage_min"] > 1 - 1e-6 and m["overlap_m2"] < 1.0
+    kept = [
+        c
+        for c in before.index
+        if c in after.index and after.geometry[c].equals_exact(before.geometry[c], 1e-6)
+    ]
+    assert len(kept) >= 0.8 * len(before)
+    retired = ws.read("retired_grids")["grid_code"] if "retired_grids" in ws else pd.Series()
+    assert not set(retired) & set(after.index)  # a retired code is never given again
+
+
+def test_full_run_redraws_everything_and_retired_codes_stay_retired(tmp_path):
+    buildings = [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
+    ]
+    ws = make_town(tmp_path / "t.gpkg", buildings)
+    delineate(ws)
+    b = ws.read("buildings")
+    b.loc[:3, "households"] = 10  # the south-west block empties: its grid drops out of band
+    ws.write({"buildings": b})
+    run = delineate(ws)
+    retired = set(ws.read("retired_grids")["grid_code"])
+    codes = set(ws.read("grids")["grid_code"])
+    assert retired and not retired & codes
+    assert run.metrics["stability"] < 1.0
+    full = delineate(ws, full=True)
+    assert not retired & set(ws.read("grids")["grid_code"])
+    assert full.metrics["contiguity"] == 1.0
