@@ -357,7 +357,8 @@ def _freed(
     grids: gpd.GeoDataFrame, locked: pd.Series, buildings: gpd.GeoDataFrame, params: Params
 ) -> pd.Series:
     """Grids an incremental run re-delineates: unlocked basic grids whose households
-    (recounted on today's buildings) left the band, and their unlocked neighbours."""
+    (recounted on today's buildings) left the band or that a building now straddles,
+    and their unlocked neighbours."""
     rep = shapely.point_on_surface(buildings.geometry.values)
     g_idx, b_idx = shapely.STRtree(rep).query(grids.geometry.values, predicate="contains")
     hh = np.bincount(
@@ -365,10 +366,17 @@ def _freed(
     )
     basic = (grids["grid_type"] == "basic").to_numpy()
     out = basic & ~params.households.contains(hh) & ~locked.to_numpy()
+    # a building that now straddles grids (a new one across an edge) frees the grids it
+    # crosses, without their neighbours
+    crossed = np.zeros(len(grids), bool)
+    cross_g, _ = shapely.STRtree(buildings.geometry.values).query(
+        grids.geometry.values, predicate="overlaps"
+    )
+    crossed[cross_g] = basic[cross_g]
     if not out.any():
-        return pd.Series(False, index=grids.index)
+        return pd.Series(crossed & ~locked.to_numpy(), index=grids.index)
     tree = shapely.STRtree(grids.geometry.values)
     _, b = tree.query(grids.geometry.values[out], predicate="intersects")
     ring = np.zeros(len(grids), bool)
     ring[b] = True
-    return pd.Series((out | (ring & basic)) & ~locked.to_numpy(), index=grids.index)
+    return pd.Series((out | (ring & basic) | crossed) & ~locked.to_numpy(), index=grids.index)
