@@ -427,6 +427,55 @@ def move_(
     )
 
 
+@app.command("diff")
+def diff_(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    run_a: Annotated[int, typer.Argument(help="The earlier run.")],
+    run_b: Annotated[int, typer.Argument(help="The later run.")],
+    csv: Annotated[Path | None, typer.Option(help="Write every change to this CSV.")] = None,
+    geojson: Annotated[
+        Path | None, typer.Option(help="Write the changed grids (after) as GeoJSON.")
+    ] = None,
+    map_: Annotated[
+        Path | None, typer.Option("--map", help="Write a before/after map (HTML, offline).")
+    ] = None,
+) -> None:
+    """What changed between two runs: grids added, retired, reshaped; buildings moved."""
+    from gisgrid.history import diff_map, diff_runs
+    from gisgrid.webmap import write_map
+
+    with _errors():
+        diff = diff_runs(workspace, run_a, run_b)
+        table = Table(title=f"run {run_a} → run {run_b}", show_header=False)
+        for kind, n in sorted(diff.summary.items()):
+            table.add_row(kind, f"{n:,}")
+        console.print(table)
+        if csv:
+            diff.changes.to_csv(csv, index=False, encoding="utf-8")
+        if geojson:
+            changed = diff.changes["grid_code"].dropna().unique()
+            after = diff.grids_b[diff.grids_b["grid_code"].isin(changed)].to_crs(4326)
+            after.to_file(geojson, driver="GeoJSON")
+        if map_:
+            write_map(diff_map(diff), map_)
+    for path in (csv, geojson, map_):
+        if path:
+            console.print(f"wrote {path}")
+
+
+@app.command()
+def rollback(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    run: Annotated[int, typer.Argument(help="The run whose grids to restore.")],
+) -> None:
+    """Restore the grids and building assignments of an earlier run (recorded as a new run)."""
+    from gisgrid.history import rollback as run_rollback
+
+    with _errors():
+        new_run = run_rollback(workspace, run)
+    console.print(f"restored the grids of run {run} as run {new_run}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo"),

@@ -24,6 +24,7 @@ import shapely
 import gisgrid
 from gisgrid._errors import InputError
 from gisgrid.delineation import CommunityResult, CommunityTask, Params, delineate_community
+from gisgrid.history import snapshot_layers
 from gisgrid.metrics import grid_metrics, polsby_popper
 from gisgrid.workspace import Workspace
 
@@ -240,7 +241,9 @@ def delineate(
     runs = (
         pd.concat([pd.DataFrame(ws.read("runs")), run], ignore_index=True) if "runs" in ws else run
     )
-    layers = {"grids": grids, "buildings": stored, "runs": runs}
+    history, changes = snapshot_layers(ws, run_id, grids, stored)
+    runs.loc[runs["run_id"] == run_id, "changes"] = json.dumps(changes)
+    layers = {"grids": grids, "buildings": stored, "runs": runs, **history}
     newly_retired = [code for c in results for code in results[c].retired]
     if newly_retired:
         table = pd.DataFrame(
