@@ -19,6 +19,7 @@ import shapely
 
 from gisgrid._errors import InputError
 from gisgrid.delineation import Params
+from gisgrid.history import record_run
 from gisgrid.workspace import Workspace
 
 __all__ = ["MoveRefusedError", "lock", "move"]
@@ -180,10 +181,14 @@ def move(
             out.loc[code, "flags"] = ",".join(dict.fromkeys([*flags, "manual_edit"]))
             out.loc[code, "reason"] = "moved by hand against: " + "; ".join(reasons)
     buildings.loc[chosen.index, "grid_code"] = to
+    new_grids = gpd.GeoDataFrame(out.reset_index(drop=True), crs=grids.crs)
     ws.write(
         {
-            "grids": gpd.GeoDataFrame(out.reset_index(drop=True), crs=grids.crs),
+            "grids": new_grids,
             "buildings": buildings,
+            **record_run(
+                ws, "move", {"what": what, "to": to, "forced": bool(reasons)}, new_grids, buildings
+            ),
         }
     )
     logger.info("moved %s from %s to %s", what, ", ".join(sources), to)

@@ -20,7 +20,7 @@ import shapely
 from gisgrid._errors import InputError
 from gisgrid.workspace import Workspace
 
-__all__ = ["Diff", "diff_map", "diff_runs", "rollback", "snapshot_layers"]
+__all__ = ["Diff", "diff_map", "diff_runs", "record_run", "rollback", "snapshot_layers"]
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,50 @@ def diff_runs(workspace: Workspace | str, run_a: int, run_b: int) -> Diff:
     )
 
 
+def record_run(
+    ws: Workspace, kind: str, params: dict, grids: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame
+) -> dict[str, pd.DataFrame]:
+    """The ``runs`` row and history layers recording a change that is not a delineation
+    (a move, a rollback), to write together with the grids.
+
+    Parameters
+    ----------
+    ws
+        The workspace.
+    kind
+        ``move``, ``rollback``, …
+    params
+        What was asked, stored as JSON.
+    grids, buildings
+        The grids and buildings (with ``grid_code``) after the change.
+    """
+    from datetime import UTC, datetime
+
+    import gisgrid
+
+    runs = pd.DataFrame(ws.read("runs")) if "runs" in ws else pd.DataFrame()
+    run_id = int(pd.to_numeric(runs["run_id"]).max()) + 1 if len(runs) else 1
+    history, changes = snapshot_layers(ws, run_id, grids, buildings)
+    row = pd.DataFrame(
+        [
+            {
+                "run_id": run_id,
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "seconds": 0.0,
+                "kind": kind,
+                "params": json.dumps(params, ensure_ascii=False),
+                "communities": json.dumps(sorted(grids["community_code"].unique().tolist())),
+                "input_digest": "",
+                "grids": len(grids),
+                "metrics": json.dumps({}),
+                "changes": json.dumps(changes),
+                "gisgrid_version": gisgrid.__version__,
+            }
+        ]
+    )
+    return {"runs": pd.concat([runs, row], ignore_index=True), **history}
+
+
 def rollback(workspace: Workspace | str, run: int) -> int:
     """Restore the grids and building assignments of an earlier run, as a new run.
 
@@ -207,45 +251,16 @@ def rollback(workspace: Workspace | str, run: int) -> int:
     int
         The id of the rollback run.
     """
-    from datetime import UTC, datetime
-
-    import gisgrid
-
     ws = workspace if isinstance(workspace, Workspace) else Workspace(workspace)
     grids, members = _snapshot(ws, run)
     buildings = ws.read("buildings")
     codes = members.set_index("building_id")["grid_code"]
     buildings["grid_code"] = buildings["building_id"].astype(str).map(codes).astype(object)
-    runs = pd.DataFrame(ws.read("runs")) if "runs" in ws else pd.DataFrame()
-    run_id = int(pd.to_numeric(runs["run_id"]).max()) + 1 if len(runs) else 1
-    layers, summary = snapshot_layers(ws, run_id, grids, buildings)
-    row = pd.DataFrame(
-        [
-            {
-                "run_id": run_id,
-                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "seconds": 0.0,
-                "kind": "rollback",
-                "params": json.dumps({"to_run": run}),
-                "communities": json.dumps(sorted(grids["community_code"].unique().tolist())),
-                "input_digest": "",
-                "grids": len(grids),
-                "metrics": json.dumps({}),
-                "changes": json.dumps(summary),
-                "gisgrid_version": gisgrid.__version__,
-            }
-        ]
-    )
-    ws.write(
-        {
-            "grids": grids,
-            "buildings": buildings,
-            "runs": pd.concat([runs, row], ignore_index=True),
-            **layers,
-        }
-    )
-    logger.info("rolled back to run %d as run %d", run, run_id)
-    return run_id
+    layers = record_run(ws, "rollback", {"to_run": run}, grids, buildings)
+    ws.write({"grids": grids, "buildings": buildings, **layers})
+    new_run = int(layers["runs"]["run_id"].iloc[-1])
+    logger.info("rolled back to run %d as run %d", run, new_run)
+    return new_run
 
 
 def diff_map(diff: Diff) -> object:

@@ -89,3 +89,14 @@ def test_cli_move_refusal_exits_2(town):
     assert result.exit_code == 2 and "move refused" in result.output
     result = CliRunner().invoke(app, ["lock", str(town.path), far])
     assert result.exit_code == 0 and "locked 1" in result.output
+
+
+def test_a_move_is_recorded_as_a_run_with_its_changes(town):
+    import json
+
+    bid, _, near, _ = _neighbour_pair(town)
+    move(town, building=bid, to=near[0])
+    runs = town.read("runs")
+    assert runs["kind"].tolist() == ["delineate", "move"]
+    changes = json.loads(runs["changes"].iloc[-1])
+    assert changes["building_moved"] == 1 and changes["grid_reshaped"] == 2
