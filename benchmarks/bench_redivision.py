@@ -22,9 +22,9 @@ import pandas as pd
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_delineation import build_workspace  # noqa: E402
+from bench_delineation import build_workspace
 
-from gisgrid.redivision import redivide  # noqa: E402
+from gisgrid.redivision import redivide
 
 
 def main() -> None:
@@ -33,14 +33,19 @@ def main() -> None:
     parser.add_argument("--max-households", type=int, default=6000)
     args = parser.parse_args()
     ws = build_workspace(Path(tempfile.mkdtemp()) / "demo.gpkg", scale=1.0)
-    subprocess.run([sys.executable, "-m", "gisgrid.cli", "delineate", str(ws.path), "--json"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "gisgrid.cli", "delineate", str(ws.path), "--json"],
+        check=True,
+        capture_output=True,
+    )
     b = ws.read("buildings")
     per = b.groupby("community_code")["households"].sum()
     oversized = [c for c, h in per.items() if h > args.over]
     old = ws.read("communities").set_index("code").geometry
-    print(f"| community | households | parts | sizes | tiling error | compounds split | "
-          f"seconds |\n|---|---|---|---|---|---|---|")
+    print(
+        "| community | households | parts | sizes | tiling error | compounds split | "
+        "seconds |\n|---|---|---|---|---|---|---|"
+    )
     new_codes = []
     for code in oversized:
         t = time.perf_counter()
@@ -53,13 +58,23 @@ def main() -> None:
         mine = bb[bb["community_code"].isin(new["code"]) & (bb["compound_id"] != "")]
         split = int((mine.groupby("compound_id")["community_code"].nunique() > 1).sum())
         sizes = ", ".join(f"{h:,}" for h in sorted(new["households"]))
-        print(f"| {code} | {per[code]:,} | {len(new)} | {sizes} | {error:.1e} | {split} | "
-              f"{seconds:.1f} |")
+        print(
+            f"| {code} | {per[code]:,} | {len(new)} | {sizes} | {error:.1e} | {split} | "
+            f"{seconds:.1f} |"
+        )
         new_codes += list(new["code"])
     runs = ws.read("runs")
-    metrics = [json.loads(m) for m in runs["metrics"].iloc[-len(oversized):]]
-    keys = ["grids", "in_band_households", "contiguity", "coverage_min", "nesting",
-            "building_integrity", "compound_splits_avoidable", "natural_boundaries"]
+    metrics = [json.loads(m) for m in runs["metrics"].iloc[-len(oversized) :]]
+    keys = [
+        "grids",
+        "in_band_households",
+        "contiguity",
+        "coverage_min",
+        "nesting",
+        "building_integrity",
+        "compound_splits_avoidable",
+        "natural_boundaries",
+    ]
     print("\nGrids delineated inside the new communities (one run per old community):\n")
     print(pd.DataFrame(metrics, index=oversized)[keys].to_markdown())
 
