@@ -492,6 +492,13 @@ def demo(
     workers: Annotated[int, typer.Option(min=1, help="Processes for the delineation.")] = max(
         1, os.cpu_count() or 1
     ),
+    redivide_over: Annotated[
+        int,
+        typer.Option(help="Re-divide communities above this many households (0: don't)."),
+    ] = 15000,
+    redivide_to: Annotated[
+        int, typer.Option(help="Most households of a community after re-division.")
+    ] = 8000,
 ) -> None:
     """Build the demo district (石峰区: real outline and codes, the rest synthetic), and run
     the whole pipeline on it.
@@ -506,6 +513,7 @@ def demo(
         "counting households from census points",
         "writing the workspace",
         "delineating grids",
+        "re-dividing oversized communities",
         "drawing the map",
     ]
     with (
@@ -524,7 +532,15 @@ def demo(
         def step(name: str) -> None:
             bar.update(task, description=name, completed=stages.index(name))
 
-        result = run_demo(out, scale=scale, seed=seed, workers=workers, progress=step)
+        result = run_demo(
+            out,
+            scale=scale,
+            seed=seed,
+            workers=workers,
+            progress=step,
+            redivide_over=redivide_over or None,
+            redivide_to=redivide_to,
+        )
         bar.update(task, completed=len(stages))
     console.print(
         f"[bold]{result.workspace}[/]: {result.counts['communities']} communities, "
@@ -539,6 +555,12 @@ def demo(
         f"{100 * m['natural_boundaries']:.0f} % of boundaries along roads and water",
         highlight=False,
     )
+    if result.redivided:
+        console.print(
+            f"re-divided {len(result.redivided)} oversized communities "
+            f"({', '.join(result.redivided)}); their old boundaries are on the map",
+            highlight=False,
+        )
     console.print(f"[bold]{result.map}[/]: open it in a browser (works offline)")
     console.print(f"took {sum(result.seconds.values()):.1f} s", style="dim")
 

@@ -183,6 +183,25 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
                 cols, aliases=["网格编码", "名称", "类型", "户数", "人口", "标记"]
             ),
         ).add_to(fmap)
+    if (history := layers.get("community_history")) is not None and len(history):
+        old = gpd.GeoDataFrame(
+            history[["code", "name", "replaced_by"]],
+            geometry=shapely.from_wkt(history["wkt"].to_numpy()),
+            crs=outline.crs,
+        )
+        folium.GeoJson(
+            _lonlat(old, ["code", "name", "replaced_by"]),
+            name="原社区 before re-division",
+            style_function=lambda f: {
+                "color": "#333333",
+                "weight": 3,
+                "dashArray": "2 6",
+                "fillOpacity": 0,
+            },
+            tooltip=folium.GeoJsonTooltip(
+                ["name", "code", "replaced_by"], aliases=["原社区", "代码", "划分为"]
+            ),
+        ).add_to(fmap)
     if outline is not None:
         folium.GeoJson(
             _lonlat(outline, ["code", "name"]),

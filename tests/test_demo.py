@@ -139,3 +139,23 @@ def test_cli_demo_small(tmp_path):
         gpd.read_file(tmp_path / "demo.gpkg", layer="communities").area.sum(),
         gpd.read_file(tmp_path / "demo.gpkg", layer="streets").area.sum(),
     )
+
+
+def test_demo_redivides_oversized_communities_and_maps_before_after(tmp_path):
+    from gisgrid.demo.pipeline import run_demo
+
+    result = run_demo(tmp_path, scale=0.1, seed=0, redivide_over=3000, redivide_to=2500)
+    assert result.redivided
+    ws = Workspace(result.workspace)
+    comms = ws.read("communities")
+    history = ws.read("community_history")
+    assert sorted(history["code"]) == sorted(result.redivided)
+    assert set(result.redivided) <= set(comms["code"])  # the largest part keeps the code
+    b = ws.read("buildings")
+    per = b.groupby("community_code")["households"].sum()
+    successors = {c for row in history["replaced_by"] for c in row.split(",")}
+    assert (per[sorted(successors)] <= 2500).all()
+    assert (per <= 3000).all()  # nothing is left above the threshold
+    assert b["grid_code"].str[:12].eq(b["community_code"]).all()
+    page = result.map.read_text(encoding="utf-8")
+    assert "before re-division" in page

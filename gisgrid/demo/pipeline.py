@@ -17,6 +17,7 @@ import gisgrid
 from gisgrid.datasets import ATTRIBUTION
 from gisgrid.demo.district import make_district
 from gisgrid.ingest import derive_buildings
+from gisgrid.redivision import redivide
 from gisgrid.runs import delineate
 from gisgrid.validation import rejected_table
 from gisgrid.webmap import district_map, write_map
@@ -40,6 +41,7 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     grids: int = 0
+    redivided: list[str] = field(default_factory=list)
 
 
 def run_demo(
@@ -48,6 +50,8 @@ def run_demo(
     scale: float = 1.0,
     seed: int = 0,
     workers: int = 1,
+    redivide_over: int | None = None,
+    redivide_to: int = 8000,
     progress: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Generate the demo district into ``out/demo.gpkg`` and draw ``out/demo.html``.
@@ -62,6 +66,9 @@ def run_demo(
         Random seed: the same seed gives the same district.
     workers
         Processes for the delineation.
+    redivide_over, redivide_to
+        When given, re-divide every community above ``redivide_over`` households into
+        communities of at most ``redivide_to`` (the map shows the old boundaries).
     progress
         Optional callable taking a stage name, called as each stage starts.
 
@@ -113,10 +120,30 @@ def run_demo(
     run = delineate(ws, workers=workers)
     seconds["delineate"] = time.perf_counter() - t
 
+    redivided: list[str] = []
+    if redivide_over is not None:
+        step("re-dividing oversized communities")
+        t = time.perf_counter()
+        b = ws.read("buildings")
+        per = b.groupby("community_code")["households"].sum()
+        for code in sorted(c for c, h in per.items() if h > redivide_over):
+            redivide(ws, code, max_households=redivide_to, workers=workers)
+            redivided.append(code)
+        seconds["redivide"] = time.perf_counter() - t
+
     step("drawing the map")
     t = time.perf_counter()
-    names = ("streets", "communities", "grids", "buildings", "roads", "water", "resources")
-    stored = {name: ws.read(name) for name in names}
+    names = (
+        "streets",
+        "communities",
+        "grids",
+        "buildings",
+        "roads",
+        "water",
+        "resources",
+        "community_history",
+    )
+    stored = {name: ws.read(name) for name in names if name in ws}
     html = write_map(district_map(stored, title="石峰区 demo · gisgrid"), out / "demo.html")
     seconds["map"] = time.perf_counter() - t
     b = layers["buildings"]
@@ -129,5 +156,6 @@ def run_demo(
         rejected=len(rejected),
         seconds=seconds,
         metrics=run.metrics,
-        grids=len(run.grids),
+        grids=len(ws.read("grids")),
+        redivided=redivided,
     )
