@@ -13,7 +13,7 @@ around them.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import geopandas as gpd
 import numpy as np
@@ -29,6 +29,8 @@ from gisgrid.schema import DEDICATED_KINDS
 from gisgrid.units import make_units
 
 __all__ = ["CommunityResult", "CommunityTask", "Params", "delineate_community"]
+
+EXPAND_ROUNDS = 3  # rounds of freeing kept neighbours of grids still out of band
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +116,48 @@ def _components(graph: CellGraph, nodes: np.ndarray) -> list[np.ndarray]:
 
 
 def delineate_community(task: CommunityTask) -> CommunityResult:
+    """Delineate one community's grids, freeing kept neighbours as far as needed.
+
+    When a redrawn grid is still outside the band, the unlocked kept grids that
+    touch it are freed too and the free area is redrawn, up to ``EXPAND_ROUNDS``
+    times.
+
+    Parameters
+    ----------
+    task
+        The community, its buildings, the lines that may bound grids, the grids
+        to keep and the parameters.
+
+    Returns
+    -------
+    CommunityResult
+    """
+    result = _delineate_once(task)
+    for _ in range(EXPAND_ROUNDS):
+        kept_codes = set(task.kept.get("grid_code", []))
+        grids = result.grids
+        fresh = grids[~grids["grid_code"].isin(kept_codes) & (grids["grid_type"] == "basic")]
+        bad = fresh[~task.params.households.contains(fresh["households"])]
+        if bad.empty or task.kept.empty:
+            break
+        locked = (
+            task.kept["locked"].fillna(False).astype(bool)
+            if "locked" in task.kept
+            else pd.Series(False, index=task.kept.index)
+        )
+        touching = task.kept.intersects(shapely.union_all(bad.geometry.values)) & ~locked
+        if not touching.any():
+            break
+        task = replace(
+            task,
+            kept=task.kept[~touching].reset_index(drop=True),
+            freed=pd.concat([task.freed, task.kept[touching]], ignore_index=True),
+        )
+        result = _delineate_once(task)
+    return result
+
+
+def _delineate_once(task: CommunityTask) -> CommunityResult:
     """Delineate one community's grids.
 
     Parameters

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 MAJOR_ROADS = ("arterial", "secondary")
 SHARE_TOLERANCE = 0.2  # new communities within ±20 % of an equal share of households
+THROUGH_GRID = 10.0  # cutting through an existing grid costs this many times more
 
 
 @dataclass
@@ -134,6 +135,7 @@ def plan_redivision(
     )
     water = _water(ws)
     graph = cell_graph(cells, units, water=water, roads=_geoms(ws, "roads"), major=major)
+    _keep_grids_whole(graph, cells, ws, community)
     share = total / k
     high = share * (1 + SHARE_TOLERANCE)
     if max_households is not None:
@@ -239,11 +241,83 @@ def redivide(
     layers = {"communities": communities, "buildings": buildings, "community_history": history}
     if "grids" in ws:
         grids = ws.read("grids")
-        layers["grids"] = grids[grids["community_code"] != community]
+        carried, recoded = _carry_grids(
+            grids[grids["community_code"] == community], plan.communities
+        )
+        others = grids[grids["community_code"] != community]
+        layers["grids"] = gpd.GeoDataFrame(
+            pd.concat([others, carried], ignore_index=True), crs=grids.crs
+        )
+        if "grid_code" in buildings:
+            old_codes = ws.read("buildings")["grid_code"]
+            buildings["grid_code"] = old_codes.map(recoded).where(moved, buildings["grid_code"])
+        if recoded:
+            retired = pd.DataFrame(
+                {
+                    "grid_code": [c for c, n in recoded.items() if c != n],
+                    "community_code": community,
+                    "run_id": 0,
+                }
+            )
+            if "retired_grids" in ws:
+                retired = pd.concat(
+                    [pd.DataFrame(ws.read("retired_grids")), retired], ignore_index=True
+                )
+            layers["retired_grids"] = retired
     ws.write(layers)
     logger.info("re-divided %s into %s", community, ", ".join(plan.communities["code"]))
     delineate(ws, params=params, communities=list(plan.communities["code"]), workers=workers)
     return plan
+
+
+def _keep_grids_whole(graph, cells: gpd.GeoDataFrame, ws: Workspace, community: str) -> None:
+    """Make cutting through an existing grid dear, so new communities keep grids whole."""
+    if "grids" not in ws:
+        return
+    grids = ws.read("grids")
+    grids = grids[grids["community_code"] == community]
+    if grids.empty:
+        return
+    rep = shapely.point_on_surface(cells.geometry.values)
+    c_idx, g_idx = shapely.STRtree(grids.geometry.values).query(rep, predicate="within")
+    grid_of = np.full(len(cells), -1)
+    grid_of[c_idx] = g_idx
+    i, j = graph.edges[:, 0], graph.edges[:, 1]
+    inside = (grid_of[i] >= 0) & (grid_of[i] == grid_of[j])
+    graph.length = np.where(inside, graph.length * THROUGH_GRID, graph.length)
+
+
+def _carry_grids(
+    grids: gpd.GeoDataFrame, new: gpd.GeoDataFrame
+) -> tuple[gpd.GeoDataFrame, dict[str, str]]:
+    """Old grids lying whole in one new community, with their (possibly new) codes.
+
+    A grid in the part that keeps the old community code keeps its code; one in a
+    new community is re-coded with that community's code (its old code retires).
+    """
+    from gisgrid.codes import grid_codes
+
+    if grids.empty:
+        return grids, {}
+    area = shapely.area(grids.geometry.values)
+    home = np.full(len(grids), None, dtype=object)
+    for code, geom in zip(new["code"], new.geometry.values, strict=True):
+        share = shapely.area(shapely.intersection(grids.geometry.values, geom)) / area
+        home[share >= 0.999] = code
+    keep = pd.notna(home)
+    carried = grids[keep].copy()
+    carried["community_code"] = home[keep]
+    recoded: dict[str, str] = {}
+    for code, part in carried.groupby("community_code"):
+        same = part["grid_code"].str[:12] == code
+        recoded.update({c: c for c in part.loc[same, "grid_code"]})
+        moved = part[~same]
+        if len(moved):
+            xy = shapely.get_coordinates(shapely.point_on_surface(moved.geometry.values))
+            new_codes = grid_codes(code, xy, row_height=float(np.sqrt(moved.area.median())))
+            recoded.update(dict(zip(moved["grid_code"], new_codes, strict=True)))
+    carried["grid_code"] = carried["grid_code"].map(recoded)
+    return carried, recoded
 
 
 def _geoms(ws: Workspace, layer: str) -> np.ndarray:
