@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 MAJOR_ROADS = ("arterial", "secondary")
 SHARE_TOLERANCE = 0.2  # new communities within ±20 % of an equal share of households
+HEADROOM = 0.85  # new communities are sized for 85 % of --max-households
 THROUGH_GRID = 10.0  # cutting through an existing grid costs this many times more
 
 
@@ -100,7 +101,8 @@ def plan_redivision(
     mine = buildings[buildings["community_code"] == community].reset_index(drop=True)
     households = pd.to_numeric(mine["households"], errors="coerce").fillna(0).astype(int)
     total = int(households.sum())
-    k = parts if parts is not None else max(1, math.ceil(total / max_households))
+    # aim a little under the maximum, so lumpy blocks leave the partitioner room to balance
+    k = parts if parts is not None else max(1, math.ceil(total / (HEADROOM * max_households)))
     if k < 2:
         raise InputError(
             f"community {community} holds {total:,} households: nothing to "

@@ -93,3 +93,21 @@ def test_bad_requests_are_refused(demo_copy):
         plan_redivision(demo_copy, OVERSIZED, max_households=10**6)
     result = CliRunner().invoke(app, ["redivide", str(demo_copy.path)])
     assert result.exit_code == 2 and "--all-over" in result.output
+
+
+def test_redivision_keeps_existing_grids_whole_where_it_can(demo_copy):
+    import json
+
+    before = demo_copy.read("grids")
+    old = before[before["community_code"] == OVERSIZED]
+    plan = redivide(demo_copy, OVERSIZED, max_households=8000)
+    after = demo_copy.read("grids")
+    inside = after[after["community_code"].isin(plan.communities["code"])]
+    same_shape = sum(
+        any(g.equals_exact(o, 1e-6) for o in old.geometry.values) for g in inside.geometry.values
+    )
+    assert same_shape >= 0.5 * len(old)  # most old grids survive whole
+    stability = json.loads(demo_copy.read("runs")["metrics"].iloc[-1])["stability"]
+    assert stability >= 0.9
+    retired = set(demo_copy.read("retired_grids")["grid_code"])
+    assert not retired & set(after["grid_code"])
