@@ -39,48 +39,26 @@ import shapely
 from gisgrid.cells import blocks_of, cell_graph, dissolve, tessellate
 from gisgrid.delineation import Params
 from gisgrid.demo.district import make_district
-from gisgrid.ingest import derive_buildings, import_layer
-from gisgrid.metrics import grid_metrics
+from gisgrid.demo.pipeline import count_households
+from gisgrid.ingest import import_layer
+from gisgrid.metrics import METRIC_NAMES, grid_metrics
 from gisgrid.units import make_units
 from gisgrid.workspace import Workspace
 
 PARAMS = Params()
-KEYS = [
-    "grids",
-    "basic_grids",
-    "in_band_households",
-    "in_band_population",
-    "deviation_mean",
-    "deviation_max",
-    "contiguity",
-    "coverage_min",
-    "overlap_m2",
-    "nesting",
-    "building_integrity",
-    "compound_splits",
-    "compound_splits_avoidable",
-    "polsby_popper_mean",
-    "polsby_popper_p10",
-    "natural_boundaries",
-]
+KEYS = [k for k in METRIC_NAMES if k != "stability"]
 
 
 def build_workspace(path: Path, *, scale: float, seed: int = 0) -> Workspace:
     """The demo district's workspace (no grids, no map)."""
     layers = make_district(scale=scale, seed=seed)
-    derived = derive_buildings(
-        layers["buildings"].drop(columns=["planned_households", "compound_name"]),
-        communities=layers["communities"],
-        census=layers["census_points"],
-        source="bench",
-    )
-    layers["buildings"] = derived.buildings
+    count_households(layers)
     ws = Workspace(path)
     ws.write(layers, fresh=True, meta={"crs": layers["buildings"].crs.to_string()})
     return ws
 
 
-def run_gisgrid(path: Path, workers: int = 2) -> tuple[dict, float, float]:
+def run_gisgrid(path: Path, workers: int = 2, *extra: str) -> tuple[dict, float, float]:
     """``gisgrid delineate --json`` in a child process: metrics, seconds, peak MB."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
@@ -94,6 +72,7 @@ def run_gisgrid(path: Path, workers: int = 2) -> tuple[dict, float, float]:
             "--json",
             "--workers",
             str(workers),
+            *extra,
         ],
         check=True,
         capture_output=True,

@@ -12,12 +12,9 @@ of households keeping their grid code) and the DESIGN §5 metrics of both.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import geopandas as gpd
@@ -26,7 +23,7 @@ import pandas as pd
 import shapely
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_delineation import build_workspace
+from bench_delineation import build_workspace, run_gisgrid
 
 from gisgrid.workspace import Workspace
 
@@ -58,24 +55,8 @@ def change(ws: Workspace, share: float, seed: int) -> dict[str, int]:
 
 
 def delineate(path: Path, *extra: str) -> tuple[dict, float]:
-    t = time.perf_counter()
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gisgrid.cli",
-            "delineate",
-            str(path),
-            "--json",
-            "--workers",
-            "2",
-            *extra,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return json.loads(out.stdout)["metrics"], time.perf_counter() - t
+    metrics, seconds, _ = run_gisgrid(path, 2, *extra)
+    return metrics, seconds
 
 
 def main() -> None:

@@ -158,21 +158,7 @@ def delineate_community(task: CommunityTask) -> CommunityResult:
 
 
 def _delineate_once(task: CommunityTask) -> CommunityResult:
-    """Delineate one community's grids.
-
-    Parameters
-    ----------
-    task
-        The community, its buildings, the lines that may bound grids, the grids
-        to keep and the parameters.
-
-    Returns
-    -------
-    CommunityResult
-        ``grids``: the kept grids as they were (their counts refreshed) and the
-        new ones; ``building_grid`` maps building ids to grid codes;
-        ``retired``, the freed codes no new grid took over.
-    """
+    """One pass of :func:`delineate_community`, with the kept grids as given."""
     free = task.geometry
     buildings = task.buildings.reset_index(drop=True)
     building_grid = pd.Series(index=buildings["building_id"].astype(str), dtype=object)

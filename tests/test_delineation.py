@@ -103,6 +103,16 @@ def make_town(
     return ws
 
 
+def nine_blocks(*, hh: int, step=(80, 80)):
+    """Four buildings of ``hh`` households in each of the 3 × 3 blocks of a 600 m town."""
+    return [
+        b
+        for bx in range(3)
+        for by in range(3)
+        for b in lattice(2, 2, hh=hh, x0=bx * 200 + 40, y0=by * 200 + 40, step=step)
+    ]
+
+
 def grid_of(ws):
     b = ws.read("buildings")
     return dict(zip(b["building_id"], b["grid_code"], strict=True))
@@ -118,12 +128,7 @@ def lattice(n_x, n_y, *, hh, x0=20.0, y0=20.0, step=(45.0, 45.0), size=(20.0, 15
 
 def test_invariants_on_a_plain_town(tmp_path):
     # 9 blocks of 200 m, 4 buildings of 100 households each: a grid per block fits exactly
-    buildings = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
-    ]
+    buildings = nine_blocks(hh=100, step=(80, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     run = delineate(ws)
     m = run.metrics
@@ -141,12 +146,7 @@ def test_invariants_on_a_plain_town(tmp_path):
 
 
 def test_codes_run_west_to_east_then_north_to_south(tmp_path):
-    buildings = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
-    ]
+    buildings = nine_blocks(hh=50, step=(80, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
     grids = ws.read("grids").sort_values("grid_code")
@@ -185,12 +185,7 @@ def test_compound_too_big_splits_into_the_fewest_grids(tmp_path):
 
 
 def test_dedicated_buildings_get_their_own_grid(tmp_path):
-    homes = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
-    ]
+    homes = nine_blocks(hh=50, step=(80, 80))
     school = [(270, 262, 40, 15, 0, "school", "S1", 2), (270, 290, 40, 15, 0, "school", "S1", 2)]
     ws = make_town(tmp_path / "t.gpkg", homes + school)
     delineate(ws)
@@ -256,12 +251,7 @@ def test_island_cut_off_by_a_river_gets_its_own_grid(tmp_path):
 
 
 def test_locked_grids_are_kept_and_the_rest_delineated_around_them(tmp_path):
-    buildings = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=50, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
-    ]
+    buildings = nine_blocks(hh=50, step=(80, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
     grids = ws.read("grids")
@@ -477,12 +467,7 @@ def test_incremental_run_keeps_untouched_grids_and_codes(tmp_path, demo_full):
 
 
 def test_full_run_redraws_everything_and_retired_codes_stay_retired(tmp_path):
-    buildings = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
-    ]
+    buildings = nine_blocks(hh=100, step=(80, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
     b = ws.read("buildings")

@@ -9,19 +9,14 @@ from gisgrid.cli import app
 from gisgrid.edits import MoveRefusedError, lock, move
 from gisgrid.runs import delineate
 
-from .test_delineation import lattice, make_town
+from .test_delineation import make_town, nine_blocks
 
 
 @pytest.fixture
 def town(tmp_path):
     # 9 blocks, 4 buildings of 100 households each: one grid per block; the east column
     # of each block stands 5 m from the road
-    buildings = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(135, 80))
-    ]
+    buildings = nine_blocks(hh=100, step=(135, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
     return ws

@@ -11,17 +11,12 @@ from gisgrid.cli import app
 from gisgrid.history import diff_runs, rollback
 from gisgrid.runs import delineate
 
-from .test_delineation import lattice, make_town
+from .test_delineation import make_town, nine_blocks
 
 
 @pytest.fixture
 def town(tmp_path):
-    buildings = [
-        b
-        for bx in range(3)
-        for by in range(3)
-        for b in lattice(2, 2, hh=100, x0=bx * 200 + 40, y0=by * 200 + 40, step=(80, 80))
-    ]
+    buildings = nine_blocks(hh=100, step=(80, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)  # run 1
     b = ws.read("buildings")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 import gisgrid
 from gisgrid.datasets import ATTRIBUTION
 from gisgrid.demo.district import make_district
@@ -23,7 +25,7 @@ from gisgrid.validation import rejected_table
 from gisgrid.webmap import district_map, write_map
 from gisgrid.workspace import Workspace
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "count_households", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,19 @@ class DemoResult:
     metrics: dict = field(default_factory=dict)
     grids: int = 0
     redivided: list[str] = field(default_factory=list)
+
+
+def count_households(layers: dict) -> pd.DataFrame:
+    """Fill the generated buildings' households and population from the census points,
+    as an import would; returns the ``rejected`` rows (stray census points)."""
+    derived = derive_buildings(
+        layers["buildings"].drop(columns=["planned_households", "compound_name"]),
+        communities=layers["communities"],
+        census=layers["census_points"],
+        source="demo",
+    )
+    layers["buildings"] = derived.buildings
+    return rejected_table([derived.rejected_buildings, derived.rejected_points])
 
 
 def run_demo(
@@ -88,14 +103,7 @@ def run_demo(
 
     step("counting households from census points")
     t = time.perf_counter()
-    derived = derive_buildings(
-        layers["buildings"].drop(columns=["planned_households", "compound_name"]),
-        communities=layers["communities"],
-        census=layers["census_points"],
-        source="demo",
-    )
-    layers["buildings"] = derived.buildings
-    rejected = rejected_table([derived.rejected_buildings, derived.rejected_points])
+    rejected = count_households(layers)
     seconds["households"] = time.perf_counter() - t
 
     step("writing the workspace")
