@@ -224,7 +224,8 @@ def redivide(
     ids = buildings["building_id"].astype(str)
     moved = ids.isin(plan.building_community.index)
     buildings.loc[moved, "community_code"] = ids[moved].map(plan.building_community)
-    if "grid_code" in buildings:
+    old_codes = buildings["grid_code"].copy() if "grid_code" in buildings else None
+    if old_codes is not None:
         buildings.loc[moved, "grid_code"] = None
     history = pd.DataFrame(
         {
@@ -250,8 +251,7 @@ def redivide(
         layers["grids"] = gpd.GeoDataFrame(
             pd.concat([others, carried], ignore_index=True), crs=grids.crs
         )
-        if "grid_code" in buildings:
-            old_codes = ws.read("buildings")["grid_code"]
+        if old_codes is not None:
             buildings["grid_code"] = old_codes.map(recoded).where(moved, buildings["grid_code"])
         if recoded:
             retired = pd.DataFrame(
