@@ -75,6 +75,27 @@ def _lonlat(frame: gpd.GeoDataFrame, columns: list[str]) -> gpd.GeoDataFrame:
     return out.set_geometry(shapely.set_precision(out.geometry.values, 1e-6))
 
 
+def _outline(
+    frame: gpd.GeoDataFrame,
+    fields: dict[str, str],
+    *,
+    name: str,
+    colour: str,
+    weight: float,
+    dash: str | None = None,
+) -> folium.GeoJson:
+    """An unfilled boundary layer with a tooltip of ``fields`` (field → label)."""
+    style = {"color": colour, "weight": weight, "fillOpacity": 0}
+    if dash:
+        style["dashArray"] = dash
+    return folium.GeoJson(
+        _lonlat(frame, list(fields)),
+        name=name,
+        style_function=lambda f: style,
+        tooltip=folium.GeoJsonTooltip(list(fields), aliases=list(fields.values())),
+    )
+
+
 def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgrid") -> folium.Map:
     """A folium map of a workspace's layers.
 
@@ -153,19 +174,14 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
         if buildings is not None and "households" in buildings.columns:
             hh = buildings.groupby("community_code")[["households", "population"]].sum()
             comm = comm.join(hh, on="code")
-        folium.GeoJson(
-            _lonlat(comm, ["code", "name", "households", "population"]),
+        fields = {"name": "社区", "code": "代码", "households": "户数", "population": "人口"}
+        _outline(
+            comm,
+            {k: v for k, v in fields.items() if k in comm},
             name="社区 communities",
-            style_function=lambda f: {
-                "color": "#b22222",
-                "weight": 1.5,
-                "dashArray": "6 4",
-                "fillOpacity": 0,
-            },
-            tooltip=folium.GeoJsonTooltip(
-                [c for c in ["name", "code", "households", "population"] if c in comm],
-                aliases=["社区", "代码", "户数", "人口"],
-            ),
+            colour="#b22222",
+            weight=1.5,
+            dash="6 4",
         ).add_to(fmap)
     if (grids := layers.get("grids")) is not None and len(grids):
         cols = ["grid_code", "name", "grid_type", "households", "population", "flags"]
@@ -189,25 +205,21 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
             geometry=shapely.from_wkt(history["wkt"].to_numpy()),
             crs=outline.crs,
         )
-        folium.GeoJson(
-            _lonlat(old, ["code", "name", "replaced_by"]),
+        _outline(
+            old,
+            {"name": "原社区", "code": "代码", "replaced_by": "划分为"},
             name="原社区 before re-division",
-            style_function=lambda f: {
-                "color": "#333333",
-                "weight": 3,
-                "dashArray": "2 6",
-                "fillOpacity": 0,
-            },
-            tooltip=folium.GeoJsonTooltip(
-                ["name", "code", "replaced_by"], aliases=["原社区", "代码", "划分为"]
-            ),
+            colour="#333333",
+            weight=3,
+            dash="2 6",
         ).add_to(fmap)
     if outline is not None:
-        folium.GeoJson(
-            _lonlat(outline, ["code", "name"]),
+        _outline(
+            outline,
+            {"name": "街道", "code": "代码"},
             name="街道 streets",
-            style_function=lambda f: {"color": "#8b0000", "weight": 3, "fillOpacity": 0},
-            tooltip=folium.GeoJsonTooltip(["name", "code"], aliases=["街道", "代码"]),
+            colour="#8b0000",
+            weight=3,
         ).add_to(fmap)
     if (res := layers.get("resources")) is not None and len(res):
         public = res.drop(columns=[c for c in _PRIVATE if c in res.columns])
