@@ -114,10 +114,6 @@ class Workspace:
             )
         return pyogrio.read_dataframe(self.path, layer=layer, columns=columns, use_arrow=True)
 
-    def read_optional(self, layer: str) -> gpd.GeoDataFrame | None:
-        """Read a layer, or return None when it is absent."""
-        return self.read(layer) if layer in self else None
-
     def _mode(self) -> int:
         """The file mode to give a new version: the old file's, else 0666 less the umask."""
         if self.exists:
