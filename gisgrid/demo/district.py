@@ -17,7 +17,7 @@ from gisgrid.datasets import shifeng_codes, shifeng_outline
 from gisgrid.demo import names
 from gisgrid.demo.buildings import fill
 from gisgrid.demo.land import divide
-from gisgrid.demo.people import addresses, census_points, resources
+from gisgrid.demo.people import addresses, census_points, people, resources
 from gisgrid.demo.roads import make_roads
 
 __all__ = ["BASE_HOUSEHOLDS", "make_district"]
@@ -141,6 +141,12 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
         dict(zip(codes["code"], codes[["x", "y"]].to_numpy(), strict=True)),
         rng=rng,
     )
+    # the people the roles draw on come from their own stream: the district stays the same
+    stations = res[(res["kind"] == "police") & (res["level"] == "street")]
+    crew = people(buildings, streets, communities, stations, rng=np.random.default_rng([seed, 5]))
+    res = pd.concat([res.drop(columns="resource_id"), crew], ignore_index=True)
+    res.insert(0, "resource_id", [f"S{i:05d}" for i in range(1, len(res) + 1)])
+    res = gpd.GeoDataFrame(res, geometry="geometry", crs=crs)
 
     river = _parts(net.river_line.intersection(territory), "LineString")
     kinds = ["river"] * len(river) + ["wall"] * len(walls)

@@ -8,6 +8,7 @@ import pandas as pd
 import shapely
 
 from gisgrid.demo import names
+from gisgrid.schema import DEDICATED_KINDS
 
 CITY = "株洲市石峰区"
 
@@ -149,8 +150,8 @@ def resources(
 ) -> gpd.GeoDataFrame:
     """Grid-worker candidates, party organisations, police and service sites.
 
-    - ``grid_worker``: 1.2 candidates per expected grid, living in homes drawn
-      by household count; a personal phone (private) and no published phone;
+    - ``grid_worker``: 1.2 candidates per 330 households (a grid's usual size),
+      living in homes drawn by household count; a personal phone (private) and no published phone;
     - ``party_org``: a 党工委 per street, a 党委 per community;
     - ``police``: a 派出所 per street, a 警务室 per community;
     - ``service_site``: a 党群服务中心 per community and a 党群服务站 for every
@@ -249,7 +250,7 @@ def resources(
                         geometry=shapely.Point(p.x + 20, p.y + 20),
                     )
                 )
-    n_workers = int(np.ceil(homes["planned_households"].sum() / 400 * 1.2))
+    n_workers = int(np.ceil(homes["planned_households"].sum() / 330 * 1.2))
     weights = homes["planned_households"].to_numpy(float)
     picks = rng.choice(len(homes), size=n_workers, replace=True, p=weights / weights.sum())
     home_pts = shapely.point_on_surface(homes.geometry.values[picks])
@@ -270,3 +271,98 @@ def resources(
     out["personal_phone"] = out.get("personal_phone", pd.Series(dtype=str)).fillna("")
     out.insert(0, "resource_id", [f"S{i:05d}" for i in range(1, len(out) + 1)])
     return out
+
+
+def people(
+    buildings: gpd.GeoDataFrame,
+    streets: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    stations: gpd.GeoDataFrame,
+    *,
+    rng: np.random.Generator,
+) -> gpd.GeoDataFrame:
+    """The people and branches the roles of the default policy draw on.
+
+    - ``cadre``: community cadres (社区两委), 5 to 7 per community or one per
+      1,000 households, living in it;
+    - ``grid_worker`` at level ``unit``: a part-time grid worker at each school,
+      hospital, enterprise and market (for its dedicated grid);
+    - ``party_org`` at level ``branch``: a grid party branch (网格党支部) per
+      two expected grids of a community;
+    - ``police`` at level ``auxiliary``: auxiliary officers (辅警) at each street's
+      police station, two more than one per 5,000 households or per community;
+    - ``volunteer``: a would-be building chief in 95 % of residential buildings;
+    - ``party_member``: one party member's household per 25 households, in homes.
+
+    Names are made up; people's phones are private (``personal_phone``).
+    """
+    rows: list[dict[str, object]] = []
+    homes = buildings[buildings["planned_households"] > 0]
+    spots = shapely.point_on_surface(homes.geometry.values)
+    weights = homes["planned_households"].to_numpy(float)
+    comm = homes["community_code"].to_numpy(str)
+
+    def person(kind: str, level: str, name: str, code: str, point: shapely.Point) -> None:
+        rows.append(
+            dict(
+                kind=kind,
+                level=level,
+                name=name,
+                community_code=code,
+                capacity=1,
+                phone="",
+                personal_phone=_mobile(rng),
+                geometry=point,
+            )
+        )
+
+    for c in communities.itertuples():
+        short = c.name.replace("社区居委会", "社区")
+        idx = np.flatnonzero(comm == c.code)
+        if not len(idx):
+            continue
+        w = weights[idx] / weights[idx].sum()
+        n_cadres = max(int(rng.integers(5, 8)), round(weights[idx].sum() / 1000))
+        for b in rng.choice(idx, size=n_cadres, p=w):
+            person("cadre", "", names.person(rng), c.code, spots[b])
+        n_branches = max(1, int(np.ceil(weights[idx].sum() / 330 / 2)))
+        for k, b in enumerate(rng.choice(idx, size=n_branches, p=w), 1):
+            p = spots[b]
+            rows.append(
+                dict(
+                    kind="party_org",
+                    level="branch",
+                    name=f"{short}第{k}网格党支部",
+                    community_code=c.code,
+                    capacity=3,
+                    phone="",
+                    personal_phone="",
+                    geometry=shapely.Point(p.x - 15, p.y + 10),
+                )
+            )
+    units = buildings[buildings["kind"].isin(DEDICATED_KINDS)].drop_duplicates("compound_id")
+    for u in units.itertuples():
+        person(
+            "grid_worker",
+            "unit",
+            names.person(rng),
+            u.community_code,
+            u.geometry.point_on_surface(),
+        )
+    per_street = homes.groupby(homes["community_code"].str[:9])["planned_households"].sum()
+    n_comm = communities.groupby(communities["code"].str[:9]).size()
+    for s in streets.itertuples():
+        code = s.code[:9]
+        station = stations[stations["name"].str.startswith(s.name[:-2])]
+        if station.empty:
+            continue
+        where = station.geometry.iloc[0]
+        officers = max(int(n_comm.get(code, 0)), int(np.ceil(per_street.get(code, 0) / 5000))) + 2
+        for _ in range(officers):
+            person("police", "auxiliary", names.person(rng), "", where)
+    for b in np.flatnonzero(rng.random(len(homes)) < 0.95):
+        person("volunteer", "", names.person(rng), comm[b], spots[b])
+    n_members = int(weights.sum() / 25)
+    for b in rng.choice(len(homes), size=n_members, p=weights / weights.sum()):
+        person("party_member", "", names.person(rng), comm[b], spots[b])
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
