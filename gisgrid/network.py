@@ -142,10 +142,50 @@ class Network:
         d[d > limit] = np.inf
         return d
 
-    def edges_frame(self) -> pd.DataFrame:
-        """Edges as a table: ``u``, ``v``, ``length``."""
-        u, v, length = zip(*self.graph.edges(data="length"), strict=True) or ((), (), ())
-        return pd.DataFrame({"u": u, "v": v, "length": length})
+    @cached_property
+    def edges(self) -> pd.DataFrame:
+        """Edges as a table: ``u`` (the end at ``t0``), ``v``, ``length``, and the
+        road ``piece`` they lie on from ``t0`` to ``t1`` metres."""
+        rows = [
+            (d["start"], v if d["start"] == u else u, d["length"], d["piece"], d["t0"], d["t1"])
+            for u, v, d in self.graph.edges(data=True)
+        ]
+        return pd.DataFrame(rows, columns=["u", "v", "length", "piece", "t0", "t1"])
+
+    def reached_lines(self, dist: np.ndarray, limit: float) -> np.ndarray:
+        """The road lines within ``limit`` of a source, given its distance to every node.
+
+        Returns
+        -------
+        numpy.ndarray
+            LineStrings, one per stretch of road reached (partly reached edges included).
+        """
+        e = self.edges
+        t0, t1, length = e["t0"].to_numpy(), e["t1"].to_numpy(), e["length"].to_numpy()
+        left_u = np.clip(limit - dist[e["u"].to_numpy()], 0, None)
+        left_v = np.clip(limit - dist[e["v"].to_numpy()], 0, None)
+        from_u, from_v = left_u > 0, left_v > 0
+        spans = pd.DataFrame(
+            {
+                "piece": np.concatenate(
+                    [e["piece"].to_numpy()[from_u], e["piece"].to_numpy()[from_v]]
+                ),
+                "a": np.concatenate([t0[from_u], t1[from_v] - np.minimum(left_v, length)[from_v]]),
+                "b": np.concatenate([t0[from_u] + np.minimum(left_u, length)[from_u], t1[from_v]]),
+            }
+        ).sort_values(["piece", "a"], kind="stable")
+        if spans.empty:
+            return np.empty(0, dtype=object)
+        reach = spans.groupby("piece")["b"].cummax().shift()
+        new = (spans["piece"] != spans["piece"].shift()) | (spans["a"] > reach + 1e-6)
+        merged = spans.groupby(new.cumsum().to_numpy()).agg(
+            piece=("piece", "first"), a=("a", "min"), b=("b", "max")
+        )
+        pieces = self.graph.graph["pieces"]
+        return np.array(
+            [shapely.ops.substring(pieces[p], a, b) for p, a, b in merged.itertuples(index=False)],
+            dtype=object,
+        )
 
 
 def _pieces(roads: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -285,25 +325,13 @@ def network_from_roads(
     if n_comp > 1:
         sizes = np.bincount(net.component)
         logger.warning(
-            "the road network has %d disconnected parts; the largest holds %.0f %% of its nodes",
+            "the road network has %d disconnected parts; %d of its %d nodes lie outside the "
+            "largest and reach only their own part",
             n_comp,
-            100 * sizes.max() / sizes.sum(),
+            sizes.sum() - sizes.max(),
+            sizes.sum(),
         )
     return net
-
-
-def edge_geometries(
-    net: Network, u: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> np.ndarray:
-    """Lines along the edges ``(u, v)`` from ``lo`` to ``hi`` metres, measured from ``u``."""
-    pieces = net.graph.graph["pieces"]
-    out = np.empty(len(u), dtype=object)
-    for i, (a, b, s, e) in enumerate(zip(u, v, lo, hi, strict=True)):
-        data = net.graph.edges[a, b]
-        t0, t1 = data["t0"], data["t1"]
-        lo_t, hi_t = (t0 + s, t0 + e) if data["start"] == a else (t1 - e, t1 - s)
-        out[i] = shapely.ops.substring(pieces[data["piece"]], lo_t, hi_t)
-    return out
 
 
 def _digest(ws_layers: Mapping[str, gpd.GeoDataFrame], walk_kmh: float) -> str:

@@ -50,6 +50,7 @@ _ROLE_KEYS = {
     "capacity",
     "within",
     "max_walk_m",
+    "public",
 }
 
 
@@ -72,6 +73,7 @@ class Role:
     capacity: int | None = 1  # None: the resource's own capacity field; 0: no limit
     within: str = "district"
     max_walk_m: float = 0.0  # 0: no limit
+    public: bool = False  # shown on public rosters (places, organisations, the grid worker)
 
 
 @dataclass(frozen=True)
@@ -186,8 +188,12 @@ def _role(name: str, spec: object, where: str) -> Role:
     level = spec.get("level", "")
     if not isinstance(level, str):
         raise PolicyError(f"{here}: level must be text, not {level!r}")
+    public = spec.get("public", False)
+    if not isinstance(public, bool):
+        raise PolicyError(f"{here}: public must be true or false, not {public!r}")
     return Role(
         name=name,
+        public=public,
         title=str(spec.get("title", name)),
         scope=_choice(spec, "scope", SCOPES, here),
         kind=kind,

@@ -46,6 +46,17 @@ _RESOURCE_STYLE = {  # kind: (colour, radius, label)
     "police": ("#1f4e99", 5, "警务室/派出所"),
 }
 _BACKGROUND = "#efe9df"
+_ROSTER_FIELDS = {  # public roster columns shown in a grid's popup
+    "community": "社区",
+    "street": "街道",
+    "grid_worker": "网格员",
+    "party_branch": "网格党支部",
+    "police_post": "警务室",
+    "police_post_phone": "警务室电话",
+    "service_site": "党群服务站",
+    "service_site_phone": "服务电话",
+    "service_site_min": "步行分钟",
+}
 _PRIVATE = {"personal_phone"}
 
 
@@ -183,10 +194,35 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
             weight=1.5,
             dash="6 4",
         ).add_to(fmap)
+    if (areas := layers.get("service_areas")) is not None and len(areas):
+        folium.GeoJson(
+            _lonlat(areas[~areas.geometry.is_empty], ["name", "minutes", "households"]),
+            name="15分钟服务圈 service areas",
+            style_function=lambda f: {
+                "fillColor": "#ff4d4f",
+                "color": "#ff4d4f",
+                "weight": 0.6,
+                "fillOpacity": 0.08,
+            },
+            tooltip=folium.GeoJsonTooltip(
+                ["name", "minutes", "households"], aliases=["服务站点", "步行分钟", "覆盖户数"]
+            ),
+            show=False,
+        ).add_to(fmap)
     if (grids := layers.get("grids")) is not None and len(grids):
         cols = ["grid_code", "name", "grid_type", "households", "population", "flags"]
+        popup = None
+        if (rost := layers.get("rosters")) is not None and len(rost):
+            extra = [c for c in _ROSTER_FIELDS if c in rost.columns]
+            grids = grids.merge(rost[["grid_code", *extra]], on="grid_code", how="left")
+            cols = cols + extra
+            popup = folium.GeoJsonPopup(
+                ["grid_code", "name", "households", *extra],
+                aliases=["网格编码", "名称", "户数", *(_ROSTER_FIELDS[c] for c in extra)],
+            )
         folium.GeoJson(
             _lonlat(grids, cols),
+            popup=popup,
             name="网格 grids",
             style_function=lambda f: {
                 "fillColor": grid_colour(f["properties"]),
@@ -196,7 +232,7 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
             },
             highlight_function=lambda f: {"weight": 3, "fillOpacity": 0.7},
             tooltip=folium.GeoJsonTooltip(
-                cols, aliases=["网格编码", "名称", "类型", "户数", "人口", "标记"]
+                cols[:6], aliases=["网格编码", "名称", "类型", "户数", "人口", "标记"]
             ),
         ).add_to(fmap)
     if (history := layers.get("community_history")) is not None and len(history):
@@ -221,6 +257,22 @@ def district_map(layers: Mapping[str, gpd.GeoDataFrame], *, title: str = "gisgri
             colour="#8b0000",
             weight=3,
         ).add_to(fmap)
+    if (gone := layers.get("uncovered")) is not None and len(gone):
+        group = folium.FeatureGroup(name="未覆盖 households beyond 15 min")
+        ll = _lonlat(gone, ["households", "walk_min"])
+        xy = shapely.get_coordinates(ll.geometry.values)
+        for (lon, lat), h, minutes in zip(xy, ll["households"], ll["walk_min"], strict=True):
+            walk = "no road path" if minutes != minutes else f"{minutes:g} min"
+            folium.CircleMarker(
+                [lat, lon],
+                radius=2.5,
+                color="#333333",
+                weight=0,
+                fill=True,
+                fill_opacity=0.8,
+                tooltip=f"未覆盖 {h} 户 · {walk}",
+            ).add_to(group)
+        group.add_to(fmap)
     if (res := layers.get("resources")) is not None and len(res):
         public = res.drop(columns=[c for c in _PRIVATE if c in res.columns])
         for kind, (colour, radius, label) in _RESOURCE_STYLE.items():

@@ -290,7 +290,8 @@ def people(
     - ``party_org`` at level ``branch``: a grid party branch (网格党支部) per
       two expected grids of a community;
     - ``police`` at level ``auxiliary``: auxiliary officers (辅警) at each street's
-      police station, two more than one per 5,000 households or per community;
+      police station, one per community and one more per 6,000 households
+      (enough for communities a re-division adds);
     - ``volunteer``: a would-be building chief in 95 % of residential buildings;
     - ``party_member``: one party member's household per 25 households, in homes.
 
@@ -357,7 +358,9 @@ def people(
         if station.empty:
             continue
         where = station.geometry.iloc[0]
-        officers = max(int(n_comm.get(code, 0)), int(np.ceil(per_street.get(code, 0) / 5000))) + 2
+        if not s.geometry.contains(where):  # officers are counted in their own street
+            where = s.geometry.representative_point()
+        officers = int(n_comm.get(code, 0)) + int(np.ceil(per_street.get(code, 0) / 6000)) + 1
         for _ in range(officers):
             person("police", "auxiliary", names.person(rng), "", where)
     for b in np.flatnonzero(rng.random(len(homes)) < 0.95):

@@ -2,7 +2,8 @@
 
 Each stage of gisgrid adds itself here, so the demo always runs everything
 there is: today, generation → households from census points → workspace →
-grid delineation → map.
+grid delineation → re-division of oversized communities → role assignment and
+service coverage → map.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 import gisgrid
+from gisgrid.assignment import assign
+from gisgrid.coverage import coverage_of
 from gisgrid.datasets import ATTRIBUTION
 from gisgrid.demo.district import make_district
 from gisgrid.ingest import derive_buildings
 from gisgrid.redivision import redivide
+from gisgrid.roster import rosters
 from gisgrid.runs import delineate
 from gisgrid.validation import rejected_table
 from gisgrid.webmap import district_map, write_map
@@ -44,6 +48,8 @@ class DemoResult:
     metrics: dict = field(default_factory=dict)
     grids: int = 0
     redivided: list[str] = field(default_factory=list)
+    gaps: int = 0
+    coverage: float = 0.0
 
 
 def count_households(layers: dict) -> pd.DataFrame:
@@ -139,6 +145,12 @@ def run_demo(
             redivided.append(code)
         seconds["redivide"] = time.perf_counter() - t
 
+    step("assigning rosters and measuring coverage")
+    t = time.perf_counter()
+    assigned = assign(ws)
+    cov = coverage_of(ws)
+    seconds["assign"] = time.perf_counter() - t
+
     step("drawing the map")
     t = time.perf_counter()
     names = (
@@ -150,8 +162,11 @@ def run_demo(
         "water",
         "resources",
         "community_history",
+        "service_areas",
+        "uncovered",
     )
     stored = {name: ws.read(name) for name in names if name in ws}
+    stored["rosters"] = rosters(ws, private=False)
     html = write_map(district_map(stored, title="石峰区 demo · gisgrid"), out / "demo.html")
     seconds["map"] = time.perf_counter() - t
     b = layers["buildings"]
@@ -166,4 +181,6 @@ def run_demo(
         metrics=run.metrics,
         grids=len(ws.read("grids")),
         redivided=redivided,
+        gaps=len(assigned.gaps),
+        coverage=cov.households_share,
     )
