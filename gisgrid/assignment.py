@@ -25,6 +25,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import scipy.sparse
+import shapely
 from scipy.optimize import linear_sum_assignment
 
 from gisgrid._errors import InputError
@@ -82,7 +83,8 @@ class Scopes:
         ``street_code``, ``building_id``, ``households``.
     weights
         Sparse ``(buildings, scopes)`` matrix of each building's share of its
-        scope's households.
+        scope's households; a scope without buildings is represented by the
+        building nearest to it.
     """
 
     kind: str
@@ -133,7 +135,18 @@ def _scopes(
     w = np.where(
         per[col[rows]] > 0, h / np.maximum(per[col[rows]], 1e-9), 1.0 / np.maximum(n[col[rows]], 1)
     )
-    weights = scipy.sparse.csr_array((w, (rows, col[rows])), shape=(len(buildings), len(frame)))
+    cols = col[rows]
+    empty = np.flatnonzero(n == 0)
+    if len(empty) and kind != "building":  # land without buildings: its nearest building stands in
+        areas = grids if kind == "grid" else communities
+        where = areas.geometry.to_numpy()[empty]
+        nearest = buildings.sindex.nearest(shapely.point_on_surface(where), return_all=False)[1]
+        rows, cols, w = (
+            np.concatenate([rows, nearest]),
+            np.concatenate([cols, empty]),
+            np.concatenate([w, np.ones(len(empty))]),
+        )
+    weights = scipy.sparse.csr_array((w, (rows, cols)), shape=(len(buildings), len(frame)))
     frame["households"] = per.round().astype(int)
     return Scopes(kind, frame, weights)
 

@@ -3,8 +3,10 @@
 A household is covered when its building is within ``minutes`` of walking
 (4.5 km/h by default) from a service site over the road network, access walks
 at both ends included (:mod:`gisgrid.network`). The drawn service area of a
-site is the part of the network it reaches in time, widened by ``access_m`` on
-each side: a picture of the rule, the rule itself is the network distance.
+site is the network it reaches with time to spare, widened by the distance
+that spare time walks (up to ``access_m``, in four steps): a picture of the
+rule that agrees with it to within a step; the rule itself is the network
+distance.
 
 :func:`suggest_sites` proposes new sites where they cover most uncovered
 households (the maximal covering location problem), greedily with a proven
@@ -171,11 +173,14 @@ def _shares(per_building: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def _area(net: Network, dist: np.ndarray, limit: float, access_m: float) -> shapely.Geometry:
-    """The network a site reaches within ``limit``, widened by ``access_m``."""
-    lines = net.reached_lines(dist, limit)
-    if not len(lines):
-        return shapely.Polygon()
-    return shapely.buffer(shapely.multilinestrings(lines), access_m, quad_segs=4)
+    """Where a site reaches within ``limit``: the roads reached with ``r`` metres to
+    spare, widened by ``r``, for ``r`` in four steps up to ``access_m``."""
+    parts = []
+    for r in access_m * np.array([0.25, 0.5, 0.75, 1.0]):
+        lines = net.reached_lines(dist, limit - r)
+        if len(lines):
+            parts.append(shapely.buffer(shapely.multilinestrings(lines), r, quad_segs=2))
+    return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
 def coverage_of(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import geopandas as gpd
 import pytest
 import shapely
@@ -78,3 +80,21 @@ def demo_full(tmp_path_factory):
     from gisgrid.demo.pipeline import run_demo
 
     return run_demo(tmp_path_factory.mktemp("demo"), scale=1.0, seed=0)
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory):
+    """One community of the demo (scale 0.02), delineated and assigned: its workspace path."""
+    from gisgrid.demo.pipeline import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("small"), scale=0.02, seed=0).workspace
+
+
+@pytest.fixture
+def small_copy(small, tmp_path):
+    """A copy of the small demo workspace that a test may change."""
+    from gisgrid.workspace import Workspace
+
+    path = tmp_path / "ws.gpkg"
+    shutil.copy(small, path)
+    return Workspace(path)
