@@ -796,5 +796,151 @@ def roster(
             console.print(out)
 
 
+@app.command()
+def serve(
+    workspace: Annotated[Path | None, typer.Argument(help="Workspace GeoPackage to serve.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file (settings, hashed API keys).")
+    ] = None,
+) -> None:
+    """Serve the 红地图: OGC API – Features, vector tiles, style, dashboard (/map), lookup.
+
+    Settings come from --config, then GISGRID_* environment variables; options given here
+    win. Open http://HOST:PORT/map for the dashboard, /docs for the API.
+    """
+    import uvicorn
+
+    from gisgrid.server import Settings, create_app
+
+    with _errors():
+        given = {"workspace": workspace, "host": host, "port": port}
+        if config:
+            settings = Settings.from_file(config, **given)
+        else:
+            settings = Settings.checked(**{k: v for k, v in given.items() if v is not None})
+        if not settings.workspace.is_file():
+            raise InputError(f"workspace {settings.workspace} does not exist")
+        fastapi_app = create_app(settings)
+    console.print(f"serving {settings.workspace} on http://{settings.host}:{settings.port}/map")
+    uvicorn.run(fastapi_app, host=settings.host, port=settings.port, log_level="warning")
+
+
+@app.command("hash-key")
+def hash_key_(key: Annotated[str, typer.Argument(help="The API key to give someone.")]) -> None:
+    """Print the SHA-256 of an API key, to put under [api_keys] in the config file."""
+    from gisgrid.server.settings import hash_key
+
+    typer.echo(hash_key(key))
+
+
+@app.command()
+def tiles(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    pmtiles: Annotated[Path, typer.Option("--pmtiles", help="PMTiles archive to write.")],
+    tileset: Annotated[str, typer.Option(help="Tileset: redmap or one collection.")] = "redmap",
+    min_zoom: Annotated[int, typer.Option(min=0, max=22)] = 0,
+    max_zoom: Annotated[int, typer.Option(min=0, max=22)] = 16,
+) -> None:
+    """Export a tileset (public content) as one PMTiles archive, for static hosting."""
+    from gisgrid.catalog import Catalog
+    from gisgrid.tiles import TileSource, write_pmtiles
+    from gisgrid.workspace import Workspace
+
+    with (
+        _errors(),
+        Progress(
+            TextColumn("tiles"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("tiles", total=None)
+        source = TileSource(Catalog(Workspace(workspace)), role="public")
+        n = write_pmtiles(
+            source,
+            pmtiles,
+            tileset=tileset,
+            min_zoom=min_zoom,
+            max_zoom=max_zoom,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    console.print(f"wrote {n:,} tiles to {pmtiles}")
+
+
+@app.command()
+def lookup(
+    workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")],
+    lon: Annotated[float | None, typer.Option(help="Longitude.")] = None,
+    lat: Annotated[float | None, typer.Option(help="Latitude.")] = None,
+    crs: Annotated[str, typer.Option(help="wgs84, gcj02, bd09 or cgcs2000.")] = "wgs84",
+    address: Annotated[str | None, typer.Option(help="An address as people write it.")] = None,
+    csv: Annotated[Path | None, typer.Option(help="A CSV of points or addresses.")] = None,
+    lon_col: Annotated[str, typer.Option(help="CSV longitude column.")] = "lon",
+    lat_col: Annotated[str, typer.Option(help="CSV latitude column.")] = "lat",
+    address_col: Annotated[str | None, typer.Option(help="CSV address column.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the CSV with grids.")] = None,
+    counts: Annotated[Path | None, typer.Option(help="Also write rows per grid here.")] = None,
+) -> None:
+    """Which street, community and grid covers a point, an address, or every row of a CSV.
+
+    For a CSV (the 12345 hotline use): each row gets its grid_code, names and a reason
+    when it falls outside every grid; --counts writes the number of rows per grid.
+    """
+    import json
+
+    from gisgrid.directory import Directory
+    from gisgrid.workspace import Workspace
+
+    with _errors():
+        directory = Directory(Workspace(workspace))
+        if csv is not None:
+            if out is None:
+                raise InputError("--csv needs --out OUT.csv for the result")
+            try:
+                table = pd.read_csv(csv, dtype=str, encoding="utf-8-sig")
+            except (FileNotFoundError, ValueError, pd.errors.ParserError) as exc:
+                raise InputError(f"cannot read {csv}: {exc}") from None
+            if address_col is not None:
+                if address_col not in table.columns:
+                    raise InputError(f"{csv} has no column {address_col!r}")
+                found = directory.addresses(table[address_col].tolist())
+            else:
+                missing = [c for c in (lon_col, lat_col) if c not in table.columns]
+                if missing:
+                    raise InputError(
+                        f"{csv} has no column {', '.join(missing)}; "
+                        "name them with --lon-col/--lat-col, or use --address-col"
+                    )
+                found = directory.points(table[lon_col], table[lat_col], crs=crs)
+            result = pd.concat([table.reset_index(drop=True), found], axis=1)
+            result.to_csv(out, index=False, encoding="utf-8-sig")
+            inside = result[result["grid_code"] != ""]
+            console.print(
+                f"wrote {len(result):,} rows to {out}: {len(inside):,} in a grid, "
+                f"{len(result) - len(inside):,} outside (see the reason column)"
+            )
+            if counts is not None:
+                per = inside.groupby(["grid_code", "grid_name", "community"]).size()
+                per.rename("rows").reset_index().sort_values("rows", ascending=False).to_csv(
+                    counts, index=False, encoding="utf-8-sig"
+                )
+                console.print(f"wrote rows per grid to {counts}")
+            return
+        if address is not None:
+            answer = directory.address(address, staff=True)
+        elif lon is not None and lat is not None:
+            answer = directory.point(lon, lat, crs=crs, staff=True)
+        else:
+            raise InputError("give --lon and --lat, --address, or --csv")
+    typer.echo(json.dumps(answer, ensure_ascii=False, indent=2, default=str))
+
+
 if __name__ == "__main__":
     app()

@@ -11,8 +11,10 @@ write one address meet:
   dropped: the gazetteer knows buildings;
 - spaces and punctuation go.
 
-Then an exact match is tried, and else fuzzy matching (RapidFuzz's normalised
-Indel similarity) returns candidates with scores (0–100).
+Then an exact match is tried, and else fuzzy matching returns candidates with
+scores (0–100): RapidFuzz's normalised Indel similarity of the whole address,
+and, when nothing comes close, of its best-matching part (× 0.95), for people
+who write only "中央府5栋".
 
 Examples
 --------
@@ -129,17 +131,27 @@ class Gazetteer:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, address: str, *, limit: int = 5, min_score: float = 60.0) -> list[Match]:
+    def search(self, address: str, *, limit: int = 5, min_score: float = 75.0) -> list[Match]:
         """Candidate buildings for an address, best first (empty when none scores enough)."""
         key = normalise(address, drop=self.drop)
         if not key:
             return []
         if (i := self.exact.get(key)) is not None:
             return [Match(self.ids[i], self.addresses[i], 100.0)]
-        found = process.extract(
-            key, self.keys, scorer=fuzz.ratio, limit=limit, score_cutoff=min_score
-        )
-        return [Match(self.ids[i], self.addresses[i], round(score, 1)) for _, score, i in found]
+        scores: dict[int, float] = {}
+        for _, score, i in process.extract(key, self.keys, scorer=fuzz.ratio, limit=limit):
+            scores[i] = score
+        if not scores or max(scores.values()) < 85:  # a part of an address: "中央府5栋"
+            for _, score, i in process.extract(
+                key, self.keys, scorer=fuzz.partial_ratio, limit=limit
+            ):
+                scores[i] = max(scores.get(i, 0.0), 0.95 * score)
+        best = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+        return [
+            Match(self.ids[i], self.addresses[i], round(score, 1))
+            for i, score in best
+            if score >= min_score
+        ]
 
     def suggest(self, address: str, *, limit: int = 5) -> list[Match]:
         """Closest addresses whatever their score (for a "did you mean")."""

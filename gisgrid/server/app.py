@@ -1,0 +1,108 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+A thin layer over the library: the catalog (:mod:`gisgrid.catalog`) decides
+what each role sees, the tile source renders tiles, the directory answers
+lookups. Resources live on ``app.state`` (set up in the lifespan), nothing is
+global. Errors map to statuses in one table; a 500 never carries the
+exception's text.
+"""
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+import gisgrid
+from gisgrid._errors import GisgridError, LayerNotFoundError
+from gisgrid.directory import NotFoundError
+from gisgrid.server import features, lookups, maps
+from gisgrid.server.deps import AppState, State
+from gisgrid.server.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the service for one workspace.
+
+    Parameters
+    ----------
+    settings
+        See :class:`~gisgrid.server.settings.Settings`.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.gisgrid = State(settings)
+        logger.info("serving %s", settings.workspace)
+        yield
+
+    app = FastAPI(
+        title=settings.title,
+        version=gisgrid.__version__,
+        description="OGC API – Features, vector tiles, the 红地图 style and dashboard, "
+        "and grid lookup for grid-based governance (网格化管理).",
+        lifespan=lifespan,
+    )
+
+    @app.middleware("http")
+    async def log_requests(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                "path": request.url.path,
+                "status": response.status_code,
+                "ms": round(1000 * (time.perf_counter() - t0), 2),
+            },
+        )
+        return response
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError):
+        return JSONResponse({"detail": str(exc), "suggestions": exc.suggestions}, status_code=404)
+
+    @app.exception_handler(LayerNotFoundError)
+    async def missing_layer(request: Request, exc: LayerNotFoundError):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(GisgridError)
+    async def bad_input(request: Request, exc: GisgridError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        problems = [
+            {
+                "parameter": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+                "problem": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"detail": "bad request parameters", "problems": problems}, status_code=400
+        )
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception):
+        logger.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(
+            {"detail": "internal error; the server log has the details"}, status_code=500
+        )
+
+    @app.get("/healthz", tags=["service"], summary="Liveness and what is served")
+    def healthz(st: AppState) -> dict:
+        st.catalog.refresh()
+        return {"status": "ok", "workspace": st.ws.path.name, "collections": len(st.catalog.frames)}
+
+    app.include_router(features.router(settings))
+    app.include_router(maps.router())
+    app.include_router(lookups.router(settings))
+    return app

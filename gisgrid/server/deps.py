@@ -1,0 +1,68 @@
+"""Dependencies of the routes: the served state and the caller's role."""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Query, Request
+
+from gisgrid._errors import InputError
+from gisgrid.catalog import Catalog
+from gisgrid.directory import Directory
+from gisgrid.server.settings import Settings
+from gisgrid.tiles import TileSource
+from gisgrid.workspace import Workspace
+
+__all__ = ["AppState", "Role", "State"]
+
+
+class State:
+    """What the app serves, loaded once and refreshed when the workspace file changes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ws = Workspace(settings.workspace)
+        if not self.ws.exists:
+            raise InputError(
+                f"workspace {settings.workspace} does not exist; run `gisgrid demo` first"
+            )
+        self.catalog = Catalog(self.ws)
+        self.catalog.refresh()
+        self.tiles = {
+            role: TileSource(self.catalog, role=role, cache_size=settings.tile_cache)
+            for role in ("public", "staff", "planner")
+        }
+        self._directory: Directory | None = None
+        self.catalog.on_change(self._reset)
+
+    def _reset(self) -> None:
+        self._directory = None
+
+    @property
+    def directory(self) -> Directory:
+        self.catalog.refresh()
+        if self._directory is None:
+            self._directory = Directory(self.ws)
+        return self._directory
+
+
+def state(request: Request) -> State:
+    return request.app.state.gisgrid
+
+
+def role(
+    request: Request,
+    api_key: Annotated[
+        str | None, Query(description="API key (or the X-API-Key header); none for public.")
+    ] = None,
+) -> str:
+    """The caller's role from its API key; 401 for a key that is not known."""
+    key = request.headers.get("x-api-key") or api_key
+    found = request.app.state.gisgrid.settings.role_of(key)
+    if found is None:
+        raise HTTPException(
+            401, "unknown API key; ask for a key, or call without one for public data"
+        )
+    return found
+
+
+Role = Annotated[str, Depends(role)]
+AppState = Annotated[State, Depends(state)]

@@ -1,0 +1,117 @@
+"""Which grid covers a point or an address: one, or a batch (JSON or CSV)."""
+
+import io
+import json
+from typing import Annotated
+
+import pandas as pd
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from gisgrid._errors import InputError
+from gisgrid.edits import lock
+from gisgrid.lookup import CRS_NAMES
+from gisgrid.server.deps import AppState, Role
+from gisgrid.server.settings import Settings
+
+CrsName = Annotated[
+    str,
+    Query(
+        pattern="^(wgs84|gcj02|bd09|cgcs2000)$",
+        description=f"Coordinate system: {', '.join(CRS_NAMES)}.",
+    ),
+]
+
+
+def router(settings: Settings) -> APIRouter:
+    api = APIRouter(tags=["lookup"])
+
+    @api.get("/lookup", summary="Street, community, grid and roster at a point or an address")
+    def lookup(
+        st: AppState,
+        who: Role,
+        lon: Annotated[float | None, Query(ge=-180, le=180, description="Longitude.")] = None,
+        lat: Annotated[float | None, Query(ge=-90, le=90, description="Latitude.")] = None,
+        crs: CrsName = "wgs84",
+        address: Annotated[
+            str | None, Query(max_length=200, description="An address as people write it.")
+        ] = None,
+    ) -> dict:
+        staff = who != "public"
+        if address is not None:
+            return st.directory.address(address, staff=staff)
+        if lon is None or lat is None:
+            raise InputError("give lon and lat (with crs), or address")
+        return st.directory.point(lon, lat, crs=crs, staff=staff)
+
+    @api.post(
+        "/lookup",
+        summary="Batch lookup: a JSON array of {lon, lat} or {address}, or a CSV body",
+        openapi_extra={"requestBody": {"content": {"application/json": {}, "text/csv": {}}}},
+    )
+    async def batch(
+        request: Request,
+        st: AppState,
+        who: Role,
+        crs: CrsName = "wgs84",
+        lon_col: Annotated[str, Query(description="CSV: longitude column.")] = "lon",
+        lat_col: Annotated[str, Query(description="CSV: latitude column.")] = "lat",
+        address_col: Annotated[
+            str | None, Query(description="CSV: address column (instead of lon/lat).")
+        ] = None,
+    ) -> Response:
+        body = await request.body()
+        kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if kind == "text/csv":
+            try:
+                table = pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig")
+            except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+                raise InputError(f"the CSV body cannot be read: {exc}") from None
+            if address_col is None and not {lon_col, lat_col} <= set(table.columns):
+                raise InputError(
+                    f"the CSV needs columns {lon_col} and {lat_col} (or pass address_col); "
+                    f"it has {', '.join(table.columns)}"
+                )
+            if address_col is not None and address_col not in table.columns:
+                raise InputError(f"the CSV has no column {address_col!r}")
+        else:
+            try:
+                rows = json.loads(body or b"null")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise InputError(
+                    "the body must be a JSON array of {lon, lat} or {address} objects, or text/csv"
+                ) from None
+            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                raise InputError("the body must be a JSON array of {lon, lat} or {address} objects")
+            table = pd.DataFrame(rows)
+            if "address" in table.columns:
+                address_col = "address"
+            lon_col, lat_col = "lon", "lat"
+        if len(table) > settings.max_batch:
+            raise HTTPException(
+                413,
+                f"{len(table):,} rows is more than the {settings.max_batch:,} "
+                "a batch may hold; split it",
+            )
+        if address_col is not None:
+            found = st.directory.addresses(table[address_col].tolist())
+        else:
+            for col in (lon_col, lat_col):
+                if col not in table.columns:
+                    table[col] = None
+            found = st.directory.points(table[lon_col].tolist(), table[lat_col].tolist(), crs=crs)
+        out = pd.concat([table.reset_index(drop=True), found], axis=1)
+        if kind == "text/csv":
+            return Response(out.to_csv(index=False), media_type="text/csv; charset=utf-8")
+        return Response(
+            out.to_json(orient="records", force_ascii=False), media_type="application/json"
+        )
+
+    @api.post("/grids/{grid_code}/lock", tags=["planner"], summary="Lock a grid (planner)")
+    def lock_grid(grid_code: str, st: AppState, who: Role, locked: bool = True) -> dict:
+        if who != "planner":
+            raise HTTPException(403, "locking grids needs a planner key")
+        n = lock(st.ws, [grid_code], locked=locked)
+        return {"grid_code": grid_code, "locked": locked, "changed": n}
+
+    return api

@@ -1,0 +1,92 @@
+"""Vector tiles, TileJSON, the 红地图 style and the dashboard page with its assets."""
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from gisgrid.assets import asset_path
+from gisgrid.server.deps import AppState, Role
+from gisgrid.style import map_page, redmap_style
+from gisgrid.tiles import TILESETS, tilejson
+
+MVT = "application/vnd.mapbox-vector-tile"
+CACHE = "public, max-age=300"
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/tiles", tags=["tiles"], summary="Tilesets")
+    def tilesets(request: Request) -> dict:
+        base = _base(request)
+        return {
+            "tilesets": [{"id": name, "tilejson": f"{base}/tiles/{name}.json"} for name in TILESETS]
+        }
+
+    @api.get("/tiles/{tileset}.json", tags=["tiles"], summary="TileJSON 3.0 of a tileset")
+    def tileset_json(request: Request, tileset: str, st: AppState) -> dict:
+        st.catalog.refresh()
+        return tilejson(tileset, _base(request), st.catalog)
+
+    @api.get(
+        "/tiles/{tileset}/{z}/{x}/{y}.mvt",
+        tags=["tiles"],
+        summary="A vector tile (MVT 2.1, Web Mercator, XYZ); 204 when empty",
+        responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}},
+    )
+    def tile(request: Request, tileset: str, z: int, x: int, y: int, st: AppState, who: Role):
+        got = st.tiles[who].tile(tileset, z, x, y)
+        if got is None:
+            return Response(status_code=204, headers={"Cache-Control": CACHE})
+        body, etag = got
+        headers = {
+            "ETag": f'"{etag}"',
+            "Cache-Control": CACHE,
+            "Vary": "Accept-Encoding, X-API-Key",
+        }
+        if request.headers.get("if-none-match") == f'"{etag}"':
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(body, media_type=MVT, headers={**headers, "Content-Encoding": "gzip"})
+        import gzip
+
+        return Response(gzip.decompress(body), media_type=MVT, headers=headers)
+
+    @api.get("/styles/redmap.json", tags=["maps"], summary="The 红地图 MapLibre style")
+    def style(request: Request, st: AppState) -> JSONResponse:
+        st.catalog.refresh()
+        frame = st.catalog.frames.get("streets", st.catalog.frames.get("grids"))
+        centre = (113.13, 27.93)
+        if frame is not None and len(frame):
+            x0, y0, x1, y1 = frame.total_bounds
+            centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        return JSONResponse(redmap_style(_base(request), center=centre))
+
+    @api.get("/map", tags=["maps"], summary="The 红地图 dashboard", response_class=HTMLResponse)
+    def dashboard(st: AppState) -> HTMLResponse:
+        return HTMLResponse(map_page(st.settings.title))
+
+    @api.get(
+        "/static/{name}", tags=["maps"], summary="MapLibre GL JS and CSS (from npm, never a CDN)"
+    )
+    def static(name: str) -> Response:
+        kinds = {"maplibre-gl.js": "text/javascript", "maplibre-gl.css": "text/css"}
+        if name not in kinds:
+            return JSONResponse({"detail": f"no static file {name!r}"}, status_code=404)
+        data = asset_path("maplibre-gl", "dist", name).read_bytes()
+        return Response(
+            data, media_type=kinds[name], headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    @api.get(
+        "/fonts/{fontstack}/{glyphs}.pbf", tags=["maps"], summary="Glyphs (local fonts are used)"
+    )
+    def fonts(fontstack: str, glyphs: str) -> Response:
+        # an empty glyph set: CJK text is drawn with the browser's own font
+        # (localIdeographFontFamily); nothing is fetched from elsewhere
+        return Response(b"", media_type="application/x-protobuf")
+
+    return api
