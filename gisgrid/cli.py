@@ -861,7 +861,7 @@ def tiles(
             transient=True,
         ) as bar,
     ):
-        task = bar.add_task("tiles", total=None)
+        task = bar.add_task("tiles", total=0)
         source = TileSource(Catalog(Workspace(workspace)), role="public")
         n = write_pmtiles(
             source,

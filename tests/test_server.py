@@ -1,0 +1,481 @@
+"""The 红地图 service over real HTTP: OGC API Features (read by GDAL), tiles (decoded by
+GDAL), style and dashboard (in headless Chromium), lookup, roles and the privacy crawl."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pyogrio
+import pytest
+from typer.testing import CliRunner
+
+from gisgrid.cli import app as cli
+from gisgrid.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
+from gisgrid.server import hash_key
+from gisgrid.tiles import tiles_covering
+from gisgrid.workspace import Workspace
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+KEYS = {"staff": "staff-secret", "planner": "planner-secret"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(small, tmp_path_factory):
+    """The small demo served by `gisgrid serve` in its own process on a free loopback port:
+    (base URL, workspace)."""
+    folder = tmp_path_factory.mktemp("served")
+    path = folder / "ws.gpkg"
+    shutil.copy(small, path)
+    port = free_port()
+    config = folder / "gisgrid.toml"
+    keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
+    config.write_text(f'workspace = "ws.gpkg"\nmax_batch = 50\n\n[api_keys]\n{keys}\n', "utf-8")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gisgrid.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read().decode()) from None
+            time.sleep(0.1)
+    yield base, Workspace(path)
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture
+def http(served):
+    with httpx.Client(base_url=served[0], timeout=30) as client:
+        yield client
+
+
+def grid_point(ws: Workspace, i: int = 0) -> tuple[str, float, float]:
+    g = ws.read("grids").to_crs(4326)
+    p = g.geometry.iloc[i].representative_point()
+    return g["grid_code"].iloc[i], p.x, p.y
+
+
+def test_landing_conformance_and_collections(http):
+    landing = http.get("/").json()
+    rels = {link["rel"] for link in landing["links"]}
+    assert {"self", "service-desc", "conformance", "data", "tiles"} <= rels
+    assert any(link["href"].endswith("/tiles/redmap.json") for link in landing["links"])
+    assert (
+        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
+        in http.get("/conformance").json()["conformsTo"]
+    )
+    ids = {c["id"] for c in http.get("/collections").json()["collections"]}
+    assert {
+        "streets",
+        "communities",
+        "grids",
+        "buildings",
+        "roads",
+        "service_sites",
+        "party_orgs",
+    } <= ids
+    assert "uncovered" not in ids  # staff only
+    staff_ids = {
+        c["id"]
+        for c in http.get("/collections", headers={"X-API-Key": KEYS["staff"]}).json()[
+            "collections"
+        ]
+    }
+    assert "uncovered" in staff_ids
+    assert "<h1>" in http.get("/collections?f=html").text
+    assert http.get("/healthz").json()["status"] == "ok"
+    doc = http.get("/openapi.json").json()
+    items = doc["paths"]["/collections/{collection_id}/items"]["get"]["parameters"]
+    assert all(p.get("description") for p in items if p["name"] != "collection_id")
+
+
+def test_items_paging_bbox_properties(http, served):
+    ws = served[1]
+    n = len(ws.read("buildings"))
+    page = http.get("/collections/buildings/items", params={"limit": 5})
+    assert page.headers["content-type"].startswith("application/geo+json")
+    doc = page.json()
+    assert doc["numberMatched"] == n and doc["numberReturned"] == 5
+    nxt = next(link["href"] for link in doc["links"] if link["rel"] == "next")
+    second = httpx.get(nxt).json()
+    assert {f["id"] for f in second["features"]}.isdisjoint({f["id"] for f in doc["features"]})
+    assert any(link["rel"] == "prev" for link in second["links"])
+    lon, lat = doc["features"][0]["geometry"]["coordinates"][0][0]
+    assert 100 < lon < 120 and 20 < lat < 35  # lon/lat order, WGS84
+    box = f"{lon - 0.002},{lat - 0.002},{lon + 0.002},{lat + 0.002}"
+    near = http.get("/collections/buildings/items", params={"bbox": box, "limit": 1000}).json()
+    assert 0 < near["numberMatched"] < n
+    only = http.get("/collections/grids/items", params={"properties": "households"}).json()
+    assert set(only["features"][0]["properties"]) == {"households"}
+    one = http.get(f"/collections/grids/items/{only['features'][0]['id']}").json()
+    assert one["id"] == only["features"][0]["id"] and one["properties"]["grid_code"] == one["id"]
+    assert "<table>" in http.get(f"/collections/grids/items/{one['id']}", params={"f": "html"}).text
+    big = http.get("/collections/buildings/items", params={"limit": 100000}).json()
+    assert big["numberReturned"] == min(n, 1000)  # clamped to the server's maximum
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("/collections/nope", 404),
+        ("/collections/nope/items", 404),
+        ("/collections/grids/items/999", 404),
+        ("/collections/grids/items?limit=0", 400),
+        ("/collections/grids/items?limit=abc", 400),
+        ("/collections/grids/items?offset=-1", 400),
+        ("/collections/grids/items?bbox=1,2,3", 400),
+        ("/collections/grids/items?bbox=10,10,5,5", 400),
+        ("/collections/grids/items?properties=nope", 400),
+        ("/collections/buildings/items?properties=households", 400),  # staff only
+        ("/collections/uncovered/items", 404),  # staff only
+        ("/collections/grids/items?f=xml", 400),
+        ("/tiles/redmap/99/0/0.mvt", 400),
+        ("/tiles/redmap/2/9/0.mvt", 400),
+        ("/tiles/nope/1/0/0.mvt", 400),
+        ("/tiles/nope.json", 400),
+        ("/lookup", 400),
+        ("/lookup?lon=200&lat=1", 400),
+        ("/lookup?lon=abc&lat=1", 400),
+        ("/lookup?lon=113&lat=27&crs=utm", 400),
+        ("/lookup?lon=0&lat=0", 404),
+        ("/lookup?address=", 400),
+        ("/lookup?lon=113&lat=27&api_key=wrong", 401),
+        ("/static/evil.js", 404),
+    ],
+)
+def test_bad_requests_get_a_4xx_with_a_json_message(http, url, status):
+    r = http.get(url)
+    assert r.status_code == status, r.text
+    assert r.json()["detail"]
+
+
+def test_gdal_reads_every_collection_through_oapif(served):
+    base, ws = served
+    layers = {name for name, _ in pyogrio.list_layers(f"OAPIF:{base}/")}
+    public = {c["id"] for c in httpx.get(f"{base}/collections").json()["collections"]}
+    assert layers == public
+    for name in sorted(layers):
+        frame = pyogrio.read_dataframe(f"OAPIF:{base}/", layer=name)
+        expected = httpx.get(f"{base}/collections/{name}/items", params={"limit": 1}).json()[
+            "numberMatched"
+        ]
+        assert len(frame) == expected, name
+        assert frame.crs.to_epsg() == 4326
+    grids = pyogrio.read_dataframe(f"OAPIF:{base}/", layer="grids")
+    assert sorted(grids["grid_code"]) == sorted(ws.read("grids")["grid_code"])
+
+
+def test_tiles_decode_with_gdal_and_carry_public_fields(http, served, tmp_path):
+    base, ws = served
+    tj = http.get("/tiles/redmap.json").json()
+    assert tj["tilejson"] == "3.0.0" and tj["tiles"][0].startswith(base)
+    ids = {layer["id"] for layer in tj["vector_layers"]}
+    assert {"grids", "buildings", "roads", "service_sites", "party_orgs"} <= ids
+    lon, lat = np.mean(np.reshape(tj["bounds"], (2, 2)), axis=0)
+    ((z, x, y),) = tiles_covering((lon, lat, lon, lat), 15)
+    r = http.get(f"/tiles/redmap/{z}/{x}/{y}.mvt", headers={"Accept-Encoding": "gzip"})
+    assert (
+        r.status_code == 200 and r.headers["content-type"] == "application/vnd.mapbox-vector-tile"
+    )
+    assert r.headers["cache-control"] and r.headers["etag"]
+    raw = r.content  # httpx undoes the gzip
+    path = tmp_path / str(z) / str(x) / f"{y}.pbf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(raw)
+    names = {n for n, _ in pyogrio.list_layers(path)}
+    assert {"grids", "buildings"} <= names
+    grids = pyogrio.read_dataframe(path, layer="grids")
+    assert set(grids["grid_code"]) <= set(ws.read("grids")["grid_code"])
+    assert grids["households"].astype(int).between(0, 2000).all()
+    buildings = pyogrio.read_dataframe(path, layer="buildings")
+    assert "households" not in buildings.columns and len(buildings) > 0
+    # tiles are where the data is: the grid polygons sit inside the tile in lon/lat
+    assert grids.to_crs(4326).total_bounds[0] > 100
+    again = http.get(f"/tiles/redmap/{z}/{x}/{y}.mvt", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304
+    plain = httpx.get(
+        f"{base}/tiles/redmap/{z}/{x}/{y}.mvt", headers={"Accept-Encoding": "identity"}
+    )
+    assert "content-encoding" not in plain.headers and plain.content == raw
+    assert http.get("/tiles/redmap/3/0/0.mvt").status_code == 204  # nothing there
+    low = http.get(
+        f"/tiles/redmap/{(t := tiles_covering((lon, lat, lon, lat), 12)[0])[0]}/{t[1]}/{t[2]}.mvt"
+    )
+    path12 = tmp_path / "12" / str(t[1]) / f"{t[2]}.pbf"
+    path12.parent.mkdir(parents=True)
+    path12.write_bytes(low.content)
+    assert "buildings" not in {n for n, _ in pyogrio.list_layers(path12)}  # no buildings below z14
+
+
+def test_tile_cache_follows_workspace_changes(http, served):
+    ws = served[1]
+    code, lon, lat = grid_point(ws, 1)
+    ((z, x, y),) = tiles_covering((lon, lat, lon, lat), 14)
+    staff = {"X-API-Key": KEYS["staff"]}
+    before = http.get(f"/tiles/grids/{z}/{x}/{y}.mvt", headers=staff).headers["etag"]
+    assert http.post(f"/grids/{code}/lock", headers=staff).status_code == 403
+    assert (
+        http.post(f"/grids/{code}/lock", headers={"X-API-Key": KEYS["planner"]}).status_code == 200
+    )
+    after = http.get(f"/tiles/grids/{z}/{x}/{y}.mvt", headers=staff).headers["etag"]
+    assert after != before  # the lock shows in staff tiles at once
+    http.post(
+        f"/grids/{code}/lock", params={"locked": False}, headers={"X-API-Key": KEYS["planner"]}
+    )
+
+
+def test_point_lookup_in_every_coordinate_system(http, served):
+    code, lon, lat = grid_point(served[1], 2)
+    a = http.get("/lookup", params={"lon": lon, "lat": lat}).json()
+    assert a["grid"]["code"] == code and a["community"]["name"] and a["street"]["name"]
+    assert a["roster"]["grid_worker"]
+    assert "police" not in a["roster"] and "grid_chief" not in a["roster"]  # staff only
+    glon, glat = wgs84_to_gcj02(lon, lat)
+    blon, blat = wgs84_to_bd09(lon, lat)
+    for crs, x, y in (("gcj02", glon, glat), ("bd09", blon, blat), ("cgcs2000", lon, lat)):
+        got = http.get("/lookup", params={"lon": float(x), "lat": float(y), "crs": crs}).json()
+        assert got["grid"]["code"] == code, crs
+    staff = http.get(
+        "/lookup", params={"lon": lon, "lat": lat}, headers={"X-API-Key": KEYS["staff"]}
+    ).json()
+    assert staff["roster"]["police"] and staff["roster"]["grid_chief"]
+
+
+def test_address_lookup_and_suggestions(http, served):
+    b = served[1].read("buildings")
+    row = b[b["address"].str.contains("栋")].iloc[0]
+    short = row["address"].replace("株洲市石峰区", "").replace("1", "１")
+    a = http.get("/lookup", params={"address": short}).json()
+    assert a["candidates"][0]["building_id"] == row["building_id"]
+    assert a["grid"]["code"] == row["grid_code"]
+    miss = http.get("/lookup", params={"address": "火星基地99号"})
+    assert miss.status_code == 404 and "suggestions" in miss.json()
+
+
+def test_batch_lookup_json_csv_and_limits(http, served):
+    code, lon, lat = grid_point(served[1], 0)
+    rows = [{"lon": lon, "lat": lat}, {"lon": 0, "lat": 0}, {"lon": None, "lat": 1}]
+    out = http.post("/lookup", json=rows).json()
+    assert [r["grid_code"] for r in out] == [code, "", ""]
+    assert out[1]["reason"] == "outside every grid" and "not numbers" in out[2]["reason"]
+    csv = f"id,x,y\n1,{lon},{lat}\n2,1,1\n"
+    r = http.post(
+        "/lookup",
+        content=csv,
+        params={"lon_col": "x", "lat_col": "y"},
+        headers={"content-type": "text/csv"},
+    )
+    table = pd.read_csv(io.StringIO(r.text), dtype=str, keep_default_na=False)
+    assert table["grid_code"].tolist() == [code, ""] and table["id"].tolist() == ["1", "2"]
+    too_many = http.post("/lookup", json=[{"lon": lon, "lat": lat}] * 51)
+    assert too_many.status_code == 413 and "split it" in too_many.json()["detail"]
+    assert (
+        http.post(
+            "/lookup", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 400
+    )
+    bad_csv = http.post("/lookup", content="a,b\n1,2\n", headers={"content-type": "text/csv"})
+    assert bad_csv.status_code == 400 and "lon" in bad_csv.json()["detail"]
+
+
+def test_cli_lookup_csv_with_counts(served, tmp_path):
+    ws = served[1]
+    code, lon, lat = grid_point(ws, 0)
+    src = tmp_path / "events.csv"
+    pd.DataFrame({"event": ["a", "b", "c"], "x": [lon, lon, 1.0], "y": [lat, lat, 1.0]}).to_csv(
+        src, index=False
+    )
+    out, counts = tmp_path / "out.csv", tmp_path / "counts.csv"
+    r = CliRunner().invoke(
+        cli,
+        [
+            "lookup",
+            str(ws.path),
+            "--csv",
+            str(src),
+            "--lon-col",
+            "x",
+            "--lat-col",
+            "y",
+            "--out",
+            str(out),
+            "--counts",
+            str(counts),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    assert table["grid_code"].tolist() == [code, code, ""]
+    per = pd.read_csv(counts, dtype={"grid_code": str}, encoding="utf-8-sig")
+    assert per.set_index("grid_code")["rows"].to_dict() == {code: 2}
+    single = CliRunner().invoke(cli, ["lookup", str(ws.path), "--lon", str(lon), "--lat", str(lat)])
+    assert json.loads(single.output)["grid"]["code"] == code
+    assert (
+        CliRunner()
+        .invoke(cli, ["lookup", str(ws.path), "--csv", str(src), "--out", str(out)])
+        .exit_code
+        == 2
+    )
+
+
+def test_pmtiles_export(served, tmp_path):
+    from pmtiles.reader import MmapSource, Reader
+
+    out = tmp_path / "redmap.pmtiles"
+    r = CliRunner().invoke(
+        cli, ["tiles", str(served[1].path), "--pmtiles", str(out), "--max-zoom", "15"]
+    )
+    assert r.exit_code == 0, r.output
+    with open(out, "rb") as f:
+        reader = Reader(MmapSource(f))
+        header = reader.header()
+        assert header["max_zoom"] == 15 and header["tile_type"].name == "MVT"
+        code, lon, lat = grid_point(served[1], 0)
+        ((z, x, y),) = tiles_covering((lon, lat, lon, lat), 15)
+        tile = gzip.decompress(reader.get(z, x, y))
+    path = tmp_path / "t" / "15" / str(x) / f"{y}.pbf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(tile)
+    assert code in set(pyogrio.read_dataframe(path, layer="grids")["grid_code"])
+
+
+def test_privacy_crawl_of_every_public_endpoint_and_tile(http, served):
+    ws = served[1]
+    res = ws.read("resources")
+    phones = set(res["personal_phone"].dropna()) - {""}
+    private_ids = set(
+        res.loc[res["kind"].isin(["volunteer", "party_member", "cadre"]), "resource_id"]
+    )
+    private_ids |= set(
+        res.loc[(res["kind"] == "police") & (res["level"] == "auxiliary"), "resource_id"]
+    )
+    census = set(ws.read("census_points")["point_id"])
+    texts = []
+    for url in [
+        "/",
+        "/conformance",
+        "/collections",
+        "/styles/redmap.json",
+        "/tiles",
+        "/map",
+        "/openapi.json",
+    ]:
+        texts.append(http.get(url).text)
+    for c in http.get("/collections").json()["collections"]:
+        texts.append(http.get(f"/collections/{c['id']}").text)
+        doc = http.get(f"/collections/{c['id']}/items", params={"limit": 1000}).json()
+        texts.append(json.dumps(doc, ensure_ascii=False))
+        if c["id"] == "buildings":
+            assert all("households" not in f["properties"] for f in doc["features"])
+        if doc["features"]:
+            texts.append(http.get(f"/collections/{c['id']}/items/{doc['features'][0]['id']}").text)
+    tilesets = [t["id"] for t in http.get("/tiles").json()["tilesets"]]
+    bounds = http.get("/tiles/redmap.json").json()["bounds"]
+    tiles = 0
+    for name in tilesets:
+        texts.append(http.get(f"/tiles/{name}.json").text)
+        for z in (12, 14, 16):
+            for _, x, y in tiles_covering(tuple(bounds), z):
+                r = http.get(f"/tiles/{name}/{z}/{x}/{y}.mvt")
+                assert r.status_code in (200, 204), (name, z, x, y, r.text)
+                texts.append(r.content.decode("utf-8", "replace"))
+                tiles += 1
+    g = ws.read("grids").to_crs(4326)
+    for geom in g.geometry:
+        p = geom.representative_point()
+        texts.append(http.get("/lookup", params={"lon": p.x, "lat": p.y}).text)
+    texts.append(http.post("/lookup", json=[{"lon": 113.1, "lat": 27.9}]).text)
+    blob = "\n".join(texts)
+    assert tiles > 50
+    assert "personal_phone" not in blob
+    assert not [p for p in phones if p in blob]
+    assert not [i for i in private_ids if f'"{i}"' in blob or f"\x12\x06{i}" in blob]
+    assert not [c for c in census if c in blob]
+    staff = http.get(
+        "/collections/buildings/items", params={"limit": 5}, headers={"X-API-Key": KEYS["staff"]}
+    ).json()
+    assert "households" in staff["features"][0]["properties"]  # staff see building counts
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_dashboard_in_headless_chromium(served, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    base, ws = served
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--use-angle=swiftshader",
+                "--enable-unsafe-swiftshader",
+                "--disable-gpu-sandbox",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 900, "height": 700})
+        page.on("request", lambda r: requests.append(r.url))
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/map")
+        page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        shot = tmp_path / "map.png"
+        page.screenshot(path=str(shot))
+        # click the middle of a grid: its roster comes up
+        code, lon, lat = grid_point(ws, 3)
+        xy = page.evaluate(
+            "([lon, lat]) => { const p = window.gisgridMap.project([lon, lat]); "
+            "return [p.x, p.y]; }",
+            [lon, lat],
+        )
+        page.mouse.click(*xy)
+        page.wait_for_selector(".maplibregl-popup-content table", timeout=20_000)
+        popup = page.inner_text(".maplibregl-popup-content")
+        assert page.evaluate("document.body.dataset.popup") == code
+        page.fill("#q", ws.read("buildings")["address"].iloc[0])
+        page.click("#search button")
+        page.wait_for_function(
+            "document.getElementById('result').innerText.length > 0", timeout=20_000
+        )
+        browser.close()
+    assert code in popup
+    assert not errors, errors
+    assert all(
+        u.startswith(base) or u.startswith("data:") or u.startswith("blob:") for u in requests
+    )
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    red = (img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)
+    assert red.mean() > 0.002, f"grid outlines cover {100 * red.mean():.2f} % of the screenshot"
