@@ -568,6 +568,11 @@ def demo(
         highlight=False,
     )
     console.print(f"[bold]{result.map}[/]: open it in a browser (works offline)")
+    console.print(
+        f"serve it: gisgrid serve {result.workspace}  (then http://127.0.0.1:8000/map); "
+        f"hotline events to look up: {result.workspace.parent / 'hotline.csv'}",
+        highlight=False,
+    )
     console.print(f"took {sum(result.seconds.values()):.1f} s", style="dim")
 
 

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import shapely
 
 import gisgrid
 from gisgrid.assignment import assign
@@ -65,6 +67,34 @@ def count_households(layers: dict) -> pd.DataFrame:
     return rejected_table([derived.rejected_buildings, derived.rejected_points])
 
 
+def hotline_events(ws: Workspace, path: Path, *, n: int = 2000, seed: int = 0) -> Path:
+    """A synthetic 12345 hotline log to try ``gisgrid lookup --csv`` on: events near homes,
+    in WGS84 lon/lat, a few of them outside the district."""
+    rng = np.random.default_rng([seed, 12345])
+    b = ws.read("buildings", columns=["households"]).to_crs(4326)
+    w = b["households"].fillna(0).to_numpy(float) + 1.0
+    pick = rng.choice(len(b), size=n, p=w / w.sum())
+    pts = shapely.get_coordinates(b.geometry.values[pick].representative_point())
+    pts += rng.normal(0, 0.0002, pts.shape)  # about 20 m
+    far = rng.random(n) < 0.02
+    pts[far] += 0.3  # 30 km away: outside every grid
+    kinds = ["噪音扰民", "占道经营", "环境卫生", "物业纠纷", "道路破损", "停车难", "供水供电"]
+    start = np.datetime64("2026-10-01T00:00")
+    events = pd.DataFrame(
+        {
+            "event_id": [f"12345-{i:06d}" for i in range(1, n + 1)],
+            "reported_at": (
+                start + rng.integers(0, 31 * 24 * 60, n).astype("timedelta64[m]")
+            ).astype(str),
+            "category": rng.choice(kinds, n),
+            "lon": pts[:, 0].round(6),
+            "lat": pts[:, 1].round(6),
+        }
+    ).sort_values("reported_at")
+    events.to_csv(path, index=False, encoding="utf-8-sig")
+    return path
+
+
 def run_demo(
     out: str | Path = "demo",
     *,
@@ -75,7 +105,8 @@ def run_demo(
     redivide_to: int = 8000,
     progress: Callable[[str], None] | None = None,
 ) -> DemoResult:
-    """Generate the demo district into ``out/demo.gpkg`` and draw ``out/demo.html``.
+    """Generate the demo district into ``out/demo.gpkg``, draw ``out/demo.html`` and write
+    ``out/hotline.csv`` (synthetic 12345 hotline events).
 
     Parameters
     ----------
@@ -150,6 +181,8 @@ def run_demo(
     assigned = assign(ws)
     cov = coverage_of(ws)
     seconds["assign"] = time.perf_counter() - t
+
+    hotline_events(ws, out / "hotline.csv", seed=seed)
 
     step("drawing the map")
     t = time.perf_counter()
