@@ -52,7 +52,7 @@ class Directory:
     grids: pd.DataFrame = field(init=False)
     locator: GridLocator = field(init=False)
     gazetteer: Gazetteer = field(init=False)
-    rosters: dict[bool, pd.DataFrame] = field(init=False)
+    rosters: dict[bool, dict[str, dict]] = field(init=False)
 
     def __post_init__(self) -> None:
         if "grids" not in self.ws:
@@ -95,8 +95,8 @@ class Directory:
             }
 
     def _grid(self, pos: int, *, staff: bool) -> dict:
-        row = self.grids.iloc[pos]
-        out = {
+        row = self._records[pos]
+        return {
             "street": {"code": row["street_code"], "name": row["street"]},
             "community": {"code": row["community_code"], "name": row["community"]},
             "grid": {
@@ -105,30 +105,12 @@ class Directory:
                 "type": row["grid_type"],
                 "households": int(row["households"]),
             },
+            "roster": self.roster(row["grid_code"], staff=staff),
         }
-        out["roster"] = self.roster(row["grid_code"], staff=staff)
-        return out
 
     def roster(self, grid_code: str, *, staff: bool) -> dict:
         """A grid's roster (public or staff view); empty before ``gisgrid assign``."""
-        if not self.rosters:
-            return {}
-        table = self.rosters[staff]
-        if grid_code not in table.index:
-            return {}
-        row = table.loc[grid_code]
-        skip = {
-            "grid_name",
-            "grid_type",
-            "households",
-            "community_code",
-            "street_code",
-            "community",
-            "street",
-        }
-        return {
-            k: _plain(v) for k, v in row.items() if k not in skip and _plain(v) not in ("", None)
-        }
+        return dict(self.rosters.get(staff, {}).get(grid_code, {}))
 
     def point(self, lon: float, lat: float, *, crs: str = "wgs84", staff: bool = False) -> dict:
         """Street, community, grid and roster at a point.

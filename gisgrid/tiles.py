@@ -166,8 +166,8 @@ class TileSource:
             )
         return self._layers[collection]
 
-    def tile(self, tileset: str, z: int, x: int, y: int) -> tuple[bytes, str] | None:
-        """A tile, gzip-compressed, with its ETag; None when the tile is empty."""
+    def cached(self, tileset: str, z: int, x: int, y: int) -> tuple[bytes, str] | bool | None:
+        """The cached tile (as :meth:`tile`), or False when it is not in the cache."""
         check_tile(tileset, z, x, y)
         self.catalog.refresh()
         key = (tileset, z, x, y)
@@ -175,6 +175,14 @@ class TileSource:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
+        return False
+
+    def tile(self, tileset: str, z: int, x: int, y: int) -> tuple[bytes, str] | None:
+        """A tile, gzip-compressed, with its ETag; None when the tile is empty."""
+        got = self.cached(tileset, z, x, y)
+        if got is not False:
+            return got
+        key = (tileset, z, x, y)
         raw = self.render(tileset, z, x, y)
         out = None
         if raw:

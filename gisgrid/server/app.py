@@ -27,6 +27,38 @@ __all__ = ["create_app"]
 logger = logging.getLogger(__name__)
 
 
+class RequestLog:
+    """Structured request log (method, path, status, milliseconds), as plain ASGI
+    middleware: no per-request task or body copy."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 0
+
+        async def sending(message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+        logger.info(
+            "request",
+            extra={
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "ms": round(1000 * (time.perf_counter() - t0), 2),
+            },
+        )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the service for one workspace.
 
@@ -50,20 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def log_requests(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        logger.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.url.path,
-                "status": response.status_code,
-                "ms": round(1000 * (time.perf_counter() - t0), 2),
-            },
-        )
-        return response
+    app.add_middleware(RequestLog)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError):

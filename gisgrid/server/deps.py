@@ -44,11 +44,11 @@ class State:
         return self._directory
 
 
-def state(request: Request) -> State:
+async def state(request: Request) -> State:
     return request.app.state.gisgrid
 
 
-def role(
+async def role(
     request: Request,
     api_key: Annotated[
         str | None, Query(description="API key (or the X-API-Key header); none for public.")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from gisgrid._errors import InputError
 from gisgrid.edits import lock
@@ -27,7 +27,7 @@ def router(settings: Settings) -> APIRouter:
     api = APIRouter(tags=["lookup"])
 
     @api.get("/lookup", summary="Street, community, grid and roster at a point or an address")
-    def lookup(
+    async def lookup(
         st: AppState,
         who: Role,
         lon: Annotated[float | None, Query(ge=-180, le=180, description="Longitude.")] = None,
@@ -36,13 +36,13 @@ def router(settings: Settings) -> APIRouter:
         address: Annotated[
             str | None, Query(max_length=200, description="An address as people write it.")
         ] = None,
-    ) -> dict:
-        staff = who != "public"
+    ) -> JSONResponse:
+        staff = who != "public"  # answered on the event loop: a lookup takes microseconds
         if address is not None:
-            return st.directory.address(address, staff=staff)
+            return JSONResponse(st.directory.address(address, staff=staff))
         if lon is None or lat is None:
             raise InputError("give lon and lat (with crs), or address")
-        return st.directory.point(lon, lat, crs=crs, staff=staff)
+        return JSONResponse(st.directory.point(lon, lat, crs=crs, staff=staff))
 
     @api.post(
         "/lookup",

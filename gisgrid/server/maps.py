@@ -1,6 +1,9 @@
 """Vector tiles, TileJSON, the 红地图 style and the dashboard page with its assets."""
 
+import gzip
+
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gisgrid.assets import asset_path
@@ -37,8 +40,11 @@ def router() -> APIRouter:
         summary="A vector tile (MVT 2.1, Web Mercator, XYZ); 204 when empty",
         responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}},
     )
-    def tile(request: Request, tileset: str, z: int, x: int, y: int, st: AppState, who: Role):
-        got = st.tiles[who].tile(tileset, z, x, y)
+    async def tile(request: Request, tileset: str, z: int, x: int, y: int, st: AppState, who: Role):
+        source = st.tiles[who]
+        got = source.cached(tileset, z, x, y)  # answered on the event loop when cached
+        if got is False:
+            got = await run_in_threadpool(source.tile, tileset, z, x, y)
         if got is None:
             return Response(status_code=204, headers={"Cache-Control": CACHE})
         body, etag = got
@@ -51,8 +57,6 @@ def router() -> APIRouter:
             return Response(status_code=304, headers=headers)
         if "gzip" in request.headers.get("accept-encoding", ""):
             return Response(body, media_type=MVT, headers={**headers, "Content-Encoding": "gzip"})
-        import gzip
-
         return Response(gzip.decompress(body), media_type=MVT, headers=headers)
 
     @api.get("/styles/redmap.json", tags=["maps"], summary="The 红地图 MapLibre style")
