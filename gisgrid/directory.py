@@ -90,9 +90,19 @@ class Directory:
         self.gazetteer = Gazetteer(buildings, drop=drop)
         self.rosters = {}
         if "assignments" in self.ws:
-            self.rosters = {
-                p: rosters(self.ws, private=p).set_index("grid_code") for p in (False, True)
-            }
+            skip = {"grid_name", "grid_type", "households", "community_code", "street_code"}
+            skip |= {"community", "street"}
+            for private in (False, True):
+                table = rosters(self.ws, private=private).set_index("grid_code")
+                self.rosters[private] = {
+                    code: {
+                        k: _plain(v)
+                        for k, v in row.items()
+                        if k not in skip and _plain(v) not in ("", None)
+                    }
+                    for code, row in table.to_dict("index").items()
+                }
+        self._records = self.grids.to_dict("records")
 
     def _grid(self, pos: int, *, staff: bool) -> dict:
         row = self._records[pos]
