@@ -138,11 +138,12 @@ def main() -> None:
         joined["grid_code"].fillna("").to_numpy(str)
         == np.where(pos >= 0, loc.grid_codes[np.maximum(pos, 0)], "")
     ).mean()
+    inside = (pos >= 0).mean()
+    print(f"\n1. batch lookup of {n:,} points ({inside:.1%} in a grid), index {build:.1f} s")
     print(
-        f"\n1. batch lookup of {n:,} points ({(pos >= 0).mean():.1%} inside a grid), index built in {build:.1f} s"
-    )
-    print(
-        f"   GridLocator {n / ours / 1e6:.2f} M points/s ({ours:.3f} s); geopandas.sjoin {n / sjoin / 1e6:.2f} M points/s ({sjoin:.2f} s); ratio {sjoin / ours:.1f}×; answers agree on {agree:.4%}"
+        f"   GridLocator {n / ours / 1e6:.2f} M points/s ({ours:.3f} s); "
+        f"geopandas.sjoin {n / sjoin / 1e6:.2f} M points/s ({sjoin:.2f} s); "
+        f"ratio {sjoin / ours:.1f}×; answers agree on {agree:.4%}"
     )
 
     # 2.–3. over HTTP
@@ -165,7 +166,8 @@ def main() -> None:
         report = wrk([url], threads=1, conns=1, seconds=args.seconds)
         rate = re.search(r"Requests/sec:\s+(\S+)", report).group(1)
         print(
-            f"\n2. HTTP point lookup (wrk, 1 connection, {args.seconds} s): p50 {latency(report, '50')}, p99 {latency(report, '99')}, {rate} requests/s"
+            f"\n2. HTTP point lookup (wrk, 1 connection, {args.seconds} s): "
+            f"p50 {latency(report, '50')}, p99 {latency(report, '99')}, {rate} requests/s"
         )
 
         cat = Catalog(ws)
@@ -180,7 +182,9 @@ def main() -> None:
             src.render("redmap", *densest)
             times.append(time.perf_counter() - t)
         print(
-            f"\n3. tiles: densest z14 redmap tile {densest} ({sizes[densest]:,} bytes): uncached render p50 {1000 * np.median(times):.1f} ms, max {1000 * max(times):.1f} ms (in-process, 20 runs)"
+            f"\n3. tiles: densest z14 redmap tile {densest} ({sizes[densest]:,} bytes): "
+            f"uncached render p50 {1000 * np.median(times):.1f} ms, "
+            f"max {1000 * max(times):.1f} ms (in-process, 20 runs)"
         )
         http_times = []
         with httpx.Client() as client:
@@ -191,7 +195,9 @@ def main() -> None:
                 )
                 http_times.append(time.perf_counter() - t)
         print(
-            f"   every z14 tile once over HTTP (uncached): p50 {1000 * np.median(http_times):.1f} ms, max {1000 * max(http_times):.1f} ms over {len(tiles)} tiles"
+            f"   every z14 tile once over HTTP (uncached): "
+            f"p50 {1000 * np.median(http_times):.1f} ms, "
+            f"max {1000 * max(http_times):.1f} ms over {len(tiles)} tiles"
         )
         script = Path(tmp.name) / "tiles.lua"
         paths = ",".join(f'"/tiles/redmap/{z}/{x}/{y}.mvt"' for z, x, y in tiles)
@@ -203,7 +209,8 @@ def main() -> None:
         report = wrk(["-s", str(script), base], threads=2, conns=16, seconds=args.seconds)
         rate = float(re.search(r"Requests/sec:\s+(\S+)", report).group(1))
         print(
-            f"   cached (wrk, 2 threads, 16 connections, {args.seconds} s): {rate:,.0f} tiles/s, p50 {latency(report, '50')}, p99 {latency(report, '99')}"
+            f"   cached (wrk, 2 threads, 16 connections, {args.seconds} s): {rate:,.0f} tiles/s, "
+            f"p50 {latency(report, '50')}, p99 {latency(report, '99')}"
         )
     finally:
         server.terminate()
@@ -237,7 +244,8 @@ def main() -> None:
         if len(shown) < 6:
             shown.append(f"{query} → {found[0].address if found else '—'} {'✓' if ok else '✗'}")
     print(
-        f"\n4. address lookup, 1,000 perturbed demo addresses: top-1 {hits / 10:.1f} %, p50 {1000 * np.median(times):.2f} ms, p99 {1000 * np.percentile(times, 99):.2f} ms"
+        f"\n4. address lookup, 1,000 perturbed demo addresses: top-1 {hits / 10:.1f} %, "
+        f"p50 {1000 * np.median(times):.2f} ms, p99 {1000 * np.percentile(times, 99):.2f} ms"
     )
     for line in shown:
         print(f"   {line}")

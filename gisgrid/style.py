@@ -167,6 +167,7 @@ def redmap_style(
                 "type": "circle",
                 "source": src,
                 "source-layer": "party_orgs",
+                "filter": ["any", ["!=", ["get", "level"], "branch"], [">=", ["zoom"], 14]],
                 "paint": {
                     "circle-color": RED,
                     "circle-radius": ["match", ["get", "level"], "street", 9, "community", 7, 4],

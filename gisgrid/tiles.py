@@ -11,7 +11,7 @@ Examples
 >>> tile_bounds(0, 0, 0)[0] == -tile_bounds(0, 0, 0)[2]
 True
 >>> tiles_covering((113.1, 27.85, 113.2, 27.95), 10)
-[(10, 833, 431), (10, 833, 432)]
+[(10, 833, 429)]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ _REDMAP = (
     TileLayer("streets", 8),
     TileLayer("communities", 10),
     TileLayer("service_areas", 12),
-    TileLayer("grids", 12),
+    TileLayer("grids", 10),
     TileLayer("roads", 10, rows=_roads_at),
     TileLayer("buildings", 14, fields=("building_id", "kind", "floors", "grid_code")),
     TileLayer("service_sites", 12),

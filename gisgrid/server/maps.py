@@ -7,6 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gisgrid.assets import asset_path
+from gisgrid.glyphs import glyph_range
 from gisgrid.server.deps import AppState, Role
 from gisgrid.style import map_page, redmap_style
 from gisgrid.tiles import TILESETS, tilejson
@@ -85,12 +86,17 @@ def router() -> APIRouter:
             data, media_type=kinds[name], headers={"Cache-Control": "public, max-age=86400"}
         )
 
-    @api.get(
-        "/fonts/{fontstack}/{glyphs}.pbf", tags=["maps"], summary="Glyphs (local fonts are used)"
-    )
-    def fonts(fontstack: str, glyphs: str) -> Response:
-        # an empty glyph set: CJK text is drawn with the browser's own font
-        # (localIdeographFontFamily); nothing is fetched from elsewhere
-        return Response(b"", media_type="application/x-protobuf")
+    @api.get("/fonts/{fontstack}/{glyphs}.pbf", tags=["maps"], summary="Label glyphs (SDF)")
+    async def fonts(fontstack: str, glyphs: str) -> Response:
+        start, dash, end = glyphs.partition("-")
+        if not (dash and start.isdigit() and end.isdigit() and int(end) == int(start) + 255):
+            detail = f"glyph range {glyphs!r} is not START-END (256 code points)"
+            return JSONResponse({"detail": detail}, status_code=400)
+        data = await run_in_threadpool(glyph_range, int(start), fontstack.split(",")[0])
+        return Response(
+            data,
+            media_type="application/x-protobuf",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     return api
