@@ -811,6 +811,9 @@ def serve(
     config: Annotated[
         Path | None, typer.Option(help="TOML config file (settings, hashed API keys).")
     ] = None,
+    log_requests: Annotated[
+        bool, typer.Option("--log-requests", help="Log every request as a JSON line on stderr.")
+    ] = False,
 ) -> None:
     """Serve the 红地图: OGC API – Features, vector tiles, style, dashboard (/map), lookup.
 
@@ -820,7 +823,9 @@ def serve(
     import uvicorn
 
     from gisgrid.server import Settings, create_app
+    from gisgrid.server.logs import json_logging
 
+    json_logging(logging.INFO if log_requests else logging.WARNING)
     with _errors():
         given = {"workspace": workspace, "host": host, "port": port}
         if config:

@@ -20,7 +20,7 @@ import pandas as pd
 from gisgrid._errors import InputError
 from gisgrid.gazetteer import Gazetteer
 from gisgrid.lookup import GridLocator, to_wgs84
-from gisgrid.roster import rosters
+from gisgrid.roster import grid_table, rosters
 from gisgrid.workspace import Workspace
 
 __all__ = ["Directory", "NotFoundError"]
@@ -65,23 +65,7 @@ class Directory:
             else pd.DataFrame(columns=["code", "name"])
         )
         comms = self.ws.read("communities")
-        info = pd.DataFrame(
-            {
-                "grid_code": grids["grid_code"].astype(str),
-                "grid_name": grids["name"].astype(str),
-                "grid_type": grids["grid_type"].astype(str),
-                "households": grids["households"].fillna(0).astype(int),
-                "community_code": grids["community_code"].astype(str),
-            }
-        )
-        info["street_code"] = info["community_code"].str[:9] + "000"
-        info["community"] = info["community_code"].map(
-            dict(zip(comms["code"], comms["name"], strict=True))
-        )
-        info["street"] = info["street_code"].map(
-            dict(zip(streets["code"], streets["name"], strict=True))
-        )
-        self.grids = info.fillna("")
+        self.grids = grid_table(grids, comms, streets)
         buildings = self.ws.read("buildings", columns=["building_id", "address", "grid_code"])
         self.building_grid = dict(
             zip(buildings["building_id"], buildings["grid_code"].fillna(""), strict=True)

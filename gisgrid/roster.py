@@ -18,9 +18,30 @@ from gisgrid._errors import InputError
 from gisgrid.policy import Policy, load_policy
 from gisgrid.workspace import Workspace
 
-__all__ = ["roster", "rosters"]
+__all__ = ["grid_table", "roster", "rosters"]
 
 _WALK_M_PER_MIN = 75.0
+
+
+def grid_table(
+    grids: pd.DataFrame, communities: pd.DataFrame, streets: pd.DataFrame
+) -> pd.DataFrame:
+    """Each grid with its community and street codes and names."""
+    out = pd.DataFrame(
+        {
+            "grid_code": grids["grid_code"].astype(str),
+            "grid_name": grids["name"].astype(str),
+            "grid_type": grids["grid_type"].astype(str),
+            "households": grids["households"].fillna(0).astype(int),
+            "community_code": grids["community_code"].astype(str),
+        }
+    )
+    out["street_code"] = out["community_code"].str[:9] + "000"
+    names = dict(zip(communities["code"].astype(str), communities["name"], strict=True))
+    out["community"] = out["community_code"].map(names).fillna("")
+    names = dict(zip(streets["code"].astype(str), streets["name"], strict=True))
+    out["street"] = out["street_code"].map(names).fillna("")
+    return out
 
 
 def rosters(
@@ -61,23 +82,7 @@ def rosters(
                 fix = "gisgrid assign" if name == "assignments" else "gisgrid delineate"
                 raise InputError(f"{ws.path} has no {name}; run `{fix}` first")
             t[name] = ws.read(name)
-    grids = t["grids"]
-    out = pd.DataFrame(
-        {
-            "grid_code": grids["grid_code"].astype(str),
-            "grid_name": grids["name"].astype(str),
-            "grid_type": grids["grid_type"].astype(str),
-            "households": grids["households"].fillna(0).astype(int),
-            "community_code": grids["community_code"].astype(str),
-        }
-    )
-    out["street_code"] = out["community_code"].str[:9] + "000"
-    out["community"] = out["community_code"].map(
-        dict(zip(t["communities"]["code"].astype(str), t["communities"]["name"], strict=True))
-    )
-    out["street"] = out["street_code"].map(
-        dict(zip(t["streets"]["code"].astype(str), t["streets"]["name"], strict=True))
-    )
+    out = grid_table(t["grids"], t["communities"], t["streets"])
     phones = dict(
         zip(t["resources"]["resource_id"], t["resources"]["phone"].fillna(""), strict=True)
     )

@@ -479,3 +479,24 @@ def test_dashboard_in_headless_chromium(served, tmp_path):
     img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     red = (img[..., 0] > 150) & (img[..., 1] < 90) & (img[..., 2] < 90)
     assert red.mean() > 0.002, f"grid outlines cover {100 * red.mean():.2f} % of the screenshot"
+
+
+def test_label_glyphs_are_served_and_bad_ranges_refused(http):
+    r = http.get("/fonts/Noto Sans Regular/0-255.pbf")
+    assert r.status_code == 200 and len(r.content) > 10_000  # digits and Latin, as SDF
+    assert r.content[:1] == b"\x0a"
+    assert http.get("/fonts/Noto Sans Regular/19968-20223.pbf").content[:1] == b"\x0a"  # CJK: local
+    bad = http.get("/fonts/x/0-10.pbf")
+    assert bad.status_code == 400 and "256 code points" in bad.json()["detail"]
+
+
+def test_request_logs_are_json_lines():
+    import logging
+
+    from gisgrid.server.logs import JsonFormatter
+
+    record = logging.LogRecord("gisgrid.server.app", logging.INFO, "", 0, "request", (), None)
+    record.path, record.status, record.ms = "/lookup", 200, 0.4
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "request" and line["path"] == "/lookup" and line["status"] == 200
+    assert line["level"] == "info" and line["time"].endswith("+00:00")
