@@ -298,6 +298,14 @@ def test_batch_lookup_json_csv_and_limits(http, served):
     )
     table = pd.read_csv(io.StringIO(r.text), dtype=str, keep_default_na=False)
     assert table["grid_code"].tolist() == [code, ""] and table["id"].tolist() == ["1", "2"]
+    upload = http.post(
+        "/lookup",
+        params={"lon_col": "x", "lat_col": "y"},
+        files={"file": ("events.csv", csv.encode("utf-8"), "text/csv")},
+    )
+    assert pd.read_csv(io.StringIO(upload.text), dtype=str, keep_default_na=False)[
+        "grid_code"
+    ].tolist() == [code, ""]
     too_many = http.post("/lookup", json=[{"lon": lon, "lat": lat}] * 51)
     assert too_many.status_code == 413 and "split it" in too_many.json()["detail"]
     assert (

@@ -46,7 +46,8 @@ def router(settings: Settings) -> APIRouter:
 
     @api.post(
         "/lookup",
-        summary="Batch lookup: a JSON array of {lon, lat} or {address}, or a CSV body",
+        summary="Batch lookup: a JSON array of {lon, lat} or {address}, a CSV body, "
+        "or a CSV file uploaded as the form field 'file'",
         openapi_extra={"requestBody": {"content": {"application/json": {}, "text/csv": {}}}},
     )
     async def batch(
@@ -60,8 +61,15 @@ def router(settings: Settings) -> APIRouter:
             str | None, Query(description="CSV: address column (instead of lon/lat).")
         ] = None,
     ) -> Response:
-        body = await request.body()
         kind = request.headers.get("content-type", "").split(";")[0].strip()
+        if kind == "multipart/form-data":  # a CSV file uploaded from a form
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise InputError("upload the CSV as the form field 'file'")
+            body, kind = await upload.read(), "text/csv"
+        else:
+            body = await request.body()
         if kind == "text/csv":
             try:
                 table = pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig")
