@@ -500,10 +500,10 @@ def demo(
         int, typer.Option(help="Most households of a community after re-division.")
     ] = 8000,
 ) -> None:
-    """Build the demo district (石峰区: real outline and codes, the rest synthetic), and run
-    the whole pipeline on it.
+    """Build the demo district and run the whole pipeline on it.
 
-    Writes OUT/demo.gpkg (the workspace, with its delineated grids) and OUT/demo.html (a map
+    石峰区: real outline and codes, the rest synthetic. Writes OUT/demo.gpkg (the workspace,
+    with its grids, rosters and coverage), OUT/hotline.csv and OUT/demo.html (a map
     that needs no internet).
     """
     from gisgrid.demo.pipeline import run_demo
@@ -613,9 +613,10 @@ def assign(
         bool, typer.Option("--show-policy", help="Print the default policy file and exit.")
     ] = False,
 ) -> None:
-    """Fill every role of the policy: grid workers, chiefs, party branches, police, building
-    chiefs, party-member contacts, service sites.
+    """Fill every role of the policy: grid workers, chiefs, branches, police and more.
 
+    Roles: grid workers, grid chiefs, party branches, police, building chiefs, party-member
+    contacts, service sites.
     Grid workers and the other nearest/balanced roles are assigned optimally (least total
     walking distance within capacities), not greedily. Writes the assignments and gaps
     tables; locked (pinned) assignments are kept on re-runs.
@@ -759,8 +760,10 @@ def roster(
     public: Annotated[bool, typer.Option("--public", help="Only what the public may see.")] = False,
     policy: Annotated[Path | None, typer.Option(help="Assignment policy (TOML).")] = None,
 ) -> None:
-    """Print a grid's roster (community, street, grid worker, chief, party branch, police,
-    building chiefs, service site and walking minutes), or export every grid's with --all --csv.
+    """Print a grid's roster, or export every grid's with --all --csv.
+
+    A roster names the community, street, grid worker, chief, party branch, police, building
+    chiefs, and the service site with its walking minutes.
     """
     from gisgrid.policy import load_policy
     from gisgrid.roster import rosters
@@ -841,7 +844,7 @@ def serve(
 
 @app.command("hash-key")
 def hash_key_(key: Annotated[str, typer.Argument(help="The API key to give someone.")]) -> None:
-    """Print the SHA-256 of an API key, to put under [api_keys] in the config file."""
+    """Print the SHA-256 of an API key, to put under \\[api_keys] in the config file."""
     from gisgrid.server.settings import hash_key
 
     typer.echo(hash_key(key))
