@@ -220,12 +220,22 @@ def redmap_style(
     }
 
 
-def map_page(title: str) -> str:
-    """The dashboard: the style, a legend with layer switches, a roster popup, an address search."""
+def map_page(title: str, labels: dict[str, str] | None = None) -> str:
+    """The dashboard: the style, a legend with layer switches, a roster popup, an address search.
+
+    Parameters
+    ----------
+    title
+        The page title.
+    labels
+        Roster field → label shown in the popup (the policy's role titles).
+    """
     legend = "".join(
         f"<label><input type='checkbox' checked data-layers='{json.dumps(SWITCHES[name])}'>"
         f"<i class='{kind}' style='background:{colour}'></i>{html.escape(name)}</label>"
         for name, kind, colour in LEGEND
     )
     page = (Path(__file__).parent / "web" / "redmap.html").read_text(encoding="utf-8")
+    safe = json.dumps(labels or {}, ensure_ascii=False).replace("<", "\\u003c")  # inside <script>
+    page = page.replace("{{labels}}", safe)
     return page.replace("{{title}}", html.escape(title)).replace("{{legend}}", legend)

@@ -479,7 +479,7 @@ def test_dashboard_in_headless_chromium(served, tmp_path):
             "document.getElementById('result').innerText.length > 0", timeout=20_000
         )
         browser.close()
-    assert code in popup
+    assert code in popup and "网格员" in popup and "党群服务站 电话" in popup  # labelled by role
     assert not errors, errors
     assert all(
         u.startswith(base) or u.startswith("data:") or u.startswith("blob:") for u in requests

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gisgrid.assets import asset_path
 from gisgrid.glyphs import glyph_range
+from gisgrid.policy import load_policy
 from gisgrid.server.deps import AppState, Role
 from gisgrid.style import map_page, redmap_style
 from gisgrid.tiles import TILESETS, tilejson
@@ -72,7 +73,8 @@ def router() -> APIRouter:
 
     @api.get("/map", tags=["maps"], summary="The 红地图 dashboard", response_class=HTMLResponse)
     def dashboard(st: AppState) -> HTMLResponse:
-        return HTMLResponse(map_page(st.settings.title))
+        titles = {name: role.title for name, role in load_policy().roles.items()}
+        return HTMLResponse(map_page(st.settings.title, titles))
 
     @api.get(
         "/static/{name}", tags=["maps"], summary="MapLibre GL JS and CSS (from npm, never a CDN)"
