@@ -37,14 +37,14 @@ from gisgrid.workspace import Workspace
 
 def greedy_workers(ws: Workspace, net) -> float:
     """Total distance of the clerk's greedy rule over the same cost as ``assign``."""
-    from gisgrid.assignment import _scopes, locate
+    from gisgrid.scopes import locate, scopes_of
 
     grids = ws.read("grids").sort_values("grid_code").reset_index(drop=True)
     b = ws.read("buildings", columns=["building_id", "community_code", "grid_code", "households"])
     b["grid_code"] = b["grid_code"].fillna("")
     res = locate(ws.read("resources"), communities=ws.read("communities"), grids=grids, buildings=b)
     cand = res[res["kind"] == "grid_worker"].reset_index(drop=True)
-    sc = _scopes("grid", b, grids, ws.read("communities"))
+    sc = scopes_of("grid", b, grids, ws.read("communities"))
     keys = [f"buildings:{x}" for x in b["building_id"]]
     d = net.node_distances([f"resources:{r}" for r in cand["resource_id"]])[:, net.node_of(keys)]
     d = np.where(np.isfinite(d + net.access(keys)), d + net.access(keys), 1e12)

@@ -24,16 +24,15 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import scipy.sparse
-import shapely
-from scipy.optimize import linear_sum_assignment
 
 from gisgrid._errors import InputError
+from gisgrid.matching import UNREACHABLE, solve
 from gisgrid.network import Network, network_of
 from gisgrid.policy import KNOWN_KINDS, Policy, PolicyError, Role, load_policy
+from gisgrid.scopes import Scopes, locate, scopes_of
 from gisgrid.workspace import Workspace
 
-__all__ = ["ASSIGNMENT_COLUMNS", "GAP_COLUMNS", "AssignmentRun", "Scopes", "assign", "solve"]
+__all__ = ["ASSIGNMENT_COLUMNS", "GAP_COLUMNS", "AssignmentRun", "assign"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +58,6 @@ GAP_COLUMNS = [
     "resource_id",
     "reason",
 ]
-_UNREACHABLE = 1e12
 
 
 @dataclass
@@ -70,129 +68,6 @@ class AssignmentRun:
     gaps: pd.DataFrame
     totals: dict[str, dict[str, float]] = field(default_factory=dict)
     seconds: float = 0.0
-
-
-@dataclass
-class Scopes:
-    """The grids, communities or buildings a role is filled for.
-
-    Attributes
-    ----------
-    frame
-        One row per scope: ``id``, ``grid_code``, ``community_code``,
-        ``street_code``, ``building_id``, ``households``.
-    weights
-        Sparse ``(buildings, scopes)`` matrix of each building's share of its
-        scope's households; a scope without buildings is represented by the
-        building nearest to it.
-    """
-
-    kind: str
-    frame: pd.DataFrame
-    weights: scipy.sparse.csr_array
-
-
-def _scopes(
-    kind: str, buildings: pd.DataFrame, grids: pd.DataFrame, communities: pd.DataFrame
-) -> Scopes:
-    if kind == "grid":
-        frame = pd.DataFrame(
-            {
-                "id": grids["grid_code"].to_numpy(str),
-                "grid_code": grids["grid_code"].to_numpy(str),
-                "community_code": grids["community_code"].to_numpy(str),
-                "building_id": "",
-            }
-        )
-        key = buildings["grid_code"].to_numpy(str)
-    elif kind == "community":
-        frame = pd.DataFrame(
-            {
-                "id": communities["code"].to_numpy(str),
-                "grid_code": "",
-                "community_code": communities["code"].to_numpy(str),
-                "building_id": "",
-            }
-        )
-        key = buildings["community_code"].to_numpy(str)
-    else:
-        homes = buildings[buildings["households"] > 0]
-        frame = pd.DataFrame(
-            {
-                "id": homes["building_id"].to_numpy(str),
-                "grid_code": homes["grid_code"].to_numpy(str),
-                "community_code": homes["community_code"].to_numpy(str),
-                "building_id": homes["building_id"].to_numpy(str),
-            }
-        )
-        key = buildings["building_id"].to_numpy(str)
-    frame["street_code"] = frame["community_code"].str[:9]
-    col = pd.Index(frame["id"]).get_indexer(key)
-    rows = np.flatnonzero(col >= 0)
-    h = buildings["households"].to_numpy(float)[rows]
-    per = np.bincount(col[rows], weights=h, minlength=len(frame))
-    n = np.bincount(col[rows], minlength=len(frame))
-    w = np.where(
-        per[col[rows]] > 0, h / np.maximum(per[col[rows]], 1e-9), 1.0 / np.maximum(n[col[rows]], 1)
-    )
-    cols = col[rows]
-    empty = np.flatnonzero(n == 0)
-    if len(empty) and kind != "building":  # land without buildings: its nearest building stands in
-        areas = grids if kind == "grid" else communities
-        where = areas.geometry.to_numpy()[empty]
-        nearest = buildings.sindex.nearest(shapely.point_on_surface(where), return_all=False)[1]
-        rows, cols, w = (
-            np.concatenate([rows, nearest]),
-            np.concatenate([cols, empty]),
-            np.concatenate([w, np.ones(len(empty))]),
-        )
-    weights = scipy.sparse.csr_array((w, (rows, cols)), shape=(len(buildings), len(frame)))
-    frame["households"] = per.round().astype(int)
-    return Scopes(kind, frame, weights)
-
-
-def solve(cost: np.ndarray, slots: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """Fill slots from resources at least total cost, exactly.
-
-    Parameters
-    ----------
-    cost
-        ``(resources, scopes)`` cost; ``inf`` where a resource cannot fill a scope.
-    slots
-        How many resources each scope needs.
-    capacity
-        How many slots each resource may fill; 0 for no limit.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(k, 2)`` pairs of (resource, scope) indices, one per filled slot.
-
-    Examples
-    --------
-    >>> cost = np.array([[1.0, 5.0], [2.0, 3.0]])
-    >>> solve(cost, np.array([1, 1]), np.array([1, 1])).tolist()  # 1 + 3 beats 5 + 2
-    [[0, 0], [1, 1]]
-    """
-    cost = np.where(np.isfinite(cost), cost, np.inf)
-    n_res, n_scopes = cost.shape
-    if n_res == 0 or slots.sum() == 0:
-        return np.empty((0, 2), int)
-    free = capacity == 0
-    if free.all():  # no capacity: each slot takes the nearest resources
-        pairs = []
-        for s in np.flatnonzero(slots):
-            order = np.argsort(cost[:, s], kind="stable")[: slots[s]]
-            pairs += [(r, s) for r in order if np.isfinite(cost[r, s])]
-        return np.array(pairs, int).reshape(-1, 2)
-    cap = np.where(free, slots.sum(), capacity)
-    cols = np.repeat(np.arange(n_res), cap)
-    rows = np.repeat(np.arange(n_scopes), slots)
-    matrix = cost[np.ix_(cols, rows)].T
-    matrix = np.where(np.isfinite(matrix), matrix, _UNREACHABLE)
-    r, c = linear_sum_assignment(matrix)
-    keep = matrix[r, c] < _UNREACHABLE
-    return np.column_stack([cols[c[keep]], rows[r[keep]]])
 
 
 def assign(
@@ -251,7 +126,7 @@ def assign(
         ws.read("assignments") if "assignments" in ws else pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
     )
     scopes = {
-        k: _scopes(k, buildings, grids, communities)
+        k: scopes_of(k, buildings, grids, communities)
         for k in {r.scope for r in policy.roles.values()}
     }
     locked, gaps = _locked(old, policy, scopes, resources, pins or {}, set(unpin))
@@ -290,33 +165,6 @@ def assign(
     seconds = time.perf_counter() - t0
     logger.info("assigned %d roles, %d gaps, in %.1f s", len(assignments), len(gap_table), seconds)
     return AssignmentRun(assignments, gap_table, totals, seconds)
-
-
-def locate(
-    resources: gpd.GeoDataFrame,
-    *,
-    communities: gpd.GeoDataFrame,
-    grids: gpd.GeoDataFrame,
-    buildings: gpd.GeoDataFrame,
-) -> gpd.GeoDataFrame:
-    """Each resource's community, street, grid and building, by where it lies.
-
-    The stored ``community_code`` of a resource may predate a re-division; its
-    point decides.
-    """
-    out = resources.copy()
-    pts = out.geometry.values
-    for layer, column, target in (
-        (communities, "code", "at_community"),
-        (grids, "grid_code", "at_grid"),
-        (buildings, "building_id", "at_building"),
-    ):
-        idx = layer.sindex.query(pts, predicate="within")
-        value = np.full(len(out), "", dtype=object)
-        value[idx[0]] = layer[column].to_numpy(str)[idx[1]]
-        out[target] = value
-    out["at_street"] = out["at_community"].str[:9]
-    return out
 
 
 def _check_kinds(policy: Policy, resources: pd.DataFrame) -> None:
@@ -417,9 +265,9 @@ def _fill(
             net.node_distances([f"resources:{r}" for r in cand["resource_id"]])[:, bnode]
             + baccess[None, :]
         )
-        d = np.where(np.isfinite(d), d, _UNREACHABLE)
+        d = np.where(np.isfinite(d), d, UNREACHABLE)
         cost = (sc.weights.T @ d.T).T
-        cost[cost >= _UNREACHABLE / 10] = np.inf
+        cost[cost >= UNREACHABLE / 10] = np.inf
         if len(done):
             ri = pd.Index(cand["resource_id"]).get_indexer(done["resource_id"])
             si = pd.Index(frame["id"]).get_indexer(done[_scope_key(role)].astype(str))

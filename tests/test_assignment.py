@@ -12,8 +12,9 @@ import shapely
 from typer.testing import CliRunner
 
 from gisgrid._errors import InputError
-from gisgrid.assignment import assign, solve
+from gisgrid.assignment import assign
 from gisgrid.cli import app
+from gisgrid.matching import solve
 from gisgrid.network import network_of
 from gisgrid.policy import PolicyError, load_policy
 from gisgrid.workspace import Workspace
