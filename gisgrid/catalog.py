@@ -74,14 +74,26 @@ class Collection:
         return out
 
 
-def _kind(*kinds: str, levels: tuple[str, ...] = ()) -> Callable[[pd.DataFrame], pd.Series]:
+def _kind(kind: str, *, levels: tuple[str, ...] = ()) -> Callable[[pd.DataFrame], pd.Series]:
     def pick(frame: pd.DataFrame) -> pd.Series:
-        ok = frame["kind"].isin(kinds)
+        ok = frame["kind"] == kind
         if levels:
             ok &= frame["level"].isin(levels)
         return ok
 
     return pick
+
+
+def _places(cid: str, title: str, kind: str, *, levels: tuple[str, ...] = ()) -> Collection:
+    """Published places and organisations of the resources layer: name, level, public phone."""
+    return Collection(
+        cid,
+        title,
+        "resources",
+        {"public": ("resource_id", "name", "level", "phone")},
+        rows=_kind(kind, levels=levels),
+        id_field="resource_id",
+    )
 
 
 COLLECTIONS: tuple[Collection, ...] = (
@@ -132,30 +144,9 @@ COLLECTIONS: tuple[Collection, ...] = (
     Collection(
         "water", "水系 water", "water", {"public": ("water_id", "name")}, id_field="water_id"
     ),
-    Collection(
-        "party_orgs",
-        "党组织 party organisations",
-        "resources",
-        {"public": ("resource_id", "name", "level", "phone")},
-        rows=_kind("party_org"),
-        id_field="resource_id",
-    ),
-    Collection(
-        "service_sites",
-        "党群服务中心/站 party–mass service sites",
-        "resources",
-        {"public": ("resource_id", "name", "level", "phone")},
-        rows=_kind("service_site"),
-        id_field="resource_id",
-    ),
-    Collection(
-        "police_posts",
-        "警务室/派出所 police posts",
-        "resources",
-        {"public": ("resource_id", "name", "level", "phone")},
-        rows=_kind("police", levels=("street", "community")),
-        id_field="resource_id",
-    ),
+    _places("party_orgs", "党组织 party organisations", "party_org"),
+    _places("service_sites", "党群服务中心/站 party–mass service sites", "service_site"),
+    _places("police_posts", "警务室/派出所 police posts", "police", levels=("street", "community")),
     Collection(
         "service_areas",
         "15分钟服务圈 service areas",

@@ -1,5 +1,6 @@
 """Dependencies of the routes: the served state and the caller's role."""
 
+import contextlib
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request
@@ -32,6 +33,8 @@ class State:
         }
         self._directory: Directory | None = None
         self.catalog.on_change(self._reset)
+        with contextlib.suppress(InputError):  # a workspace without grids serves no lookups
+            self._directory = Directory(self.ws)  # built now, not on the first request
 
     def _reset(self) -> None:
         self._directory = None
