@@ -347,12 +347,14 @@ def _fill(
 def _residents(
     role: Role, sc: Scopes, cand: pd.DataFrame, slots: np.ndarray, exhausted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pair each scope with people living in it, in resource order."""
+    """Pair each scope with people living in it, spread over its buildings: first one
+    person from each building, then a second, and so on (in resource order within)."""
     at = {"grid": "at_grid", "community": "at_community", "building": "at_building"}[role.scope]
     home = pd.Index(sc.frame["id"]).get_indexer(cand[at].to_numpy(str))
-    ok = (home >= 0) & ~exhausted
-    order = np.flatnonzero(ok)
-    table = pd.DataFrame({"r": order, "s": home[order]})
+    ok = np.flatnonzero((home >= 0) & ~exhausted)
+    table = pd.DataFrame({"r": ok, "s": home[ok], "b": cand["at_building"].to_numpy(str)[ok]})
+    table["round"] = table.groupby(["s", "b"]).cumcount()  # 0 for the first of each building
+    table = table.sort_values(["s", "round", "r"], kind="stable")
     table["n"] = table.groupby("s").cumcount()
     table = table[table["n"] < slots[table["s"].to_numpy()]]
     pairs = table[["r", "s"]].to_numpy(int).reshape(-1, 2)

@@ -211,3 +211,27 @@ def test_cli_assign_prints_the_roles(small_copy):
     shown = CliRunner().invoke(app, ["assign", str(small_copy.path), "--show-policy"])
     assert "[roles.grid_worker]" in shown.output
     assert pd.api.types.is_bool_dtype(small_copy.read("assignments")["locked"])
+
+
+def test_resident_roles_spread_over_the_buildings_of_a_grid(small_copy, tmp_path):
+    """Three party members of one building come first in the layer; the grid takes one of
+    them, then people from its other buildings, before a second from the same building."""
+    ws = small_copy
+    b = ws.read("buildings")
+    grid = b.groupby("grid_code")["households"].sum().idxmax()
+    home = b[b["grid_code"] == grid].iloc[0]
+    res = ws.read("resources")
+    same = res[res["kind"] == "party_member"].iloc[:3].copy()
+    same["resource_id"] = ["P1", "P2", "P3"]
+    same["geometry"] = home.geometry.representative_point()
+    ws.write({"resources": pd.concat([same, res], ignore_index=True)})
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[roles.party_contact]\nscope = "grid"\nkind = "party_member"\n'
+        'rule = "resident"\ncount = 3\n',
+        encoding="utf-8",
+    )
+    a = assign(ws, policy=load_policy(policy)).assignments
+    chosen = a[a["grid_code"] == grid]["resource_id"]
+    assert len(chosen) == 3
+    assert chosen.isin(["P1", "P2", "P3"]).sum() == 1  # not all three from one building
