@@ -139,6 +139,30 @@ def _mobile(rng: np.random.Generator) -> str:
     return f"1{rng.choice([3, 5, 7, 8, 9])}{rng.integers(0, 10**9):09d}"
 
 
+def _resource(
+    kind: str,
+    level: str,
+    name: str,
+    community_code: str,
+    geometry: shapely.Point,
+    *,
+    capacity: int = 1,
+    phone: str = "",
+    personal_phone: str = "",
+) -> dict[str, object]:
+    """One row of the resources layer."""
+    return dict(
+        kind=kind,
+        level=level,
+        name=name,
+        community_code=community_code,
+        capacity=capacity,
+        phone=phone,
+        geometry=geometry,
+        personal_phone=personal_phone,
+    )
+
+
 def resources(
     buildings: gpd.GeoDataFrame,
     streets: gpd.GeoDataFrame,
@@ -190,25 +214,14 @@ def resources(
             else s.geometry.representative_point()
         )
         rows.append(
-            dict(
-                kind="party_org",
-                level="street",
-                name=f"{s.name}党工委",
-                community_code="",
-                capacity=0,
-                phone=service_phone(),
-                geometry=pt,
+            _resource(
+                "party_org", "street", f"{s.name}党工委", "", pt, capacity=0, phone=service_phone()
             )
         )
+        station = shapely.Point(pt.x + 60, pt.y - 40)
         rows.append(
-            dict(
-                kind="police",
-                level="street",
-                name=f"{s.name[:-2]}派出所",
-                community_code="",
-                capacity=0,
-                phone="110",
-                geometry=shapely.Point(pt.x + 60, pt.y - 40),
+            _resource(
+                "police", "street", f"{s.name[:-2]}派出所", "", station, capacity=0, phone="110"
             )
         )
     households = homes.groupby("community_code")["planned_households"].sum()
@@ -221,15 +234,16 @@ def resources(
             ("police", "community", "警务室", 1, -25.0),
             ("service_site", "centre", "党群服务中心", home_count, 35.0),
         ):
+            where = near(c.code, seed, offset)  # no randomness: the phone's draw order is kept
             rows.append(
-                dict(
-                    kind=kind,
-                    level=level,
-                    name=short + suffix,
-                    community_code=c.code,
+                _resource(
+                    kind,
+                    level,
+                    short + suffix,
+                    c.code,
+                    where,
                     capacity=capacity,
                     phone=service_phone(),
-                    geometry=near(c.code, seed, offset),
                 )
             )
         idx = by_comm.get(c.code, np.empty(0, int))
@@ -240,14 +254,14 @@ def resources(
             for k, b in enumerate(picks, 1):
                 p = reps[b]
                 rows.append(
-                    dict(
-                        kind="service_site",
-                        level="station",
-                        name=f"{short}第{k}党群服务站",
-                        community_code=c.code,
+                    _resource(
+                        "service_site",
+                        "station",
+                        f"{short}第{k}党群服务站",
+                        c.code,
+                        shapely.Point(p.x + 20, p.y + 20),
                         capacity=3000,
                         phone=service_phone(),
-                        geometry=shapely.Point(p.x + 20, p.y + 20),
                     )
                 )
     n_workers = int(np.ceil(homes["planned_households"].sum() / 330 * 1.2))
@@ -255,20 +269,10 @@ def resources(
     picks = rng.choice(len(homes), size=n_workers, replace=True, p=weights / weights.sum())
     home_pts = shapely.point_on_surface(homes.geometry.values[picks])
     for b, p in zip(picks, home_pts, strict=True):
-        rows.append(
-            dict(
-                kind="grid_worker",
-                level="",
-                name=names.person(rng),
-                community_code=homes["community_code"].iloc[b],
-                capacity=1,
-                phone="",
-                personal_phone=_mobile(rng),
-                geometry=p,
-            )
-        )
+        name = names.person(rng)
+        code = homes["community_code"].iloc[b]
+        rows.append(_resource("grid_worker", "", name, code, p, personal_phone=_mobile(rng)))
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
-    out["personal_phone"] = out.get("personal_phone", pd.Series(dtype=str)).fillna("")
     out.insert(0, "resource_id", [f"S{i:05d}" for i in range(1, len(out) + 1)])
     return out
 
@@ -304,18 +308,7 @@ def people(
     comm = homes["community_code"].to_numpy(str)
 
     def person(kind: str, level: str, name: str, code: str, point: shapely.Point) -> None:
-        rows.append(
-            dict(
-                kind=kind,
-                level=level,
-                name=name,
-                community_code=code,
-                capacity=1,
-                phone="",
-                personal_phone=_mobile(rng),
-                geometry=point,
-            )
-        )
+        rows.append(_resource(kind, level, name, code, point, personal_phone=_mobile(rng)))
 
     for c in communities.itertuples():
         short = c.name.replace("社区居委会", "社区")
@@ -329,16 +322,10 @@ def people(
         n_branches = max(1, int(np.ceil(weights[idx].sum() / 330 / 2)))
         for k, b in enumerate(rng.choice(idx, size=n_branches, p=w), 1):
             p = spots[b]
+            branch = shapely.Point(p.x - 15, p.y + 10)
             rows.append(
-                dict(
-                    kind="party_org",
-                    level="branch",
-                    name=f"{short}第{k}网格党支部",
-                    community_code=c.code,
-                    capacity=3,
-                    phone="",
-                    personal_phone="",
-                    geometry=shapely.Point(p.x - 15, p.y + 10),
+                _resource(
+                    "party_org", "branch", f"{short}第{k}网格党支部", c.code, branch, capacity=3
                 )
             )
     units = buildings[buildings["kind"].isin(DEDICATED_KINDS)].drop_duplicates("compound_id")
