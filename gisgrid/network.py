@@ -188,6 +188,35 @@ class Network:
         )
 
 
+def _add_edges(
+    graph: nx.Graph,
+    edges: pd.DataFrame,
+    *,
+    walk_kmh: float,
+    drive_kmh: Mapping[str, float] = DRIVE_KMH,
+) -> None:
+    """Add edges (``u``, ``v``, ``length``, ``road_class``, ``piece``, ``start``, ``t0``,
+    ``t1``) with their walking and driving times; where two join the same nodes, the last
+    given wins."""
+    length = edges["length"].to_numpy(float)
+    drive = edges["road_class"].map(drive_kmh).fillna(0.0).to_numpy(float) / 3.6
+    drive_s = np.where(drive > 0, length / np.where(drive > 0, drive, 1.0), np.inf)
+    walk_s = length / (walk_kmh / 3.6)
+    for row, walk, car in zip(edges.itertuples(index=False), walk_s, drive_s, strict=True):
+        graph.add_edge(
+            int(row.u),
+            int(row.v),
+            length=float(row.length),
+            road_class=str(row.road_class),
+            piece=int(row.piece),
+            start=int(row.start),
+            t0=float(row.t0),
+            t1=float(row.t1),
+            walk_s=float(walk),
+            drive_s=float(car),
+        )
+
+
 def _pieces(roads: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Road lines noded at every crossing, and each piece's road class."""
     lines, index = shapely.get_parts(roads.geometry.values, return_index=True)
@@ -300,22 +329,9 @@ def network_from_roads(
     )
     xy = np.vstack([keys, foot_xy]) if len(foot_xy) else keys
     graph.add_nodes_from((i, {"x": float(x), "y": float(y)}) for i, (x, y) in enumerate(xy))
-    walk_ms = walk_kmh / 3.6
-    for row in segs.itertuples(index=False):
-        cls = classes[row.piece]
-        drive = speeds.get(cls, 0.0) / 3.6
-        graph.add_edge(
-            row.u,
-            row.v,
-            length=float(row.length),
-            road_class=str(cls),
-            piece=row.piece,
-            start=int(row.u),
-            t0=float(row.t0),
-            t1=float(row.t1),
-            walk_s=row.length / walk_ms,
-            drive_s=row.length / drive if drive > 0 else np.inf,
-        )
+    segs["road_class"] = classes[segs["piece"].to_numpy()]
+    segs["start"] = segs["u"]
+    _add_edges(graph, segs, walk_kmh=walk_kmh, drive_kmh=speeds)
     graph.graph["pieces"] = pieces
     table = pd.DataFrame(
         {"node": foot_node, "access_m": access}, index=pd.Index(attached["key"], name="key")
@@ -405,21 +421,7 @@ def _load(ws: Workspace, roads: gpd.GeoDataFrame, walk_kmh: float) -> Network:
     graph.add_nodes_from(
         (int(i), {"x": x, "y": y}) for i, (x, y) in zip(nodes["node"], xy, strict=True)
     )
-    speeds = DRIVE_KMH
-    for row in edges.itertuples(index=False):
-        drive = speeds.get(row.road_class, 0.0) / 3.6
-        graph.add_edge(
-            int(row.u),
-            int(row.v),
-            length=float(row.length_m),
-            road_class=row.road_class,
-            piece=int(row.piece),
-            start=int(row.start),
-            t0=float(row.t0),
-            t1=float(row.t1),
-            walk_s=row.length_m / (walk_kmh / 3.6),
-            drive_s=row.length_m / drive if drive > 0 else np.inf,
-        )
+    _add_edges(graph, edges.rename(columns={"length_m": "length"}), walk_kmh=walk_kmh)
     attached = nodes[nodes["point"].astype(str) != ""]
     table = pd.DataFrame(
         {"node": attached["node"].to_numpy(int), "access_m": attached["access_m"].to_numpy(float)},
