@@ -12,7 +12,7 @@ from gisgrid.server.settings import Settings
 from gisgrid.tiles import TileSource
 from gisgrid.workspace import Workspace
 
-__all__ = ["AppState", "Role", "State"]
+__all__ = ["AppState", "Role", "State", "base_url"]
 
 
 class State:
@@ -45,6 +45,11 @@ class State:
         if self._directory is None:
             self._directory = Directory(self.ws)
         return self._directory
+
+
+def base_url(request: Request) -> str:
+    """The server's own URL as the client reached it, without a trailing slash."""
+    return str(request.base_url).rstrip("/")
 
 
 async def state(request: Request) -> State:

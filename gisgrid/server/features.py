@@ -9,6 +9,7 @@ import html
 import json
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import urlencode
 
 import numpy as np
 import shapely
@@ -18,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from gisgrid._errors import InputError
 from gisgrid.catalog import COLLECTIONS_BY_ID
 from gisgrid.directory import NotFoundError
-from gisgrid.server.deps import AppState, Role
+from gisgrid.server.deps import AppState, Role, base_url
 from gisgrid.server.settings import Settings
 from gisgrid.tiles import TILESETS
 
@@ -33,10 +34,6 @@ Format = Annotated[
     str,
     Query(pattern="^(json|geojson|html)$", description="Response format: json (default) or html."),
 ]
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
 
 
 def _page(title: str, body: str) -> HTMLResponse:
@@ -66,7 +63,7 @@ def router(settings: Settings) -> APIRouter:
 
     @api.get("/", summary="Landing page")
     def landing(request: Request, st: AppState, f: Format = "json"):
-        base = _base(request)
+        base = base_url(request)
         links = [
             {
                 "rel": "self",
@@ -137,7 +134,7 @@ def router(settings: Settings) -> APIRouter:
         return {"conformsTo": CONFORMANCE}
 
     def describe(request: Request, st, cid: str, who: str) -> dict:
-        base = _base(request)
+        base = base_url(request)
         frame = st.catalog.frame(cid, who)
         bbox = (
             [float(v) for v in np.round(frame.total_bounds, 7)]
@@ -171,7 +168,7 @@ def router(settings: Settings) -> APIRouter:
 
     @api.get("/collections", summary="Published collections")
     def collections(request: Request, st: AppState, who: Role, f: Format = "json"):
-        base = _base(request)
+        base = base_url(request)
         out = {
             "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
             "collections": [describe(request, st, c.id, who) for c in st.catalog.collections(who)],
@@ -227,6 +224,7 @@ def router(settings: Settings) -> APIRouter:
             box = _bbox(bbox)
             idx = np.sort(frame.sindex.query(shapely.box(*box), predicate="intersects"))
             frame = frame.iloc[idx]
+        drop_id = False  # the id rides along for "id" when properties leave it out
         if properties is not None:
             wanted = [p.strip() for p in properties.split(",") if p.strip()]
             unknown = [p for p in wanted if p not in frame.columns or p == frame.geometry.name]
@@ -236,18 +234,15 @@ def router(settings: Settings) -> APIRouter:
                     f"unknown properties {', '.join(unknown)}; "
                     f"{collection_id} has {', '.join(have)}"
                 )
-            frame = (
-                frame[[*wanted, frame.geometry.name]]
-                if c.id_field in wanted
-                else frame[[*wanted, c.id_field, frame.geometry.name]]
-            )
+            drop_id = c.id_field not in wanted
+            frame = frame[[*wanted, *([c.id_field] if drop_id else []), frame.geometry.name]]
         limit = min(limit, settings.max_limit)
         page = frame.iloc[offset : offset + limit]
-        base = f"{_base(request)}/collections/{collection_id}/items"
+        base = f"{base_url(request)}/collections/{collection_id}/items"
         keep = {k: v for k, v in request.query_params.items() if k not in ("offset", "limit", "f")}
 
         def link(rel: str, off: int, kind: str = GEOJSON) -> dict:
-            query = "&".join(f"{k}={v}" for k, v in {**keep, "limit": limit, "offset": off}.items())
+            query = urlencode({**keep, "limit": limit, "offset": off}, safe=",")
             return {"rel": rel, "type": kind, "href": f"{base}?{query}"}
 
         links = [link("self", offset)]
@@ -259,12 +254,10 @@ def router(settings: Settings) -> APIRouter:
             {
                 "rel": "collection",
                 "type": "application/json",
-                "href": f"{_base(request)}/collections/{collection_id}",
+                "href": f"{base_url(request)}/collections/{collection_id}",
             }
         )
-        features = _features(
-            page, c.id_field, properties is not None and c.id_field not in (properties or "")
-        )
+        features = _features(page, c.id_field, drop_id)
         doc = {
             "type": "FeatureCollection",
             "numberMatched": len(frame),
@@ -307,7 +300,7 @@ def router(settings: Settings) -> APIRouter:
         if hit.empty:
             raise NotFoundError(f"no feature {feature_id!r} in {collection_id}")
         feature = _features(hit.iloc[:1], c.id_field, False)[0]
-        base = _base(request)
+        base = base_url(request)
         feature["links"] = [
             {
                 "rel": "self",

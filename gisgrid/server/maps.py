@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from gisgrid.assets import asset_path
 from gisgrid.glyphs import glyph_range
 from gisgrid.policy import load_policy
-from gisgrid.server.deps import AppState, Role
+from gisgrid.server.deps import AppState, Role, base_url
 from gisgrid.style import map_page, redmap_style
 from gisgrid.tiles import TILESETS, tilejson
 
@@ -17,16 +17,12 @@ MVT = "application/vnd.mapbox-vector-tile"
 CACHE = "public, max-age=300"
 
 
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
-
-
 def router() -> APIRouter:
     api = APIRouter()
 
     @api.get("/tiles", tags=["tiles"], summary="Tilesets")
     def tilesets(request: Request) -> dict:
-        base = _base(request)
+        base = base_url(request)
         return {
             "tilesets": [{"id": name, "tilejson": f"{base}/tiles/{name}.json"} for name in TILESETS]
         }
@@ -34,7 +30,7 @@ def router() -> APIRouter:
     @api.get("/tiles/{tileset}.json", tags=["tiles"], summary="TileJSON 3.0 of a tileset")
     def tileset_json(request: Request, tileset: str, st: AppState) -> dict:
         st.catalog.refresh()
-        return tilejson(tileset, _base(request), st.catalog)
+        return tilejson(tileset, base_url(request), st.catalog)
 
     @api.get(
         "/tiles/{tileset}/{z}/{x}/{y}.mvt",
@@ -69,7 +65,7 @@ def router() -> APIRouter:
         if frame is not None and len(frame):
             x0, y0, x1, y1 = frame.total_bounds
             centre = ((x0 + x1) / 2, (y0 + y1) / 2)
-        return JSONResponse(redmap_style(_base(request), center=centre))
+        return JSONResponse(redmap_style(base_url(request), center=centre))
 
     @api.get("/map", tags=["maps"], summary="The 红地图 dashboard", response_class=HTMLResponse)
     def dashboard(st: AppState) -> HTMLResponse:
