@@ -920,19 +920,14 @@ def lookup(
                 table = pd.read_csv(csv, dtype=str, encoding="utf-8-sig")
             except (FileNotFoundError, ValueError, pd.errors.ParserError) as exc:
                 raise InputError(f"cannot read {csv}: {exc}") from None
-            if address_col is not None:
-                if address_col not in table.columns:
-                    raise InputError(f"{csv} has no column {address_col!r}")
-                found = directory.addresses(table[address_col].tolist())
-            else:
-                missing = [c for c in (lon_col, lat_col) if c not in table.columns]
-                if missing:
-                    raise InputError(
-                        f"{csv} has no column {', '.join(missing)}; "
-                        "name them with --lon-col/--lat-col, or use --address-col"
-                    )
-                found = directory.points(table[lon_col], table[lat_col], crs=crs)
-            result = pd.concat([table.reset_index(drop=True), found], axis=1)
+            result = directory.table(
+                table,
+                lon_col=lon_col,
+                lat_col=lat_col,
+                address_col=address_col,
+                crs=crs,
+                source=f"{csv} (see --lon-col, --lat-col, --address-col)",
+            )
             result.to_csv(out, index=False, encoding="utf-8-sig")
             inside = result[result["grid_code"] != ""]
             console.print(

@@ -187,6 +187,38 @@ class Directory:
         out["match_score"] = score
         return out
 
+    def table(
+        self,
+        rows: pd.DataFrame,
+        *,
+        lon_col: str = "lon",
+        lat_col: str = "lat",
+        address_col: str | None = None,
+        crs: str = "wgs84",
+        source: str = "the table",
+    ) -> pd.DataFrame:
+        """A table of points (or of addresses, with ``address_col``) with each row's grid,
+        community, street and reason appended.
+
+        Raises
+        ------
+        InputError
+            Naming ``source`` when it lacks the columns.
+        """
+        need = [address_col] if address_col is not None else [lon_col, lat_col]
+        missing = [c for c in need if c not in rows.columns]
+        if missing:
+            raise InputError(
+                f"{source} has no column {', '.join(missing)} (it has "
+                f"{', '.join(map(str, rows.columns))}); name its longitude and latitude "
+                "columns, or its address column"
+            )
+        if address_col is not None:
+            found = self.addresses(rows[address_col].tolist())
+        else:
+            found = self.points(rows[lon_col].tolist(), rows[lat_col].tolist(), crs=crs)
+        return pd.concat([rows.reset_index(drop=True), found], axis=1)
+
     def _rows(self, pos: np.ndarray, reason: np.ndarray) -> pd.DataFrame:
         cols = ["grid_code", "grid_name", "community_code", "community", "street_code", "street"]
         table = self.grids[cols].to_numpy(object)

@@ -17,7 +17,7 @@ from gisgrid.server.settings import Settings
 CrsName = Annotated[
     str,
     Query(
-        pattern="^(wgs84|gcj02|bd09|cgcs2000)$",
+        pattern=f"^({'|'.join(CRS_NAMES)})$",
         description=f"Coordinate system: {', '.join(CRS_NAMES)}.",
     ),
 ]
@@ -75,13 +75,6 @@ def router(settings: Settings) -> APIRouter:
                 table = pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig")
             except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
                 raise InputError(f"the CSV body cannot be read: {exc}") from None
-            if address_col is None and not {lon_col, lat_col} <= set(table.columns):
-                raise InputError(
-                    f"the CSV needs columns {lon_col} and {lat_col} (or pass address_col); "
-                    f"it has {', '.join(table.columns)}"
-                )
-            if address_col is not None and address_col not in table.columns:
-                raise InputError(f"the CSV has no column {address_col!r}")
         else:
             try:
                 rows = json.loads(body or b"null")
@@ -92,23 +85,26 @@ def router(settings: Settings) -> APIRouter:
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                 raise InputError("the body must be a JSON array of {lon, lat} or {address} objects")
             table = pd.DataFrame(rows)
+            lon_col, lat_col = "lon", "lat"
             if "address" in table.columns:
                 address_col = "address"
-            lon_col, lat_col = "lon", "lat"
+            else:  # rows without coordinates get a reason, not an error for the batch
+                missing = [c for c in ("lon", "lat") if c not in table.columns]
+                table = table.reindex(columns=[*table.columns, *missing])
         if len(table) > settings.max_batch:
             raise HTTPException(
                 413,
                 f"{len(table):,} rows is more than the {settings.max_batch:,} "
                 "a batch may hold; split it",
             )
-        if address_col is not None:
-            found = st.directory.addresses(table[address_col].tolist())
-        else:
-            for col in (lon_col, lat_col):
-                if col not in table.columns:
-                    table[col] = None
-            found = st.directory.points(table[lon_col].tolist(), table[lat_col].tolist(), crs=crs)
-        out = pd.concat([table.reset_index(drop=True), found], axis=1)
+        out = st.directory.table(
+            table,
+            lon_col=lon_col,
+            lat_col=lat_col,
+            address_col=address_col,
+            crs=crs,
+            source="the CSV" if kind == "text/csv" else "the JSON body",
+        )
         if kind == "text/csv":
             return Response(out.to_csv(index=False), media_type="text/csv; charset=utf-8")
         return Response(
