@@ -17,27 +17,17 @@ from pathlib import Path
 __all__ = ["LEGEND", "map_page", "redmap_style"]
 
 RED = "#c00000"
+#: legend entries: label, swatch, colour, and the style layers its switch shows and hides
 LEGEND = [
-    ("网格 grid", "line", RED),
-    ("社区 community", "line", "#8b0000"),
-    ("街道 street", "line", "#4d0000"),
-    ("党组织 party organisation", "circle", RED),
-    ("党群服务中心/站 service site", "circle", "#ff4d4f"),
-    ("15分钟服务圈 service area", "fill", "#ffccc7"),
-    ("楼栋 building", "fill", "#c9a27e"),
-    ("水系 water", "fill", "#9ecae1"),
+    ("网格 grid", "line", RED, ["grids-fill", "grids-line", "grids-label"]),
+    ("社区 community", "line", "#8b0000", ["communities-line"]),
+    ("街道 street", "line", "#4d0000", ["streets-line"]),
+    ("党组织 party organisation", "circle", RED, ["party-orgs"]),
+    ("党群服务中心/站 service site", "circle", "#ff4d4f", ["service-sites", "service-sites-label"]),
+    ("15分钟服务圈 service area", "fill", "#ffccc7", ["service-areas"]),
+    ("楼栋 building", "fill", "#c9a27e", ["buildings"]),
+    ("水系 water", "fill", "#9ecae1", ["water"]),
 ]
-#: style layer id → the legend entry that switches it
-SWITCHES = {
-    "网格 grid": ["grids-fill", "grids-line", "grids-label"],
-    "社区 community": ["communities-line"],
-    "街道 street": ["streets-line"],
-    "党组织 party organisation": ["party-orgs"],
-    "党群服务中心/站 service site": ["service-sites", "service-sites-label"],
-    "15分钟服务圈 service area": ["service-areas"],
-    "楼栋 building": ["buildings"],
-    "水系 water": ["water"],
-}
 
 
 def redmap_style(
@@ -231,9 +221,9 @@ def map_page(title: str, labels: dict[str, str] | None = None) -> str:
         Roster field → label shown in the popup (the policy's role titles).
     """
     legend = "".join(
-        f"<label><input type='checkbox' checked data-layers='{json.dumps(SWITCHES[name])}'>"
+        f"<label><input type='checkbox' checked data-layers='{json.dumps(layers)}'>"
         f"<i class='{kind}' style='background:{colour}'></i>{html.escape(name)}</label>"
-        for name, kind, colour in LEGEND
+        for name, kind, colour, layers in LEGEND
     )
     page = (Path(__file__).parent / "web" / "redmap.html").read_text(encoding="utf-8")
     safe = json.dumps(labels or {}, ensure_ascii=False).replace("<", "\\u003c")  # inside <script>
