@@ -835,8 +835,6 @@ def serve(
             settings = Settings.from_file(config, **given)
         else:
             settings = Settings.checked(**{k: v for k, v in given.items() if v is not None})
-        if not settings.workspace.is_file():
-            raise InputError(f"workspace {settings.workspace} does not exist")
         fastapi_app = create_app(settings)
     console.print(f"serving {settings.workspace} on http://{settings.host}:{settings.port}/map")
     uvicorn.run(fastapi_app, host=settings.host, port=settings.port, log_level="warning")

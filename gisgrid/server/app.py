@@ -16,11 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import gisgrid
-from gisgrid._errors import GisgridError, LayerNotFoundError
+from gisgrid._errors import GisgridError, InputError, LayerNotFoundError
 from gisgrid.directory import NotFoundError
 from gisgrid.server import features, lookups, maps
 from gisgrid.server.deps import AppState, State
 from gisgrid.server.settings import Settings
+from gisgrid.workspace import Workspace
 
 __all__ = ["create_app"]
 
@@ -66,7 +67,14 @@ def create_app(settings: Settings) -> FastAPI:
     ----------
     settings
         See :class:`~gisgrid.server.settings.Settings`.
+
+    Raises
+    ------
+    InputError
+        When the workspace does not exist (at once, not when the server starts).
     """
+    if not Workspace(settings.workspace).exists:
+        raise InputError(f"workspace {settings.workspace} does not exist; run `gisgrid demo` first")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

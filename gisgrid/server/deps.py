@@ -21,10 +21,6 @@ class State:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ws = Workspace(settings.workspace)
-        if not self.ws.exists:
-            raise InputError(
-                f"workspace {settings.workspace} does not exist; run `gisgrid demo` first"
-            )
         self.catalog = Catalog(self.ws)
         self.catalog.refresh()
         self.tiles = {
