@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -229,6 +229,14 @@ class Catalog:
         }
         self.frames, self.tables = frames, tables
         logger.info("loaded %d collections from %s", len(frames), self.ws.path)
+
+    def bounds(self, collections: Iterable[str] | None = None) -> tuple[float, ...] | None:
+        """Lon/lat box of the named collections the workspace has (all when None); None
+        when it has none of them."""
+        self.refresh()
+        names = self.frames if collections is None else collections
+        parts = [self.frames[c].geometry for c in names if len(self.frames.get(c, ()))]
+        return tuple(float(v) for v in pd.concat(parts).total_bounds) if parts else None
 
     def collections(self, role: str) -> list[Collection]:
         """The collections a role sees that the workspace has."""

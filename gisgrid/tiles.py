@@ -227,14 +227,8 @@ class TileSource:
 def tilejson(tileset: str, base_url: str, catalog: Catalog) -> dict:
     """A TileJSON 3.0.0 document with absolute tile URLs."""
     check_tile(tileset, 0, 0, 0)
-    frames = [
-        catalog.frames[s.collection] for s in TILESETS[tileset] if s.collection in catalog.frames
-    ]
-    bounds = (
-        list(np.round(np.array(gpd.pd.concat([f.geometry for f in frames]).total_bounds), 6))
-        if frames
-        else [-180, -85.0511, 180, 85.0511]
-    )
+    box = catalog.bounds(s.collection for s in TILESETS[tileset])
+    bounds = [round(v, 6) for v in box] if box else [-180, -85.0511, 180, 85.0511]
     specs = [s for s in TILESETS[tileset] if s.collection in catalog.frames]
     return {
         "tilejson": "3.0.0",
@@ -286,11 +280,9 @@ def write_pmtiles(
         raise InputError(
             f"zooms must satisfy 0 ≤ min ≤ max ≤ {MAX_ZOOM}, got {min_zoom}–{max_zoom}"
         )
-    source.catalog.refresh()
-    frames = [source.catalog.frames[c] for c in source.catalog.frames]
-    if not frames:
+    bbox = source.catalog.bounds()
+    if bbox is None:
         raise InputError("the workspace has nothing to tile")
-    bbox = tuple(pd.concat([f.geometry for f in frames]).total_bounds)
     todo = sorted(
         (zxy_to_tileid(z, x, y), z, x, y)
         for z in range(min_zoom, max_zoom + 1)

@@ -59,12 +59,8 @@ def router() -> APIRouter:
 
     @api.get("/styles/redmap.json", tags=["maps"], summary="The 红地图 MapLibre style")
     def style(request: Request, st: AppState) -> JSONResponse:
-        st.catalog.refresh()
-        frame = st.catalog.frames.get("streets", st.catalog.frames.get("grids"))
-        centre = (113.13, 27.93)
-        if frame is not None and len(frame):
-            x0, y0, x1, y1 = frame.total_bounds
-            centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        box = st.catalog.bounds(["streets"]) or st.catalog.bounds(["grids"])
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else (113.13, 27.93)
         return JSONResponse(redmap_style(base_url(request), center=centre))
 
     @api.get("/map", tags=["maps"], summary="The 红地图 dashboard", response_class=HTMLResponse)
