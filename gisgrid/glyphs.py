@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import distance_transform_edt
 
-from gisgrid.mvt import _field, _varint
+from gisgrid.protobuf import bytes_field, number_field, zigzag
 
 __all__ = ["glyph_range"]
 
@@ -56,22 +56,16 @@ def _glyph(code: int, font: ImageFont.FreeTypeFont) -> bytes | None:
     advance = round(font.getlength(ch))
     left, top, right, bottom = font.getbbox(ch, anchor="ls")
     w, h = max(0, right - left), max(0, bottom - top)
-    out = _varint(1 << 3) + _varint(code)
+    out = number_field(1, code)
     if w and h:
         img = Image.new("L", (w + 2 * BORDER, h + 2 * BORDER))
         ImageDraw.Draw(img).text(
             (BORDER - left, BORDER - top), ch, font=font, fill=255, anchor="ls"
         )
-        out += _field(2, _sdf(np.asarray(img) > 127).tobytes())
-    out += _varint(3 << 3) + _varint(w) + _varint(4 << 3) + _varint(h)
-    zig = lambda v: (v << 1) ^ (v >> 63)  # noqa: E731 (sint32 fields)
-    out += (
-        _varint(5 << 3)
-        + _varint(zig(int(left)))
-        + _varint(6 << 3)
-        + _varint(zig(int(-top - _TOP_ADJUSTMENT)))
-    )
-    out += _varint(7 << 3) + _varint(advance)
+        out += bytes_field(2, _sdf(np.asarray(img) > 127).tobytes())
+    out += number_field(3, w) + number_field(4, h)
+    out += number_field(5, zigzag(left)) + number_field(6, zigzag(-top - _TOP_ADJUSTMENT))
+    out += number_field(7, advance)
     return out
 
 
@@ -87,6 +81,6 @@ def glyph_range(start: int, name: str = "Noto Sans Regular") -> bytes:
                 continue
             glyph = _glyph(code, font)
             if glyph:
-                glyphs += _field(3, glyph)
-    stack = _field(1, name.encode("utf-8")) + _field(2, f"{start}-{start + 255}".encode())
-    return _field(1, stack + glyphs)
+                glyphs += bytes_field(3, glyph)
+    stack = bytes_field(1, name.encode("utf-8")) + bytes_field(2, f"{start}-{start + 255}".encode())
+    return bytes_field(1, stack + glyphs)

@@ -28,55 +28,13 @@ import pandas as pd
 import shapely
 from shapely import GeometryType
 
+from gisgrid.protobuf import bytes_field, number_field, varint, varints, zigzag
+
 __all__ = ["Column", "encode_tile", "prepare"]
 
 EXTENT = 4096
 _POINT, _LINE, _POLYGON = 1, 2, 3
 _MOVE, _LINETO, _CLOSE = 1, 2, 7
-
-
-def _varint_lengths(v: np.ndarray) -> np.ndarray:
-    """Bytes each non-negative integer takes as a protobuf varint."""
-    n = np.ones(len(v), dtype=np.int64)
-    for bits in range(7, 64, 7):
-        n += v >= (np.uint64(1) << np.uint64(bits))
-    return n
-
-
-def _varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Protobuf varints of non-negative integers as one byte string, and the byte
-    offset where each value starts (plus the total at the end)."""
-    v = np.asarray(values, dtype=np.uint64)
-    n = _varint_lengths(v)
-    width = int(n.max()) if len(v) else 1
-    shifts = np.arange(0, 7 * width, 7, dtype=np.uint64)
-    groups = ((v[:, None] >> shifts[None, :]) & np.uint64(0x7F)).astype(np.uint8)
-    col = np.arange(width)[None, :]
-    groups[col < (n[:, None] - 1)] |= 0x80
-    offsets = np.concatenate([[0], np.cumsum(n)])
-    return groups[col < n[:, None]].tobytes(), offsets
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _zigzag(d: np.ndarray) -> np.ndarray:
-    d = d.astype(np.int64)
-    return ((d << 1) ^ (d >> 63)).astype(np.uint64)
 
 
 def _to_tile(geoms: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
@@ -141,7 +99,7 @@ def _streams(
     first = np.ones(len(pts), bool)
     first[1:] = feat[1:] != feat[:-1]
     prev[first] = 0
-    zz = _zigzag(pts - prev)
+    zz = zigzag(pts - prev)
     size = np.where(ok, 2 * n + (3 if closed else 2), 0)
     start = np.concatenate([[0], np.cumsum(size)])
     out = np.empty(start[-1], dtype=np.uint64)
@@ -166,7 +124,7 @@ def _points(coords: np.ndarray, geom_off: np.ndarray) -> tuple[np.ndarray, np.nd
     first = np.ones(len(pts), bool)
     first[1:] = feat[1:] != feat[:-1]
     prev[first] = 0
-    zz = _zigzag(pts - prev)
+    zz = zigzag(pts - prev)
     size = np.where(count > 0, 1 + 2 * count, 0)
     start = np.concatenate([[0], np.cumsum(size)])
     out = np.empty(start[-1], dtype=np.uint64)
@@ -202,13 +160,12 @@ def _geometry_streams(geoms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
 def _value(v: object) -> bytes:
     """A protobuf Value message."""
     if isinstance(v, bool | np.bool_):
-        return _varint(7 << 3) + _varint(int(v))
+        return number_field(7, int(v))
     if isinstance(v, int | np.integer):
-        z = (int(v) << 1) ^ (int(v) >> 63)
-        return _varint(6 << 3) + _varint(z)
+        return number_field(6, zigzag(v))
     if isinstance(v, float | np.floating):
-        return _varint(3 << 3 | 1) + np.float64(v).tobytes()
-    return _field(1, str(v).encode("utf-8"))
+        return varint(3 << 3 | 1) + np.float64(v).tobytes()  # double: wire type 1
+    return bytes_field(1, str(v).encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -259,10 +216,10 @@ def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> b
         values += [column.values[u] for u in used]
     tags = tags[:, : 2 * len(keys)]
     n_tags = (tags >= 0).sum(axis=1)
-    tag_bytes, tag_at = _varints(tags[tags >= 0])
-    geo_bytes, geo_at = _varints(stream)
+    tag_bytes, tag_at = varints(tags[tags >= 0])
+    geo_bytes, geo_at = varints(stream)
     tag_start = np.concatenate([[0], np.cumsum(n_tags)])
-    type_field = _varint(3 << 3) + _varint(gtype)
+    type_field = number_field(3, gtype)
     t_at, g_at = tag_at[tag_start].tolist(), geo_at[starts].tolist()
     features = []
     for i in range(len(keep)):
@@ -271,18 +228,18 @@ def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> b
             continue
         t0, t1 = t_at[i], t_at[i + 1]
         body = (
-            (_field(2, tag_bytes[t0:t1]) if t1 > t0 else b"")
+            (bytes_field(2, tag_bytes[t0:t1]) if t1 > t0 else b"")
             + type_field
-            + _field(4, geo_bytes[g0:g1])
+            + bytes_field(4, geo_bytes[g0:g1])
         )
-        features.append(_field(2, body))
+        features.append(bytes_field(2, body))
     if not features:
         return b""
-    out = _varint(15 << 3) + _varint(2) + _field(1, name.encode("utf-8"))
+    out = number_field(15, 2) + bytes_field(1, name.encode("utf-8"))
     out += b"".join(features)
-    out += b"".join(_field(3, k.encode("utf-8")) for k in keys)
-    out += b"".join(_field(4, v) for v in values)
-    out += _varint(5 << 3) + _varint(EXTENT)
+    out += b"".join(bytes_field(3, k.encode("utf-8")) for k in keys)
+    out += b"".join(bytes_field(4, v) for v in values)
+    out += number_field(5, EXTENT)
     return out
 
 
@@ -316,5 +273,5 @@ def encode_tile(
             props = prepare(pd.DataFrame(list(props)))
         data = _layer(name, geoms, props, bounds)
         if data:
-            out.append(_field(3, data))
+            out.append(bytes_field(3, data))
     return b"".join(out)
