@@ -76,8 +76,15 @@ class Directory:
         if "assignments" in self.ws:
             skip = {"grid_name", "grid_type", "households", "community_code", "street_code"}
             skip |= {"community", "street"}
+            tables = {
+                "grids": grids,
+                "communities": comms,
+                "streets": streets,
+                "assignments": self.ws.read("assignments"),
+                "resources": self.ws.read("resources"),
+            }  # read once for both views
             for private in (False, True):
-                table = rosters(self.ws, private=private).set_index("grid_code")
+                table = rosters(self.ws, private=private, tables=tables).set_index("grid_code")
                 self.rosters[private] = {
                     code: {
                         k: _plain(v)
