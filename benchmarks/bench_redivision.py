@@ -24,7 +24,7 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_delineation import build_workspace
 
-from gisgrid.redivision import redivide
+from gisgrid.delineate.redivision import redivide
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
 Measures, in one run on this machine:
 
 1. batch point lookup in-process (one core): 1,000,000 points over the
-   district's bounding box, :class:`gisgrid.lookup.GridLocator` vs
+   district's bounding box, :class:`gisgrid.lookup.locator.GridLocator` vs
    ``geopandas.sjoin`` on the same points (answers compared too);
 2. HTTP single-point lookup on loopback with ``wrk`` (one connection), p50/p99;
 3. tiles: the uncached ``redmap`` tile at z14 over the densest area (in-process
@@ -33,11 +33,11 @@ import geopandas as gpd
 import httpx
 import numpy as np
 
-from gisgrid.catalog import Catalog
-from gisgrid.gazetteer import Gazetteer, normalise
-from gisgrid.lookup import GridLocator
-from gisgrid.tiles import TileSource, tiles_covering
-from gisgrid.workspace import Workspace
+from gisgrid.publish.catalog import Catalog
+from gisgrid.lookup.gazetteer import Gazetteer, normalise
+from gisgrid.lookup.locator import GridLocator
+from gisgrid.publish.tiles import TileSource, tiles_covering
+from gisgrid.io.workspace import Workspace
 
 _CN = "零一二三四五六七八九"
 

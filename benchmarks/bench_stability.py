@@ -25,7 +25,7 @@ import shapely
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_delineation import build_workspace, run_gisgrid
 
-from gisgrid.workspace import Workspace
+from gisgrid.io.workspace import Workspace
 
 
 def change(ws: Workspace, share: float, seed: int) -> dict[str, int]:

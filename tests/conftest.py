@@ -66,7 +66,7 @@ def buildings_frame():
 
 @pytest.fixture
 def workspace_with_communities(tmp_path, streets_file, communities_file):
-    from gisgrid.ingest import import_layer
+    from gisgrid.io.ingest import import_layer
 
     ws = tmp_path / "ws.gpkg"
     import_layer(ws, "streets", streets_file)
@@ -93,7 +93,7 @@ def small(tmp_path_factory):
 @pytest.fixture
 def small_copy(small, tmp_path):
     """A copy of the small demo workspace that a test may change."""
-    from gisgrid.workspace import Workspace
+    from gisgrid.io.workspace import Workspace
 
     path = tmp_path / "ws.gpkg"
     shutil.copy(small, path)

@@ -12,12 +12,12 @@ import shapely
 from typer.testing import CliRunner
 
 from gisgrid._errors import InputError
-from gisgrid.assignment import assign
 from gisgrid.cli import app
-from gisgrid.matching import solve
-from gisgrid.network import network_of
-from gisgrid.policy import PolicyError, load_policy
-from gisgrid.workspace import Workspace
+from gisgrid.io.workspace import Workspace
+from gisgrid.roster.assignment import assign
+from gisgrid.roster.matching import solve
+from gisgrid.roster.network import network_of
+from gisgrid.roster.policy import PolicyError, load_policy
 
 
 def brute_force(cost: np.ndarray, slots: np.ndarray, capacity: np.ndarray) -> float:

@@ -11,9 +11,9 @@ from shapely.ops import nearest_points
 from typer.testing import CliRunner
 
 from gisgrid.cli import app
-from gisgrid.coverage import service_coverage, suggest_sites
-from gisgrid.network import network_from_roads
-from gisgrid.workspace import Workspace
+from gisgrid.io.workspace import Workspace
+from gisgrid.roster.coverage import service_coverage, suggest_sites
+from gisgrid.roster.network import network_from_roads
 from tests.test_network import CRS, lattice_distance, lattice_roads
 
 

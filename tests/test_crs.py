@@ -7,7 +7,7 @@ from pyproj import Geod
 
 from gisgrid import CRSError
 from gisgrid.crs import gk_zone_crs, local_crs, parse_crs, to_crs
-from gisgrid.gcj02 import wgs84_to_gcj02
+from gisgrid.crs.gcj02 import wgs84_to_gcj02
 
 
 @pytest.mark.parametrize(

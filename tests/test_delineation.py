@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from gisgrid import InputError
 from gisgrid.cli import app
-from gisgrid.codes import serial_order
-from gisgrid.delineation import Params
-from gisgrid.metrics import grid_metrics
-from gisgrid.partition import Band
-from gisgrid.runs import delineate
-from gisgrid.workspace import Workspace
+from gisgrid.delineate.codes import serial_order
+from gisgrid.delineate.community import Params
+from gisgrid.delineate.metrics import grid_metrics
+from gisgrid.delineate.partition import Band
+from gisgrid.delineate.run import delineate
+from gisgrid.io.workspace import Workspace
 
 from .conftest import LOCAL, X0, Y0
 

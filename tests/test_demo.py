@@ -8,9 +8,9 @@ import shapely
 from typer.testing import CliRunner
 
 from gisgrid.cli import app
-from gisgrid.datasets import shifeng_codes
 from gisgrid.demo import make_district
-from gisgrid.workspace import Workspace
+from gisgrid.io.datasets import shifeng_codes
+from gisgrid.io.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def test_layers_look_like_a_chinese_district(demo_full):
 
 def test_demo_layers_validate_cleanly_on_reimport(tmp_path, demo_full):
     """Every demo layer round-trips through `gisgrid import` with nothing rejected."""
-    from gisgrid.ingest import import_layer
+    from gisgrid.io.ingest import import_layer
 
     src = Workspace(demo_full.workspace)
     ws = tmp_path / "re.gpkg"

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from gisgrid import InputError
 from gisgrid.cli import app
-from gisgrid.edits import MoveRefusedError, lock, move
-from gisgrid.runs import delineate
+from gisgrid.delineate.edits import MoveRefusedError, lock, move
+from gisgrid.delineate.run import delineate
 
 from .test_delineation import make_town, nine_blocks
 

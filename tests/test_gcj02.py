@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from gisgrid import gcj02
+from gisgrid.crs import gcj02
 
 GEOD = Geod(ellps="WGS84")
 

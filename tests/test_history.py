@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from gisgrid import InputError
 from gisgrid.cli import app
-from gisgrid.history import diff_runs, rollback
-from gisgrid.runs import delineate
+from gisgrid.delineate.history import diff_runs, rollback
+from gisgrid.delineate.run import delineate
 
 from .test_delineation import make_town, nine_blocks
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from gisgrid import CRSError, EmptyLayerError, InputError
 from gisgrid.cli import app
-from gisgrid.ingest import import_layer
-from gisgrid.workspace import Workspace
+from gisgrid.io.ingest import import_layer
+from gisgrid.io.workspace import Workspace
 
 from .conftest import LOCAL, X0, Y0, local_frame, square
 
@@ -97,7 +97,7 @@ def test_osm_pbf_buildings_roads_and_barriers(tmp_path):
 def test_declared_gcj02_input_is_moved_back_to_cgcs2000(
     tmp_path, workspace_with_communities, buildings_frame
 ):
-    from gisgrid.gcj02 import wgs84_to_gcj02
+    from gisgrid.crs.gcj02 import wgs84_to_gcj02
 
     def shift(xy):
         return np.column_stack(wgs84_to_gcj02(xy[:, 0], xy[:, 1]))

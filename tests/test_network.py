@@ -11,8 +11,8 @@ import pytest
 import shapely
 
 from gisgrid._errors import EmptyLayerError
-from gisgrid.network import network_from_roads, network_of
-from gisgrid.workspace import Workspace
+from gisgrid.io.workspace import Workspace
+from gisgrid.roster.network import network_from_roads, network_of
 
 CRS = 4547
 

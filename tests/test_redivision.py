@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from gisgrid import InputError
 from gisgrid.cli import app
-from gisgrid.redivision import plan_redivision, redivide
-from gisgrid.workspace import Workspace
+from gisgrid.delineate.redivision import plan_redivision, redivide
+from gisgrid.io.workspace import Workspace
 
 OVERSIZED = "430204005001"  # the demo's 24,000-household community
 

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from gisgrid._errors import InputError
 from gisgrid.cli import app
-from gisgrid.roster import roster, rosters
-from gisgrid.workspace import Workspace
+from gisgrid.io.workspace import Workspace
+from gisgrid.roster.roster import roster, rosters
 
 
 def test_a_grid_roster_names_its_people_and_places(small):

@@ -20,10 +20,10 @@ import pytest
 from typer.testing import CliRunner
 
 from gisgrid.cli import app as cli
-from gisgrid.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
+from gisgrid.crs.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
+from gisgrid.io.workspace import Workspace
+from gisgrid.publish.tiles import tiles_covering
 from gisgrid.server import hash_key
-from gisgrid.tiles import tiles_covering
-from gisgrid.workspace import Workspace
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KEYS = {"staff": "staff-secret", "planner": "planner-secret"}
@@ -263,9 +263,19 @@ def test_point_lookup_in_every_coordinate_system(http, served):
     assert "police" not in a["roster"] and "grid_chief" not in a["roster"]  # staff only
     glon, glat = wgs84_to_gcj02(lon, lat)
     blon, blat = wgs84_to_bd09(lon, lat)
-    for crs, x, y in (("gcj02", glon, glat), ("bd09", blon, blat), ("cgcs2000", lon, lat)):
-        got = http.get("/lookup", params={"lon": float(x), "lat": float(y), "crs": crs}).json()
-        assert got["grid"]["code"] == code, crs
+    for crs, x, y in (
+        ("gcj02", glon, glat),
+        ("GCJ-02", glon, glat),  # as `gisgrid import --crs` takes it: one parser of names
+        ("BD-09", blon, blat),
+        ("bd09", blon, blat),
+        ("cgcs2000", lon, lat),
+        ("EPSG:4490", lon, lat),
+    ):
+        got = http.get("/lookup", params={"lon": float(x), "lat": float(y), "crs": crs})
+        assert got.status_code == 200, (crs, got.text)
+        assert got.json()["grid"]["code"] == code, crs
+    bad = http.get("/lookup", params={"lon": lon, "lat": lat, "crs": "mars"})
+    assert bad.status_code == 400 and "unknown CRS 'mars'" in bad.json()["detail"]
     staff = http.get(
         "/lookup", params={"lon": lon, "lat": lat}, headers={"X-API-Key": KEYS["staff"]}
     ).json()

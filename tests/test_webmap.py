@@ -62,8 +62,8 @@ def test_headless_chromium_screenshot_shows_the_district(demo_full, tmp_path):
 
 
 def test_map_shows_the_grids_coloured_by_households(demo_full):
-    from gisgrid.webmap import DEDICATED_COLOUR, grid_colour
-    from gisgrid.workspace import Workspace
+    from gisgrid.io.workspace import Workspace
+    from gisgrid.publish.palette import DEDICATED_COLOUR, Palette
 
     page = demo_full.map.read_text(encoding="utf-8")
     grids = Workspace(demo_full.workspace).read("grids")
@@ -71,7 +71,6 @@ def test_map_shows_the_grids_coloured_by_households(demo_full):
     assert f'"grid_code": "{first}"' in page
     for field in ("households", "population", "grid_type"):
         assert f'"{field}"' in page  # the tooltip's fields travel with each grid
-    assert grid_colour({"grid_type": "basic", "households": 250}) != grid_colour(
-        {"grid_type": "basic", "households": 400}
-    )
-    assert grid_colour({"grid_type": "dedicated", "households": 0}) == DEDICATED_COLOUR
+    palette = Palette()
+    assert palette.colour(250) != palette.colour(400)
+    assert palette.colour(0, "dedicated") == DEDICATED_COLOUR

@@ -6,8 +6,8 @@ import pytest
 import shapely
 
 from gisgrid import LayerNotFoundError
-from gisgrid import workspace as workspace_module
-from gisgrid.workspace import Workspace
+from gisgrid.io import workspace as workspace_module
+from gisgrid.io.workspace import Workspace
 
 
 def _points(names):

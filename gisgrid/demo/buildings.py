@@ -111,8 +111,8 @@ def _households(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray
     if kind == "village":
         floors = rng.integers(3, 6, n)
         return floors, np.ones(n, int), np.maximum(1, np.round(floors * rng.uniform(0.6, 1.3, n)))
-    floors = {"school": 5, "hospital": 8, "enterprise": 2, "market": 2}[kind]
-    return np.full(n, floors), np.full(n, 2), np.zeros(n, int)
+    storeys = {"school": 5, "hospital": 8, "enterprise": 2, "market": 2}[kind]
+    return np.full(n, storeys), np.full(n, 2), np.zeros(n, int)
 
 
 def fill(

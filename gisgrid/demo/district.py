@@ -13,12 +13,12 @@ import shapely
 from shapely import affinity
 
 from gisgrid.crs import CGCS2000, gk_zone_crs
-from gisgrid.datasets import shifeng_codes, shifeng_outline
 from gisgrid.demo import names
 from gisgrid.demo.buildings import fill
 from gisgrid.demo.land import divide
 from gisgrid.demo.people import addresses, census_points, people, resources
 from gisgrid.demo.roads import make_roads
+from gisgrid.io.datasets import shifeng_codes, shifeng_outline
 
 __all__ = ["BASE_HOUSEHOLDS", "make_district"]
 
@@ -105,7 +105,7 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     if scale < 1:  # keep the communities nearest the core
         k = max(1, round(_BASE_COMMUNITIES * scale))
         dist = {c: float(np.hypot(*(division.seeds[c] - core))) for c in communities["code"]}
-        keep = sorted(dist, key=dist.get)[:k]
+        keep = sorted(dist, key=lambda c: dist[c])[:k]
         communities = communities[communities["code"].isin(keep)].reset_index(drop=True)
     territory = shapely.union_all(communities.geometry.values)
     streets = communities.dissolve("parent_code").reset_index()

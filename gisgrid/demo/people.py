@@ -8,7 +8,7 @@ import pandas as pd
 import shapely
 
 from gisgrid.demo import names
-from gisgrid.schema import DEDICATED_KINDS
+from gisgrid.io.schema import DEDICATED_KINDS
 
 CITY = "株洲市石峰区"
 

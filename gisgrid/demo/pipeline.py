@@ -19,17 +19,17 @@ import pandas as pd
 import shapely
 
 import gisgrid
-from gisgrid.assignment import assign
-from gisgrid.coverage import coverage_of
-from gisgrid.datasets import ATTRIBUTION
+from gisgrid.delineate.redivision import redivide
+from gisgrid.delineate.run import delineate
 from gisgrid.demo.district import make_district
-from gisgrid.ingest import derive_buildings
-from gisgrid.redivision import redivide
-from gisgrid.roster import rosters
-from gisgrid.runs import delineate
-from gisgrid.validation import rejected_table
-from gisgrid.webmap import district_map, write_map
-from gisgrid.workspace import Workspace
+from gisgrid.io.datasets import ATTRIBUTION
+from gisgrid.io.ingest import derive_buildings
+from gisgrid.io.validation import rejected_table
+from gisgrid.io.workspace import Workspace
+from gisgrid.publish.webmap import district_map, write_map
+from gisgrid.roster.assignment import assign
+from gisgrid.roster.coverage import coverage_of
+from gisgrid.roster.roster import rosters
 
 __all__ = ["DemoResult", "count_households", "run_demo"]
 

@@ -1,6 +1,6 @@
 """The FastAPI application: ``create_app(settings)``.
 
-A thin layer over the library: the catalog (:mod:`gisgrid.catalog`) decides
+A thin layer over the library: the catalog (:mod:`gisgrid.publish.catalog`) decides
 what each role sees, the tile source renders tiles, the directory answers
 lookups. Resources live on ``app.state`` (set up in the lifespan), nothing is
 global. Errors map to statuses in one table; a 500 never carries the
@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 
 import gisgrid
 from gisgrid._errors import GisgridError, InputError, LayerNotFoundError
-from gisgrid.directory import NotFoundError
-from gisgrid.server import features, lookups, maps
+from gisgrid.io.workspace import Workspace
+from gisgrid.lookup.directory import NotFoundError
 from gisgrid.server.deps import AppState, State
+from gisgrid.server.routes import features, lookups, maps
 from gisgrid.server.settings import Settings
-from gisgrid.workspace import Workspace
 
 __all__ = ["create_app"]
 

@@ -6,11 +6,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, Request
 
 from gisgrid._errors import InputError
-from gisgrid.catalog import Catalog
-from gisgrid.directory import Directory
+from gisgrid.io.workspace import Workspace
+from gisgrid.lookup.directory import Directory
+from gisgrid.publish.catalog import Catalog
+from gisgrid.publish.tiles import TileSource
 from gisgrid.server.settings import Settings
-from gisgrid.tiles import TileSource
-from gisgrid.workspace import Workspace
 
 __all__ = ["AppState", "Role", "State", "base_url"]
 

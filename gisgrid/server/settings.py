@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         return cls.checked(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod
-    def checked(cls, **values: object) -> Settings:
+    def checked(cls, **values: Any) -> Settings:
         """Build settings, turning validation errors into one readable :class:`InputError`."""
         try:
             settings = cls(**values)

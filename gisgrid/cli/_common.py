@@ -1,0 +1,124 @@
+"""What every command shares: the app, consoles, the workspace argument, errors, progress.
+
+Errors that gisgrid raises on purpose are printed as one clear line and exit
+with status 2 (by :func:`command`, for every command); nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from gisgrid._errors import GisgridError
+
+__all__ = [
+    "WORKERS",
+    "WorkersOpt",
+    "WorkspaceArg",
+    "app",
+    "command",
+    "console",
+    "err",
+    "progress_bar",
+]
+
+app = typer.Typer(
+    name="gisgrid",
+    help="Delineate governance grids (网格) of about 400 households and serve the 红地图.\n\n"
+    "A workspace is one GeoPackage file holding every layer; it opens in QGIS as it is.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+WorkspaceArg = Annotated[
+    Path, typer.Argument(help="The workspace: a GeoPackage file.", show_default=False)
+]
+
+WorkersOpt = Annotated[
+    int, typer.Option(min=1, help="Processes to run communities in (they are independent).")
+]
+WORKERS = max(1, os.cpu_count() or 1)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def command(
+    name: str | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register a command whose gisgrid errors become one line on stderr and exit 2."""
+
+    def register(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except GisgridError as exc:
+                err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                raise typer.Exit(2) from None
+
+        app.command(name)(guarded)
+        return guarded
+
+    return register
+
+
+@dataclass
+class ProgressBar:
+    """A bar on stderr, moved by counts or by named stages."""
+
+    progress: Progress
+    task: TaskID
+
+    def count(self, done: int, total: int) -> None:
+        """Set how much of how many is done."""
+        self.progress.update(self.task, completed=done, total=total)
+
+    def stages(self, names: list[str]) -> Callable[[str], None]:
+        """A callback that shows stage ``name`` as the current one of ``names``."""
+        self.progress.update(self.task, total=len(names))
+
+        def stage(name: str) -> None:
+            self.progress.update(self.task, description=name, completed=names.index(name))
+
+        return stage
+
+    def finish(self) -> None:
+        """Show the bar full."""
+        total = self.progress.tasks[0].total or 0
+        self.progress.update(self.task, completed=total)
+
+
+@contextmanager
+def progress_bar(label: str, *, unit: str = "", disable: bool = False) -> Iterator[ProgressBar]:
+    """A transient progress bar on stderr (nothing is drawn when ``disable``)."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=disable,
+    ) as progress:
+        yield ProgressBar(progress, progress.add_task(label, total=None))

@@ -1,0 +1,1 @@
+"""Delineation: units → cells → graph → partition → grids, runs, history and edits."""

@@ -1,0 +1,450 @@
+"""Cells: a tessellation of a community into one piece of land per unit.
+
+The community is first cut into **blocks** by roads, rivers and walls (the
+faces of their arrangement with the community boundary). A block holding one
+unit is that unit's cell; a block holding several is shared out by a Voronoi
+diagram of points sampled along the units' building outlines (a
+building-based tessellation, as in momepy), so cell edges run between
+buildings. Blocks without buildings become empty cells. Cells tile the
+community exactly, and every building lies inside its unit's cell.
+
+Two cells in different blocks meet along a road, river or wall: cutting
+there is cheap. Two cells in one block meet between buildings: cutting there
+cuts through a block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+__all__ = ["CellGraph", "blocks_of", "cell_graph", "dissolve", "tessellate"]
+
+SAMPLE_M = 3.0  # spacing of outline samples for the Voronoi diagram
+JITTER_M = 0.005  # deterministic jitter of the samples (see tessellate)
+MIN_SHARED_M = 0.5  # cells sharing less boundary than this are not neighbours
+GRID_SIZE = 0.001  # precision (m) of cell coordinates, so neighbours share vertices exactly
+GAP_M = 0.05  # gaps narrower than this between cells are slivers of clipping, closed
+SNAP_M = 0.5  # lines this close to a community boundary are snapped onto it
+MIN_BLOCK_M2 = 1.0  # faces smaller than this are slivers of noding, not blocks
+DEDICATED_MARGIN_M = 25.0  # land kept around a dedicated compound in its grid
+ALONG_MINOR = 3.0  # where major lines are told apart: a metre along a local street costs this
+THROUGH_BLOCK = 6.0  # a metre of boundary through a block costs this many metres along a road
+THROUGH_COMPOUND = 25.0  # … and through a compound, this many
+
+
+def blocks_of(area: shapely.Geometry, lines: np.ndarray) -> np.ndarray:
+    """Cut an area into blocks along lines (roads, rivers, walls).
+
+    Parameters
+    ----------
+    area
+        A community (Polygon or MultiPolygon, holes allowed).
+    lines
+        LineStrings in the same CRS; only their parts inside ``area`` count.
+
+    Returns
+    -------
+    numpy.ndarray
+        Polygons that tile ``area``.
+
+    Examples
+    --------
+    >>> square = shapely.box(0, 0, 100, 100)
+    >>> road = shapely.LineString([(50, -10), (50, 110)])
+    >>> sorted(b.area for b in blocks_of(square, np.array([road])))
+    [5000.0, 5000.0]
+    """
+    edge = shapely.boundary(area)
+    if len(lines):  # a road drawn along the boundary should meet it, not run beside it
+        inside = shapely.intersection(shapely.snap(lines, edge, SNAP_M), area)
+        inside = inside[~shapely.is_empty(inside)]
+    else:
+        inside = np.empty(0, dtype=object)
+    noded = shapely.union_all([*inside, edge])
+    faces = shapely.get_parts(shapely.polygonize(shapely.get_parts(noded)))
+    if len(faces) == 0:
+        return np.array([area])
+    faces = faces[shapely.intersects(area, shapely.point_on_surface(faces))]
+    return _merge_slivers(faces)
+
+
+def _merge_slivers(faces: np.ndarray) -> np.ndarray:
+    """Join faces under ``MIN_BLOCK_M2`` to the neighbour they share most boundary with."""
+    small = shapely.area(faces) < MIN_BLOCK_M2
+    if not small.any() or small.all():
+        return faces
+    faces = faces.copy()
+    big = np.flatnonzero(~small)
+    tree = shapely.STRtree(faces[big])
+    keep = ~small
+    for s in np.flatnonzero(small):
+        near = big[tree.query(faces[s], predicate="intersects")]
+        if len(near) == 0:
+            keep[s] = True  # nothing to join: keep it rather than leave a hole
+            continue
+        shared = shapely.length(
+            shapely.intersection(shapely.boundary(faces[near]), shapely.boundary(faces[s]))
+        )
+        target = near[int(np.argmax(shared))]
+        faces[target] = shapely.union(faces[target], faces[s])
+    return faces[keep]
+
+
+def dissolve(polygons: np.ndarray) -> shapely.Geometry:
+    """Union of polygons that tile: a fast coverage union, or a snapped union when the
+    coverage union fails or returns something invalid."""
+    try:
+        geom = shapely.coverage_union_all(polygons)
+        if geom.is_valid and geom.geom_type == "Polygon":
+            return geom
+    except shapely.errors.GEOSException:
+        pass
+    try:
+        return shapely.union_all(polygons, grid_size=GRID_SIZE)
+    except shapely.errors.GEOSException:  # rare robustness failure of snap-rounding
+        return shapely.make_valid(shapely.union_all(shapely.make_valid(polygons)))
+
+
+def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Share each block out among the units in it.
+
+    Parameters
+    ----------
+    blocks
+        Polygons tiling the community.
+    units
+        Units with ``block`` (position in ``blocks``) and ``geometry`` (their
+        buildings).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        One cell per unit (``unit`` = its position) and one per empty block
+        (``unit`` = -1), with ``block``. Cells tile the blocks.
+    """
+    unit_block = units["block"].to_numpy()
+    shapes = units.geometry.values
+    cells: list[shapely.Geometry] = []
+    cell_unit: list[int] = []
+    cell_block: list[int] = []
+    by_block = pd.Series(np.arange(len(units))).groupby(unit_block).apply(list).to_dict()
+    for b, block in enumerate(blocks):
+        members = by_block.get(b, [])
+        if len(members) <= 1:
+            cells.append(block)
+            cell_unit.append(members[0] if members else -1)
+            cell_block.append(b)
+            continue
+        outline = shapely.segmentize(shapely.boundary(shapes[members]), SAMPLE_M)
+        counts = shapely.get_num_coordinates(outline)
+        xy = shapely.get_coordinates(outline)
+        label = np.repeat(np.asarray(members), counts)
+        xy, first = np.unique(np.round(xy, 3), axis=0, return_index=True)
+        label = label[first]
+        # samples along straight walls are collinear, which makes GEOS's Voronoi cells
+        # invalid; a fixed jitter of a few millimetres avoids the degeneracy
+        xy = xy + np.random.default_rng(b).uniform(-JITTER_M, JITTER_M, xy.shape)
+        vor = shapely.get_parts(
+            shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=block, ordered=True)
+        )
+        # Voronoi cells share exact edges: a coverage union is fast and exact
+        merged = [dissolve(vor[label == u]) for u in members]
+        cells.extend(shapely.intersection(np.array(merged, dtype=object), block))
+        cell_unit.extend(members)
+        cell_block.extend([b] * len(members))
+    frame = gpd.GeoDataFrame(
+        {"unit": cell_unit, "block": cell_block}, geometry=cells, crs=units.crs
+    )
+    if "dedicated" in units.columns:
+        frame = _trim_dedicated(frame, units)
+    frame = _own_buildings(frame, units)
+    # make shared edges identical and close the hairline gaps left by clipping, so cells
+    # union into clean polygons (GEOS CoverageCleaner)
+    cleaned = shapely.coverage_clean(_polygonal(frame.geometry.values), gap_width=GAP_M)
+    frame = _split_detached(frame.set_geometry(cleaned), units)
+    frame = frame.astype({"unit": np.int64, "block": np.int64})
+    # slivers the cleaner absorbed leave empty cells; only those without a unit may go
+    return frame[~(frame.geometry.is_empty & (frame["unit"] < 0))].reset_index(drop=True)
+
+
+def _trim_dedicated(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A dedicated unit keeps its compound and a margin; the rest of its cell is empty land.
+
+    A school alone in a large rural block should not turn the whole block into a
+    school grid: the land around it joins the basic grid next to it.
+    """
+    unit = cells["unit"].to_numpy()
+    dedicated = np.zeros(len(cells), bool)
+    has = unit >= 0
+    dedicated[has] = units["dedicated"].to_numpy()[unit[has]]
+    if not dedicated.any():
+        return cells
+    rows = cells.iloc[np.flatnonzero(~dedicated)]
+    extra = []
+    for c in np.flatnonzero(dedicated):
+        cell = cells.geometry.values[c]
+        core = shapely.buffer(
+            shapely.convex_hull(units.geometry.values[unit[c]]), DEDICATED_MARGIN_M, quad_segs=4
+        )
+        kept = shapely.intersection(cell, core)
+        rest = shapely.difference(cell, core)
+        if shapely.area(rest) < 0.05 * shapely.area(cell):
+            extra.append((unit[c], cells["block"].iloc[c], cell))
+            continue
+        extra.append((unit[c], cells["block"].iloc[c], kept))
+        extra.extend(
+            (-1, cells["block"].iloc[c], part)
+            for part in shapely.get_parts(rest)
+            if part.geom_type == "Polygon" and part.area > MIN_BLOCK_M2
+        )
+    more = gpd.GeoDataFrame(
+        {"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
+        geometry=[e[2] for e in extra],
+        crs=cells.crs,
+    )
+    return gpd.GeoDataFrame(pd.concat([rows, more], ignore_index=True), crs=cells.crs)
+
+
+def _split_detached(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A cell keeps the pieces that hold its buildings; other pieces become empty cells.
+
+    Carving a unit's buildings out of its neighbours' Voronoi cells can leave a cell in
+    pieces (a courtyard inside another unit's perimeter block). A detached piece
+    then joins the grid around it rather than make its own grid non-contiguous.
+    """
+    multi = np.flatnonzero(shapely.get_num_geometries(cells.geometry.values) > 1)
+    if len(multi) == 0:
+        return cells
+    unit = cells["unit"].to_numpy()
+    geoms = cells.geometry.values.copy()
+    extra: list[tuple[int, object, shapely.Geometry]] = []
+    for c in multi:
+        parts = shapely.get_parts(geoms[c])
+        if unit[c] >= 0:
+            held = shapely.area(shapely.intersection(parts, units.geometry.values[unit[c]])) > 0
+            if not held.any():
+                held = shapely.area(parts) == shapely.area(parts).max()
+        else:
+            held = np.arange(len(parts)) == 0
+        geoms[c] = parts[held][0] if held.sum() == 1 else shapely.MultiPolygon(list(parts[held]))
+        extra.extend((-1, cells["block"].iloc[c], p) for p in parts[~held])
+    out = cells.set_geometry(geoms)
+    more = gpd.GeoDataFrame(
+        {"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
+        geometry=[e[2] for e in extra],
+        crs=cells.crs,
+    )
+    return gpd.GeoDataFrame(pd.concat([out, more], ignore_index=True), crs=cells.crs)
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """Keep only the polygon parts of clipped geometries (clipping can add stray lines)."""
+    geoms = geoms.copy()
+    odd = ~np.isin(shapely.get_type_id(geoms), [3, 6])
+    for i in np.flatnonzero(odd):
+        parts = [p for p in shapely.get_parts(geoms[i]) if p.geom_type == "Polygon"]
+        geoms[i] = shapely.MultiPolygon(parts) if len(parts) != 1 else parts[0]
+    return geoms
+
+
+def _own_buildings(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Move any part of a unit's buildings that fell in another cell into its own cell."""
+    geoms = cells.geometry.values.copy()
+    unit_cell = np.full(len(units), -1)
+    has = cells["unit"].to_numpy() >= 0
+    unit_cell[cells["unit"].to_numpy()[has]] = np.flatnonzero(has)
+    tree = shapely.STRtree(units.geometry.values)
+    c_idx, u_idx = tree.query(geoms, predicate="intersects")
+    foreign = cells["unit"].to_numpy()[c_idx] != u_idx
+    c_idx, u_idx = c_idx[foreign], u_idx[foreign]
+    if len(c_idx) == 0:
+        return cells
+    overlap = shapely.area(shapely.intersection(geoms[c_idx], units.geometry.values[u_idx]))
+    real = overlap > 1e-6
+    c_idx, u_idx = c_idx[real], u_idx[real]
+    for c in np.unique(c_idx):
+        geoms[c] = shapely.difference(
+            geoms[c],
+            shapely.union_all(units.geometry.values[u_idx[c_idx == c]]),
+            grid_size=GRID_SIZE,
+        )
+    for u in np.unique(u_idx):
+        c = unit_cell[u]
+        geoms[c] = shapely.union(geoms[c], units.geometry.values[u], grid_size=GRID_SIZE)
+    return cells.set_geometry(geoms)
+
+
+@dataclass
+class CellGraph:
+    """Cells as a weighted graph.
+
+    Attributes
+    ----------
+    households, population
+        Per cell (0 for empty cells).
+    xy
+        Cell centroids.
+    edges
+        ``(i, j)`` pairs with ``i < j``.
+    length
+        Shared boundary length of each edge (m).
+    along_line
+        Whether each edge runs along a road, river or wall (cells in
+        different blocks) rather than through a block.
+    inside_compound
+        Whether each edge runs between two units of one compound.
+    compound
+        Per cell, an integer id of the compound it belongs to (-1: none).
+    compound_households
+        Households of each compound id.
+    """
+
+    households: np.ndarray
+    population: np.ndarray
+    xy: np.ndarray
+    edges: np.ndarray
+    length: np.ndarray
+    along_line: np.ndarray
+    inside_compound: np.ndarray
+    compound: np.ndarray
+    compound_households: np.ndarray
+    minor_line: np.ndarray | None = None
+
+    @property
+    def cost(self) -> np.ndarray:
+        """Cost of cutting each edge: its length, dearer along minor lines (when the graph
+        tells them apart), through blocks and through compounds."""
+        factor = np.where(
+            self.along_line, 1.0, np.where(self.inside_compound, THROUGH_COMPOUND, THROUGH_BLOCK)
+        )
+        if self.minor_line is not None:
+            factor = np.where(self.minor_line, ALONG_MINOR, factor)
+        return self.length * factor
+
+    def subgraph(self, nodes: np.ndarray) -> CellGraph:
+        """The subgraph on ``nodes``, renumbered 0..len(nodes)-1."""
+        local = np.full(self.n, -1)
+        local[nodes] = np.arange(len(nodes))
+        keep = (local[self.edges[:, 0]] >= 0) & (local[self.edges[:, 1]] >= 0)
+        return CellGraph(
+            self.households[nodes],
+            self.population[nodes],
+            self.xy[nodes],
+            local[self.edges[keep]],
+            self.length[keep],
+            self.along_line[keep],
+            self.inside_compound[keep],
+            self.compound[nodes],
+            self.compound_households,
+            None if self.minor_line is None else self.minor_line[keep],
+        )
+
+    @property
+    def n(self) -> int:
+        """Number of cells."""
+        return len(self.households)
+
+    def neighbours(self) -> list[list[int]]:
+        """Adjacency lists."""
+        adj: list[list[int]] = [[] for _ in range(self.n)]
+        for i, j in self.edges:
+            adj[i].append(int(j))
+            adj[j].append(int(i))
+        return adj
+
+
+def _per_cell(values: np.ndarray, unit: np.ndarray, empty: object) -> np.ndarray:
+    """A unit attribute for each cell, ``empty`` for cells without a unit."""
+    out = np.full(len(unit), empty, dtype=values.dtype)
+    has = unit >= 0
+    out[has] = values[unit[has]]
+    return out
+
+
+def cell_graph(
+    cells: gpd.GeoDataFrame,
+    units: gpd.GeoDataFrame,
+    *,
+    water: np.ndarray | None = None,
+    roads: np.ndarray | None = None,
+    major: np.ndarray | None = None,
+) -> CellGraph:
+    """The adjacency graph of cells, with shared lengths and where they run.
+
+    Parameters
+    ----------
+    cells
+        From :func:`tessellate`.
+    units
+        The units, for households and population.
+    water
+        River and canal lines: cells that meet only along water, where no road
+        crosses (no bridge), are not neighbours, so no grid spans the water.
+    roads
+        Road lines, to find the bridges.
+    major
+        When given, the lines that count fully as natural boundaries (for
+        communities: arterial and secondary roads, water, walls); boundaries
+        along other lines cost ``ALONG_MINOR`` times their length.
+
+    Returns
+    -------
+    CellGraph
+    """
+    geoms = cells.geometry.values
+    unit = cells["unit"].to_numpy()
+    hh = _per_cell(units["households"].to_numpy(np.int64), unit, 0)
+    pop = _per_cell(units["population"].to_numpy(np.int64), unit, 0)
+    tree = shapely.STRtree(geoms)
+    i, j = tree.query(geoms, predicate="intersects")
+    keep = i < j
+    i, j = i[keep], j[keep]
+    edge = shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[j]))
+    shared = shapely.length(edge)
+    real = shared >= MIN_SHARED_M
+    i, j, shared, edge = i[real], j[real], shared[real], edge[real]
+    block = cells["block"].to_numpy()
+    if water is not None and len(water):
+        wet = shapely.buffer(shapely.union_all(water), 1.0)
+        across = (block[i] != block[j]) & (
+            shapely.length(shapely.intersection(edge, wet)) > 0.5 * shared
+        )
+        if across.any() and roads is not None and len(roads):
+            bridge = shapely.STRtree(roads).query(edge[across], predicate="intersects")[0]
+            across[np.flatnonzero(across)[np.unique(bridge)]] = False
+        i, j, shared, edge = i[~across], j[~across], shared[~across], edge[~across]
+    minor = None
+    if major is not None:
+        near = shapely.buffer(shapely.union_all(major), 1.0) if len(major) else None
+        on_major = (
+            np.zeros(len(edge), bool)
+            if near is None
+            else shapely.length(shapely.intersection(edge, near)) > 0.5 * shared
+        )
+        minor = (block[i] != block[j]) & ~on_major
+    compound = _per_cell(units["compound_id"].astype(str).to_numpy(), unit, "").astype(str)
+    same = (compound[i] == compound[j]) & (compound[i] != "")
+    names, compound_id = np.unique(compound, return_inverse=True)
+    compound_hh = np.bincount(compound_id, weights=hh)
+    if (names == "").any():  # cells without a compound get -1
+        blank = int(np.flatnonzero(names == "")[0])
+        compound_id = np.where(compound_id == blank, -1, compound_id)
+    return CellGraph(
+        households=hh.astype(np.int64),
+        population=pop.astype(np.int64),
+        xy=np.column_stack(
+            [shapely.get_x(inner := shapely.point_on_surface(geoms)), shapely.get_y(inner)]
+        ),
+        edges=np.column_stack([i, j]).astype(np.int64),
+        length=shared,
+        along_line=block[i] != block[j],
+        inside_compound=same & (block[i] == block[j]),
+        compound=compound_id.astype(np.int64),
+        compound_households=compound_hh,
+        minor_line=minor,
+    )

@@ -1,0 +1,420 @@
+"""Delineate the grids of one community.
+
+    buildings → units (compounds, pieces, dedicated, entrance slices)
+      → blocks along roads, rivers, walls → cells (building-based tessellation)
+      → cell graph → own grids (dedicated, indivisible buildings)
+      → each connected rest: k grids by METIS + refinement
+      → grid polygons, types, flags and reasons → codes
+
+Locked grids are kept as they are; the rest of the community is delineated
+around them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from gisgrid.delineate.cells import (
+    GRID_SIZE,
+    CellGraph,
+    blocks_of,
+    cell_graph,
+    dissolve,
+    tessellate,
+)
+from gisgrid.delineate.codes import grid_codes
+from gisgrid.delineate.partition import Band, choose_k, partition
+from gisgrid.delineate.units import make_units
+from gisgrid.io.schema import DEDICATED_KINDS
+
+__all__ = ["CommunityResult", "CommunityTask", "Params", "delineate_community"]
+
+EXPAND_ROUNDS = 3  # rounds of freeing kept neighbours of grids still out of band
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Params:
+    """What a delineation aims at (all are parameters, with the published defaults).
+
+    Attributes
+    ----------
+    target_households, band
+        About 400 households per basic grid, accepted 300–500.
+    target_population, population_band
+        About 1,200 people, accepted 900–1,500 (secondary to households).
+    dedicated_kinds
+        Building kinds whose compound gets its own grid (专属网格).
+    seed
+        Seed for METIS: the same seed, the same grids.
+    """
+
+    target_households: int = 400
+    band: tuple[int, int] = (300, 500)
+    target_population: int = 1200
+    population_band: tuple[int, int] = (900, 1500)
+    dedicated_kinds: tuple[str, ...] = DEDICATED_KINDS
+    seed: int = 0
+
+    @property
+    def households(self) -> Band:
+        """The household band."""
+        return Band(self.target_households, *self.band)
+
+    @property
+    def population(self) -> Band:
+        """The population band."""
+        return Band(self.target_population, *self.population_band)
+
+
+@dataclass
+class CommunityTask:
+    """Everything needed to delineate one community (picklable, for worker processes).
+
+    ``kept`` are grids kept exactly as they are (locked ones, and in an
+    incremental run the ones the changes did not touch); the rest of the
+    community is delineated around them. ``freed`` are the previous grids being
+    re-delineated, whose codes new grids may take over; ``previous`` maps
+    building ids to their previous grid codes; ``retired`` are serials never to
+    be given again.
+    """
+
+    code: str
+    name: str
+    geometry: shapely.Geometry
+    buildings: gpd.GeoDataFrame
+    lines: np.ndarray
+    kept: gpd.GeoDataFrame
+    params: Params
+    water: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    roads: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    retired: frozenset[int] = frozenset()
+    freed: gpd.GeoDataFrame = field(default_factory=gpd.GeoDataFrame)
+    previous: pd.Series = field(default_factory=lambda: pd.Series(dtype=object))
+
+
+@dataclass
+class CommunityResult:
+    """The grids of one community and where each building went."""
+
+    grids: gpd.GeoDataFrame
+    building_grid: pd.Series
+    retired: list[str] = field(default_factory=list)
+
+
+def _components(graph: CellGraph, nodes: np.ndarray) -> list[np.ndarray]:
+    """Connected components of the subgraph induced by ``nodes``."""
+    local = np.full(graph.n, -1)
+    local[nodes] = np.arange(len(nodes))
+    keep = (local[graph.edges[:, 0]] >= 0) & (local[graph.edges[:, 1]] >= 0)
+    e = local[graph.edges[keep]]
+    matrix = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(nodes),) * 2)
+    n_comp, label = connected_components(matrix, directed=False)
+    return [nodes[label == c] for c in range(n_comp)]
+
+
+def delineate_community(task: CommunityTask) -> CommunityResult:
+    """Delineate one community's grids, freeing kept neighbours as far as needed.
+
+    When a redrawn grid is still outside the band, the unlocked kept grids that
+    touch it are freed too and the free area is redrawn, up to ``EXPAND_ROUNDS``
+    times.
+
+    Parameters
+    ----------
+    task
+        The community, its buildings, the lines that may bound grids, the grids
+        to keep and the parameters.
+
+    Returns
+    -------
+    CommunityResult
+    """
+    result = _delineate_once(task)
+    for _ in range(EXPAND_ROUNDS):
+        kept_codes = set(task.kept.get("grid_code", []))
+        grids = result.grids
+        fresh = grids[~grids["grid_code"].isin(kept_codes) & (grids["grid_type"] == "basic")]
+        bad = fresh[~task.params.households.contains(fresh["households"])]
+        if bad.empty or task.kept.empty:
+            break
+        locked = (
+            task.kept["locked"].fillna(False).astype(bool)
+            if "locked" in task.kept
+            else pd.Series(False, index=task.kept.index)
+        )
+        touching = task.kept.intersects(shapely.union_all(bad.geometry.values)) & ~locked
+        if not touching.any():
+            break
+        task = replace(
+            task,
+            kept=task.kept[~touching].reset_index(drop=True),
+            freed=pd.concat([task.freed, task.kept[touching]], ignore_index=True),
+        )
+        result = _delineate_once(task)
+    return result
+
+
+def _delineate_once(task: CommunityTask) -> CommunityResult:
+    """One pass of :func:`delineate_community`, with the kept grids as given."""
+    free = task.geometry
+    buildings = task.buildings.reset_index(drop=True)
+    building_grid = pd.Series(index=buildings["building_id"].astype(str), dtype=object)
+    kept_rows = []
+    if len(task.kept):
+        kept_area = shapely.union_all(task.kept.geometry.values)
+        try:  # exact: snap-rounding would open millimetre seams along every kept edge
+            free = shapely.difference(free, kept_area)
+        except shapely.errors.GEOSException:
+            free = shapely.difference(free, kept_area, grid_size=GRID_SIZE)
+        rep = shapely.point_on_surface(buildings.geometry.values)
+        li, bi = shapely.STRtree(rep).query(task.kept.geometry.values, predicate="contains")
+        in_kept = np.zeros(len(buildings), bool)
+        in_kept[bi] = True
+        for g in range(len(task.kept)):
+            mine = bi[li == g]
+            building_grid.iloc[mine] = task.kept["grid_code"].iloc[g]
+            row = task.kept.iloc[g].to_dict()
+            row.update(
+                households=int(buildings["households"].iloc[mine].fillna(0).sum()),
+                population=int(buildings["population"].iloc[mine].fillna(0).sum()),
+                buildings=len(mine),
+                locked=bool(row.get("locked") or False),
+            )
+            kept_rows.append(row)
+        buildings = buildings[~in_kept].reset_index(drop=True)
+    rows: list[dict] = []
+    if not shapely.is_empty(free) and shapely.area(free) > 1.0:
+        rows = _delineate_free(task, free, buildings)
+        if len(task.kept):
+            _fit_to(rows, free)
+    kept_codes = set(task.kept.get("grid_code", []))
+    households = task.buildings.set_index(task.buildings["building_id"].astype(str))["households"]
+    inherited = _inherit(rows, task.previous, task.freed, households)
+    taken = {int(c[-3:]) for c in kept_codes | set(task.freed.get("grid_code", []))}
+    taken |= set(task.retired)
+    fresh = [r for r, code in zip(rows, inherited, strict=True) if code is None]
+    codes: Iterator[str] = iter([])
+    if fresh:
+        xy = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in fresh]))
+        row_height = float(np.sqrt(np.median([r["geometry"].area for r in fresh])))
+        codes = iter(grid_codes(task.code, xy, row_height=row_height, taken=taken))
+    for r, code in zip(rows, inherited, strict=True):
+        r["grid_code"] = code if code is not None else next(codes)
+        building_grid.loc[r.pop("_buildings")] = r["grid_code"]
+    grids = gpd.GeoDataFrame(kept_rows + rows, geometry="geometry", crs=task.buildings.crs)
+    grids["community_code"] = task.code
+    used = {r["grid_code"] for r in rows}
+    retired = sorted(set(task.freed.get("grid_code", [])) - used)
+    return CommunityResult(grids, building_grid, retired=retired)
+
+
+def _fit_to(rows: list[dict], free: shapely.Geometry) -> None:
+    """Make new grids tile exactly the area left by the kept grids.
+
+    A building straddling a kept grid's edge brings its footprint into its new
+    cell: clip that overlap off, and give any sliver left uncovered to the new
+    grid it borders most.
+    """
+    geoms = shapely.intersection(np.array([r["geometry"] for r in rows], dtype=object), free)
+    left = shapely.difference(free, shapely.union_all(geoms))
+    for piece in shapely.get_parts(left):
+        if piece.geom_type != "Polygon" or piece.area <= 0:
+            continue
+        shared = shapely.length(shapely.intersection(shapely.boundary(geoms), piece.boundary))
+        if shared.max() > 0:
+            k = int(np.argmax(shared))
+            geoms[k] = shapely.union(geoms[k], piece)
+    for r, g in zip(rows, geoms, strict=True):
+        parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and p.area > 0]
+        r["geometry"] = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+
+
+def _inherit(
+    rows: list[dict], previous: pd.Series, freed: gpd.GeoDataFrame, households: pd.Series
+) -> list[str | None]:
+    """The code each new grid takes over from a freed grid it mostly continues, if any.
+
+    A new grid continues an old one when more than half of its households were in
+    that grid and more than half of that grid's households are in it.
+    """
+    out: list[str | None] = [None] * len(rows)
+    if not len(freed) or previous is None or previous.empty:
+        return out
+    old_hh = freed.set_index("grid_code")["households"].astype(float)
+    claimed: set[str] = set()
+    for i, r in enumerate(rows):
+        members = previous.reindex(r["_buildings"])
+        weights = households.reindex(r["_buildings"]).fillna(0).astype(float)
+        share = weights.groupby(members.to_numpy()).sum()
+        share = share[share.index.isin(old_hh.index)]
+        if share.empty or r["households"] <= 0:
+            continue
+        code = share.idxmax()
+        if (
+            share[code] > 0.5 * r["households"]
+            and share[code] > 0.5 * old_hh[code]
+            and code not in claimed
+        ):
+            out[i] = code
+            claimed.add(code)
+    return out
+
+
+def _delineate_free(
+    task: CommunityTask, free: shapely.Geometry, buildings: gpd.GeoDataFrame
+) -> list[dict]:
+    """Grids over the community's free area (without locked grids), before codes."""
+    p = task.params
+    hband, pband = p.households, p.population
+    blocks = blocks_of(free, task.lines)
+    rep = shapely.point_on_surface(buildings.geometry.values)
+    b_idx, k_idx = shapely.STRtree(blocks).query(rep, predicate="intersects")
+    block_of = np.full(len(buildings), -1)
+    block_of[b_idx[::-1]] = k_idx[::-1]
+    outside = block_of < 0
+    if outside.any():  # a building off the free area (e.g. mostly under a locked grid)
+        nearest = shapely.STRtree(blocks).query_nearest(rep[outside], return_distance=False)
+        block_of[np.flatnonzero(outside)[nearest[0]]] = nearest[1]
+    units = make_units(
+        buildings, block_of, ceiling=int(hband.high), dedicated_kinds=p.dedicated_kinds
+    )
+    table = units.table
+    cells = tessellate(blocks, table)
+    graph = cell_graph(cells, table, water=task.water, roads=task.roads)
+    cell_unit = cells["unit"].to_numpy()
+
+    label = np.full(graph.n, -1, dtype=np.int64)
+    info: list[dict] = []  # one dict per label: type, flags, reason
+
+    def new_label(**kw) -> int:
+        info.append({"grid_type": "basic", "flags": [], "reason": "", **kw})
+        return len(info) - 1
+
+    # grids of their own: dedicated compounds and indivisible buildings
+    for c in np.flatnonzero(cell_unit >= 0):
+        u = table.iloc[cell_unit[c]]
+        if u["dedicated"]:
+            label[c] = new_label(grid_type="dedicated", flags=["dedicated"])
+        elif u["flag"] == "building_over_band":
+            label[c] = new_label(
+                flags=["building_over_band"],
+                reason=(
+                    f"one building of {u['households']} households with one entrance: "
+                    "above the ceiling and cannot be split"
+                ),
+            )
+    rest = np.flatnonzero(label < 0)
+    empty_parts: list[np.ndarray] = []
+    if len(rest):
+        comps = _components(graph, rest)
+        whole = len(comps) == 1 and len(rest) == graph.n
+        for comp in comps:
+            total = int(graph.households[comp].sum())
+            if total == 0:
+                empty_parts.append(comp)
+                continue
+            if total < hband.low:
+                why = (
+                    f"the community holds only {total} households"
+                    if whole
+                    else f"{total} households cut off from the rest of the community by "
+                    "roads, water or dedicated grids"
+                )
+                label[comp] = new_label(flags=["under_band"], reason=why)
+                continue
+            k = choose_k(total, hband)
+            sub = graph.subgraph(comp)
+            parts = partition(sub, k, households=hband, population=pband, seed=p.seed)
+            base = len(info)
+            for _ in range(int(parts.max()) + 1):
+                new_label()
+            label[comp] = base + parts
+    while empty_parts:  # land without homes joins the grid it borders most
+        waiting = []
+        for comp in empty_parts:
+            share = _border(graph, comp, label)
+            if share:
+                label[comp] = max(share, key=lambda g: share[g])
+            else:
+                waiting.append(comp)
+        if len(waiting) == len(empty_parts):  # borders nothing labelled at all: its own grid
+            for comp in waiting:
+                why = (
+                    "no homes in the community"
+                    if len(comp) == graph.n
+                    else "land without homes, cut off from every other grid"
+                )
+                label[comp] = new_label(flags=["empty"], reason=why)
+            break
+        empty_parts = waiting
+
+    rows = []
+    unit_ids = table["buildings"].to_numpy()
+    for lab in range(len(info)):
+        mine = np.flatnonzero(label == lab)
+        if len(mine) == 0:
+            continue
+        geom = dissolve(cells.geometry.values[mine])
+        units_here = cell_unit[mine][cell_unit[mine] >= 0]
+        ids = [b for s in unit_ids[units_here] for b in s.split(",") if b]
+        flags = list(info[lab]["flags"])
+        if (table["flag"].to_numpy()[units_here] == "split_by_entrance").any():
+            flags.append("split_by_entrance")
+        if geom.geom_type != "Polygon":
+            flags.append("not_contiguous")
+        hh = int(graph.households[mine].sum())
+        pop = int(graph.population[mine].sum())
+        reason = info[lab]["reason"]
+        if info[lab]["grid_type"] == "basic" and not reason and not hband.contains(hh):
+            largest = int(table["households"].to_numpy()[units_here].max(initial=0))
+            side = "above the ceiling" if hh > hband.high else "under the floor"
+            if largest >= hband.low / 2:
+                reason = (
+                    f"{hh} households, {side}: compounds that fit in a grid stay whole "
+                    f"(one here holds {largest}) and no grouping of them with their "
+                    "neighbours fits the band"
+                )
+            else:
+                reason = (
+                    f"{hh} households, {side}: the grids around it could not give or "
+                    "take enough households without leaving the band themselves"
+                )
+            flags.append("over_band" if hh > hband.high else "under_band")
+        rows.append(
+            {
+                "grid_type": info[lab]["grid_type"],
+                "households": hh,
+                "population": pop,
+                "buildings": len(set(ids)),
+                "flags": ",".join(dict.fromkeys(flags)),
+                "reason": reason,
+                "locked": False,
+                "geometry": geom,
+                "_buildings": list(dict.fromkeys(ids)),
+            }
+        )
+    return rows
+
+
+def _border(graph: CellGraph, comp: np.ndarray, label: np.ndarray) -> dict[int, float]:
+    """Shared boundary length between a set of cells and each labelled grid next to it."""
+    inside = np.zeros(graph.n, bool)
+    inside[comp] = True
+    share: dict[int, float] = {}
+    for (i, j), length in zip(graph.edges, graph.length, strict=True):
+        if inside[i] != inside[j]:
+            other = j if inside[i] else i
+            if label[other] >= 0:
+                share[int(label[other])] = share.get(int(label[other]), 0.0) + float(length)
+    return share

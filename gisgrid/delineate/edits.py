@@ -1,0 +1,201 @@
+"""Manual edits to grids: lock, unlock, and move buildings between grids with checks.
+
+A move takes the land around the moved buildings (their footprints grown by
+``MOVE_MARGIN_M``, within the grid they leave) to the target grid, so the grids
+still tile the community. It is refused when the target grid is in another
+community, when either grid would stop being one polygon, or when either would
+leave the household band; ``force`` makes it anyway and flags both grids
+``manual_edit``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import geopandas as gpd
+import pandas as pd
+import shapely
+
+from gisgrid._errors import InputError
+from gisgrid.delineate.community import Params
+from gisgrid.delineate.history import record_run
+from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
+
+__all__ = ["MoveRefusedError", "lock", "move"]
+
+logger = logging.getLogger(__name__)
+
+MOVE_MARGIN_M = 10.0
+
+
+class MoveRefusedError(InputError):
+    """A move that would break a rule; ``reasons`` says which."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("move refused: " + "; ".join(reasons) + " (use --force to move anyway)")
+
+
+def _grids(ws: Workspace) -> gpd.GeoDataFrame:
+    if "grids" not in ws:
+        raise InputError(f"{ws.path} has no grids yet; run `gisgrid delineate {ws.path}` first")
+    return ws.read("grids")
+
+
+def lock(workspace: WorkspaceLike, codes: list[str], *, locked: bool = True) -> int:
+    """Lock (or unlock) grids: a locked grid is kept as it is by later delineations.
+
+    Returns
+    -------
+    int
+        How many grids changed.
+    """
+    ws = open_workspace(workspace)
+    grids = _grids(ws)
+    unknown = sorted(set(codes) - set(grids["grid_code"]))
+    if unknown:
+        raise InputError(f"no grid with code {', '.join(unknown)}")
+    hit = grids["grid_code"].isin(codes)
+    changed = int((grids.loc[hit, "locked"].astype(bool) != locked).sum())
+    grids.loc[hit, "locked"] = locked
+    ws.write({"grids": grids})
+    return changed
+
+
+@dataclass
+class MoveResult:
+    """What a move did: the buildings moved, the grids before and after."""
+
+    buildings: list[str]
+    source: list[str]
+    target: str
+    forced: bool
+    households: dict[str, tuple[int, int]]
+
+
+def move(
+    workspace: WorkspaceLike,
+    *,
+    to: str,
+    building: str | None = None,
+    compound: str | None = None,
+    force: bool = False,
+    params: Params | None = None,
+) -> MoveResult:
+    """Move a building, or a whole compound, to another grid.
+
+    Parameters
+    ----------
+    workspace
+        The workspace (with grids).
+    to
+        The grid code to move into.
+    building, compound
+        What to move: one building id, or every building of a compound.
+    force
+        Move even when a rule breaks, flagging both grids ``manual_edit``.
+    params
+        Supplies the household band.
+
+    Raises
+    ------
+    MoveRefusedError
+        With the reasons, when a rule would break and ``force`` is off.
+    """
+    params = params or Params()
+    band = params.households
+    ws = open_workspace(workspace)
+    if (building is None) == (compound is None):
+        raise InputError("give exactly one of --building ID or --compound ID")
+    grids = _grids(ws).set_index("grid_code", drop=False)
+    buildings = ws.read("buildings")
+    if to not in grids.index:
+        raise InputError(f"no grid with code {to}")
+    if building is not None:
+        chosen = buildings[buildings["building_id"].astype(str) == building]
+        what = f"building {building}"
+    else:
+        chosen = buildings[buildings["compound_id"].astype(str) == compound]
+        what = f"compound {compound}"
+    if chosen.empty:
+        raise InputError(f"no {what} in {ws.path}")
+    sources = [c for c in chosen["grid_code"].dropna().unique() if c != to]
+    if not sources:
+        raise InputError(f"{what} is already in grid {to}")
+    reasons = []
+    if (chosen["community_code"] != grids.loc[to, "community_code"]).any():
+        reasons.append(
+            f"grid {to} is in community {grids.loc[to, 'community_code']}, "
+            f"{what} is not: grids nest in one community"
+        )
+    locked = [c for c in [*sources, to] if bool(grids.loc[c, "locked"])]
+    if locked:
+        reasons.append(f"grid {', '.join(locked)} is locked; unlock it first")
+    hh = pd.to_numeric(chosen["households"], errors="coerce").fillna(0)
+    pop = pd.to_numeric(chosen["population"], errors="coerce").fillna(0)
+    grown = shapely.union_all(shapely.buffer(chosen.geometry.values, MOVE_MARGIN_M))
+    geoms = grids.geometry.copy()
+    counts: dict[str, tuple[int, int]] = {}
+    for src in sources:
+        from_src = chosen["grid_code"] == src
+        piece = shapely.intersection(geoms[src], grown)
+        geoms[src] = shapely.difference(geoms[src], piece)
+        geoms[to] = shapely.union(geoms[to], piece)
+        before = int(grids.loc[src, "households"])
+        counts[src] = (before, before - int(hh[from_src].sum()))
+        if geoms[src].is_empty:
+            reasons.append(f"grid {src} would be left empty")
+        elif geoms[src].geom_type != "Polygon":
+            reasons.append(
+                f"grid {src} would fall apart into {len(shapely.get_parts(geoms[src]))} pieces"
+            )
+        if not geoms[src].is_empty and not band.contains(counts[src][1]):
+            reasons.append(
+                f"grid {src} would hold {counts[src][1]} households, outside "
+                f"{band.low:g}–{band.high:g}"
+            )
+    after_to = int(grids.loc[to, "households"]) + int(hh.sum())
+    counts[to] = (int(grids.loc[to, "households"]), after_to)
+    if geoms[to].geom_type != "Polygon":
+        reasons.append(f"grid {to} would not be one piece: {what} does not border it")
+    if grids.loc[to, "grid_type"] == "basic" and not band.contains(after_to):
+        reasons.append(
+            f"grid {to} would hold {after_to} households, outside {band.low:g}–{band.high:g}"
+        )
+    if reasons and not force:
+        raise MoveRefusedError(reasons)
+    out = grids.copy()
+    out["geometry"] = geoms
+    for src in sources:
+        out.loc[src, "households"] = counts[src][1]
+        out.loc[src, "population"] = int(out.loc[src, "population"]) - int(
+            pop[chosen["grid_code"] == src].sum()
+        )
+    out.loc[to, "households"] = after_to
+    out.loc[to, "population"] = int(out.loc[to, "population"]) + int(pop.sum())
+    out["in_band"] = band.contains(out["households"]) | (out["grid_type"] == "dedicated")
+    if reasons:
+        for code in [*sources, to]:
+            flags = [f for f in str(out.loc[code, "flags"] or "").split(",") if f]
+            out.loc[code, "flags"] = ",".join(dict.fromkeys([*flags, "manual_edit"]))
+            out.loc[code, "reason"] = "moved by hand against: " + "; ".join(reasons)
+    buildings.loc[chosen.index, "grid_code"] = to
+    new_grids = gpd.GeoDataFrame(out.reset_index(drop=True), crs=grids.crs)
+    ws.write(
+        {
+            "grids": new_grids,
+            "buildings": buildings,
+            **record_run(
+                ws,
+                kind="move",
+                params={"what": what, "to": to, "forced": bool(reasons)},
+                grids=new_grids,
+                buildings=buildings,
+            ),
+        }
+    )
+    logger.info("moved %s from %s to %s", what, ", ".join(sources), to)
+    return MoveResult(
+        chosen["building_id"].astype(str).tolist(), sources, to, bool(reasons), counts
+    )

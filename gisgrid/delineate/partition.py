@@ -1,0 +1,506 @@
+"""Partition a connected cell graph into grids: balanced, contiguous, along roads.
+
+1. **Start**: recursive spanning-tree bisection (as GerryChain's
+   ``recursive_tree_part``): contiguous by construction and exact on the small,
+   lumpy graphs of tower compounds, where METIS with ``contig`` leaves parts
+   empty. Trees hold compounds together first, then blocks, and join blocks
+   across roads, so the cuts they offer run along roads.
+2. **Repair**: a grid above the ceiling is bisected again; a grid outside the
+   band is re-split together with a neighbour when that puts more grids in band.
+3. **Refinement**: local search that moves a boundary cell, or a compound's
+   whole fragment, to a neighbouring grid whenever the objective falls and both
+   grids stay connected.
+
+The objective, summed over grids:
+
+- ``BAND_STEP`` for a grid outside the household band, plus, with x the
+  households outside the band over the target, ``BAND_LINEAR`` × x +
+  ``BAND_WEIGHT`` × x², and
+  ``POPULATION_WEIGHT`` × the same for population (secondary);
+- (households − target)² / target², a light pull to the target;
+- ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
+  than ``ceil(households / ceiling)``;
+- ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.delineate.cells.CellGraph.cost`:
+  its length, dearer through a block, dearest through a compound).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
+
+from gisgrid.delineate.cells import CellGraph
+
+__all__ = ["Band", "choose_k", "partition"]
+
+CUT_WEIGHT = 0.002  # objective per metre of weighted boundary
+BAND_WEIGHT = 100.0
+BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and boundaries
+BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
+POPULATION_WEIGHT = 10.0
+SPLIT_WEIGHT = 8.0  # per avoidable compound split: below BAND_STEP, above boundary costs
+MAX_PASSES = 40
+TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
+REPAIR_ROUNDS = 5
+INFEASIBLE = 1000.0  # score of a cut that leaves a side unable to hold its grids in band
+
+
+@dataclass(frozen=True)
+class Band:
+    """A target and the accepted range around it.
+
+    ``ceiling_is_hard`` marks a ceiling that matters more than the floor (a new
+    community's maximum size): when no count of parts fits, there are more parts
+    rather than fewer, and a part above the ceiling counts twice.
+    """
+
+    target: float
+    low: float
+    high: float
+    ceiling_is_hard: bool = False
+
+    @overload
+    def penalty(self, value: float) -> float: ...
+    @overload
+    def penalty(self, value: np.ndarray) -> np.ndarray: ...
+    def penalty(self, value: np.ndarray | float) -> np.ndarray | float:
+        """Squared relative distance outside the band (0 inside)."""
+        out = np.maximum(0.0, self.low - value) + np.maximum(0.0, value - self.high)
+        return (out / self.target) ** 2
+
+    @overload
+    def contains(self, value: float) -> bool: ...
+    @overload
+    def contains(self, value: np.ndarray) -> np.ndarray: ...
+    def contains(self, value: np.ndarray | float) -> np.ndarray | bool:
+        """Whether values lie in the band."""
+        return (value >= self.low) & (value <= self.high)
+
+
+def choose_k(total: float, band: Band) -> int:
+    """How many grids for ``total`` households: the in-band k nearest the target, else the
+    fewest (each of which then lies outside the band).
+
+    Examples
+    --------
+    >>> b = Band(400, 300, 500)
+    >>> choose_k(4000, b), choose_k(520, b), choose_k(560, b), choose_k(100, b)
+    (10, 1, 1, 1)
+    """
+    if total <= 0:
+        return 1
+    lo, hi = max(1, math.ceil(total / band.high)), max(1, math.floor(total / band.low))
+    if lo <= hi:
+        return int(min(range(lo, hi + 1), key=lambda k: (abs(total / k - band.target), k)))
+    if band.ceiling_is_hard:
+        return lo
+    return max(1, math.floor(total / band.target))
+
+
+def partition(
+    graph: CellGraph, k: int, *, households: Band, population: Band, seed: int = 0
+) -> np.ndarray:
+    """Partition a connected cell graph into (about) k contiguous grids.
+
+    Parameters
+    ----------
+    graph
+        A connected :class:`~gisgrid.delineate.cells.CellGraph`.
+    k
+        Number of grids to start from; repair may add or remove some.
+    households, population
+        Bands for the objective.
+    seed
+        Seed of the random spanning trees: the same seed, the same grids.
+
+    Returns
+    -------
+    numpy.ndarray
+        Grid of each cell, numbered 0..k'-1.
+    """
+    if k <= 1 or graph.n <= 1:
+        labels = np.zeros(graph.n, dtype=np.int64)
+    else:
+        rng = np.random.default_rng(seed)
+        labels = _tree_bisection(graph, min(k, graph.n), households, rng)
+        for _ in range(REPAIR_ROUNDS):
+            state = _State(graph, labels, households, population)
+            state.refine()
+            labels, changed = _repair(graph, state.labels, households, rng)
+            if not changed:
+                break
+    state = _State(graph, labels, households, population)
+    state.refine()
+    _, labels = np.unique(state.labels, return_inverse=True)
+    return labels
+
+
+# --- the start: recursive spanning-tree bisection -----------------------------------------
+
+
+def _tree_bisection(
+    graph: CellGraph, k: int, band: Band, rng: np.random.Generator, attempts: int = TREE_ATTEMPTS
+) -> np.ndarray:
+    """Split a connected graph into k connected parts of balanced households."""
+    labels = np.zeros(graph.n, dtype=np.int64)
+    counter = [0]
+
+    def split(nodes: np.ndarray, parts: int) -> None:
+        if parts <= 1 or len(nodes) <= 1:
+            labels[nodes] = counter[0]
+            counter[0] += 1
+            return
+        k_a = parts // 2
+        cut = _best_cut(graph, nodes, k_a, parts - k_a, band, rng, attempts)
+        if cut is None:
+            labels[nodes] = counter[0]
+            counter[0] += 1
+            return
+        split(cut[0], k_a)
+        split(cut[1], parts - k_a)
+
+    split(np.arange(graph.n), k)
+    return labels
+
+
+def _best_cut(
+    graph: CellGraph,
+    nodes: np.ndarray,
+    k_a: int,
+    k_b: int,
+    band: Band,
+    rng: np.random.Generator,
+    attempts: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The best cut of one tree edge over random spanning trees of the subgraph."""
+    n = len(nodes)
+    local = np.full(graph.n, -1)
+    local[nodes] = np.arange(n)
+    inside = (local[graph.edges[:, 0]] >= 0) & (local[graph.edges[:, 1]] >= 0)
+    e = local[graph.edges[inside]]
+    if len(e) == 0:
+        return None
+    w_cut = graph.cost[inside]
+    tier = np.where(
+        graph.along_line[inside], 2.0, np.where(graph.inside_compound[inside], 0.0, 1.0)
+    )
+    hh = graph.households[nodes].astype(float)
+    total = hh.sum()
+    ideal = total * k_a / (k_a + k_b)
+    best, best_score = None, np.inf
+    for _ in range(attempts):
+        weight = rng.random(len(e)) + tier + 1e-9
+        tree = minimum_spanning_tree(coo_matrix((weight, (e[:, 0], e[:, 1])), shape=(n, n)))
+        order, parent = breadth_first_order(tree, 0, directed=False)
+        if len(order) < n:
+            return None  # not connected
+        below = hh.copy()
+        for v in order[:0:-1]:
+            below[parent[v]] += below[v]
+        cand = order[1:]
+        tin, tout = _euler(order, parent, n)
+        for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
+            side = total - below[cand] if flip else below[cand]
+            ok = (
+                (side >= k_a * band.low)
+                & (side <= k_a * band.high)
+                & (total - side >= k_b * band.low)
+                & (total - side <= k_b * band.high)
+            )
+            score = np.abs(side - ideal) / band.target + np.where(ok, 0.0, INFEASIBLE)
+            for t in np.argsort(score, kind="stable")[:4]:
+                v = cand[t]
+                member = (tin >= tin[v]) & (tin < tout[v])
+                if flip:
+                    member = ~member
+                cut = w_cut[member[e[:, 0]] != member[e[:, 1]]].sum()
+                total_score = score[t] + CUT_WEIGHT * cut
+                if total_score < best_score:
+                    best_score, best = total_score, (nodes[member], nodes[~member])
+    return best
+
+
+def _euler(order: np.ndarray, parent: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entry and exit times of a depth-first walk over the tree (parent links)."""
+    children: list[list[int]] = [[] for _ in range(n)]
+    for v in order[1:]:
+        children[parent[v]].append(int(v))
+    tin = np.zeros(n, dtype=np.int64)
+    tout = np.zeros(n, dtype=np.int64)
+    clock = 0
+    stack = [(int(order[0]), False)]
+    while stack:
+        v, done = stack.pop()
+        if done:
+            tout[v] = clock
+            continue
+        tin[v] = clock
+        clock += 1
+        stack.append((v, True))
+        stack.extend((c, False) for c in children[v])
+    return tin, tout
+
+
+# --- repair: split the too-big, re-split out-of-band grids with a neighbour ---------------
+
+
+def _repair(
+    graph: CellGraph, labels: np.ndarray, band: Band, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
+    labels = labels.copy()
+    changed = False
+    hh = np.bincount(labels, weights=graph.households)
+    for p in np.flatnonzero(hh > band.high):
+        nodes = np.flatnonzero(labels == p)
+        k = choose_k(hh[p], band)
+        if k < 2 or len(nodes) < 2:
+            continue
+        parts = _tree_bisection(graph.subgraph(nodes), min(k, len(nodes)), band, rng)
+        if parts.max() > 0:
+            labels[nodes] = np.where(parts == 0, p, labels.max() + parts)
+            changed = True
+    labels, rebalanced = _rebalance_pairs(graph, labels, band, rng)
+    return labels, changed or rebalanced
+
+
+def _rebalance_pairs(
+    graph: CellGraph, labels: np.ndarray, band: Band, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
+    """Re-split each out-of-band grid together with a neighbour, when that helps.
+
+    The pair is partitioned afresh into ``choose_k`` of its total (1, 2 or 3
+    grids) and kept when fewer grids are out of band, or as many with a lower
+    penalty. This merges grids under the floor (and empty ones) and evens out a
+    small grid beside a large one.
+    """
+    labels = labels.copy()
+    adj = graph.neighbours()
+    hh = np.bincount(labels, weights=graph.households)
+    changed = False
+    for p in np.argsort(hh, kind="stable"):
+        nodes_p = np.flatnonzero(labels == p)
+        if len(nodes_p) == 0 or band.contains(hh[p]):
+            continue
+        near = sorted({int(labels[v]) for u in nodes_p for v in adj[u]} - {int(p)})
+        useful = [
+            q
+            for q in near
+            if (hh[p] < band.low and hh[q] + hh[p] > 0) or (hh[p] > band.high and hh[q] < band.high)
+        ]
+        best = None
+        for q in useful:
+            pair = np.flatnonzero((labels == p) | (labels == q))
+            k = choose_k(hh[p] + hh[q], band)
+            before = (_bad(hh[[p, q]], band), float(band.penalty(hh[[p, q]]).sum()))
+            parts = (
+                np.zeros(len(pair), dtype=np.int64)
+                if k == 1
+                else _tree_bisection(graph.subgraph(pair), min(k, len(pair)), band, rng, attempts=4)
+            )
+            sums = np.bincount(parts, weights=graph.households[pair])
+            after = (_bad(sums, band), float(band.penalty(sums).sum()))
+            if after < before and (best is None or after < best[0]):
+                best = (after, pair, parts, q)
+        if best is None:
+            continue
+        _, pair, parts, q = best
+        names = [p, q, *range(labels.max() + 1, labels.max() + int(parts.max()))]
+        labels[pair] = np.asarray(names)[parts]
+        hh = np.bincount(labels, weights=graph.households, minlength=len(hh))
+        changed = True
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels, changed
+
+
+def _bad(sums: np.ndarray, band: Band) -> int:
+    sums = np.asarray(sums)
+    over = int((sums > band.high).sum()) if band.ceiling_is_hard else 0
+    return int((~band.contains(sums)).sum()) + over
+
+
+# --- refinement: local search ----------------------------------------------------------------
+
+
+class _State:
+    """A partition being refined, with the pieces of its objective kept up to date."""
+
+    def __init__(
+        self, graph: CellGraph, labels: np.ndarray, households: Band, population: Band
+    ) -> None:
+        _, labels = np.unique(labels, return_inverse=True)
+        self.g = graph
+        self.adj = graph.neighbours()
+        self.cost: dict[tuple[int, int], float] = {}
+        for (i, j), w in zip(graph.edges.tolist(), graph.cost.tolist(), strict=True):
+            self.cost[(i, j)] = self.cost[(j, i)] = w
+        self.labels = labels.astype(np.int64)
+        k = int(labels.max()) + 1
+        self.hh = np.bincount(labels, weights=graph.households, minlength=k)
+        self.pop = np.bincount(labels, weights=graph.population, minlength=k)
+        self.size = np.bincount(labels, minlength=k)
+        self.hband, self.pband = households, population
+        self.comp = graph.compound
+        self.needed = np.maximum(1, np.ceil(graph.compound_households / households.high))
+        self.count: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for u, c in enumerate(self.comp.tolist()):
+            if c >= 0:
+                self.count[c][int(labels[u])] += 1
+
+    def part_cost(self, h: float, p: float) -> float:
+        hb, pb = self.hband, self.pband
+        dev = (h - hb.target) / hb.target
+        out = max(0.0, hb.low - h, h - hb.high) / hb.target
+        pout = max(0.0, pb.low - p, p - pb.high) / pb.target
+        step = BAND_STEP if out > 0 else 0.0
+        return (
+            step
+            + BAND_LINEAR * out
+            + BAND_WEIGHT * out * out
+            + dev * dev
+            + POPULATION_WEIGHT * pout * pout
+        )
+
+    def _split_delta(self, c: int, p: int, q: int, moving: int) -> float:
+        """Change in avoidable splits of compound c when ``moving`` of its cells go p → q."""
+        counts = self.count[c]
+        touched = sum(1 for v in counts.values() if v > 0)
+        after = touched - (counts[p] == moving) + (counts[q] == 0)
+        extra = lambda t: max(0.0, t - self.needed[c])  # noqa: E731
+        return SPLIT_WEIGHT * (extra(after) - extra(touched))
+
+    def delta(self, group: list[int], q: int) -> float:
+        """Objective change of moving the cells ``group`` (all in one part) to part q."""
+        p = int(self.labels[group[0]])
+        h = float(self.g.households[group].sum())
+        pp = float(self.g.population[group].sum())
+        change = (
+            self.part_cost(self.hh[p] - h, self.pop[p] - pp)
+            + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
+            - self.part_cost(self.hh[p], self.pop[p])
+            - self.part_cost(self.hh[q], self.pop[q])
+        )
+        members = set(group)
+        cut = 0.0
+        for u in group:
+            for v in self.adj[u]:
+                if v in members:
+                    continue
+                lv = self.labels[v]
+                c = self.cost[(u, v)]
+                cut += (lv != q) * c - (lv != p) * c
+        change += CUT_WEIGHT * cut
+        by_compound: dict[int, int] = defaultdict(int)
+        for u in group:
+            if self.comp[u] >= 0:
+                by_compound[int(self.comp[u])] += 1
+        for c, moving in by_compound.items():
+            change += self._split_delta(c, p, q, moving)
+        return change
+
+    def stays_connected(self, group: list[int]) -> bool:
+        """Whether the group's part stays connected and non-empty without the group."""
+        p = int(self.labels[group[0]])
+        members = set(group)
+        if self.size[p] <= len(members):
+            return False
+        rest = [v for u in group for v in self.adj[u] if v not in members and self.labels[v] == p]
+        if not rest:
+            return False
+        targets = set(rest)
+        seen = {rest[0]}
+        queue = deque([rest[0]])
+        while queue and not targets <= seen:
+            x = queue.popleft()
+            for y in self.adj[x]:
+                if y not in seen and y not in members and self.labels[y] == p:
+                    seen.add(y)
+                    queue.append(y)
+        return targets <= seen
+
+    def move(self, group: list[int], q: int) -> None:
+        p = int(self.labels[group[0]])
+        for u in group:
+            h, pp = self.g.households[u], self.g.population[u]
+            self.hh[p] -= h
+            self.pop[p] -= pp
+            self.size[p] -= 1
+            self.hh[q] += h
+            self.pop[q] += pp
+            self.size[q] += 1
+            self.labels[u] = q
+            c = int(self.comp[u])
+            if c >= 0:
+                self.count[c][p] -= 1
+                self.count[c][q] += 1
+
+    def _fragments(self) -> list[list[int]]:
+        """Connected pieces of compounds that touch more grids than they need."""
+        out = []
+        by_part: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for u, c in enumerate(self.comp.tolist()):
+            if c >= 0:
+                by_part[(c, int(self.labels[u]))].append(u)
+        for (c, _), cells in by_part.items():
+            touched = sum(1 for v in self.count[c].values() if v > 0)
+            if touched > self.needed[c] and len(cells) > 1:
+                out.append(cells)
+        return out
+
+    def refine(self) -> None:
+        for _ in range(MAX_PASSES):
+            moves = []
+            for u in range(self.g.n):
+                p = self.labels[u]
+                for q in {int(self.labels[v]) for v in self.adj[u]} - {int(p)}:
+                    d = self.delta([u], q)
+                    if d < -1e-9:
+                        moves.append((d, [u], q))
+            for group in self._fragments():
+                p = self.labels[group[0]]
+                near = {int(self.labels[v]) for u in group for v in self.adj[u]} - {int(p)}
+                for q in near:
+                    d = self.delta(group, q)
+                    if d < -1e-9:
+                        moves.append((d, group, q))
+            if not moves:
+                return
+            moves.sort(key=lambda m: m[0])
+            touched: set[int] = set()
+            for _, group, q in moves:
+                if touched.intersection(group) or self.labels[group[0]] == q:
+                    continue
+                if any(self.labels[u] != self.labels[group[0]] for u in group):
+                    continue
+                if (
+                    self.delta(group, q) < -1e-9
+                    and self.stays_connected(group)
+                    and self._joins(group, q)
+                ):
+                    self.move(group, q)
+                    touched.update(group)
+                    touched.update(v for u in group for v in self.adj[u])
+            if not touched:
+                return
+
+    def _joins(self, group: list[int], q: int) -> bool:
+        """Whether the group, added to part q, makes one connected piece with it."""
+        if len(group) == 1:
+            return True
+        members = set(group)
+        start = next(u for u in group if any(self.labels[v] == q for v in self.adj[u]))
+        seen = {start}
+        queue = deque([start])
+        while queue:
+            x = queue.popleft()
+            for y in self.adj[x]:
+                if y in members and y not in seen:
+                    seen.add(y)
+                    queue.append(y)
+        # every cell of the group reaches q through the group or touches q itself
+        return all(u in seen or any(self.labels[v] == q for v in self.adj[u]) for u in group)

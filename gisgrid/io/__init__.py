@@ -1,0 +1,1 @@
+"""Reading and storing: the workspace, its layers, imports, validation and households."""

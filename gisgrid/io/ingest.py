@@ -1,0 +1,331 @@
+"""Import a file into a workspace layer: read, reproject, validate, derive, write.
+
+After buildings, communities or census points change, the derived fields of
+``buildings`` are brought up to date: ``community_code`` from the community
+holding each building, and ``households``/``population`` from census points
+(when the workspace has them), from the input (when it gave them) or estimated
+from floor area (:mod:`gisgrid.io.households`), with ``households_source`` saying
+which.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+import gisgrid
+from gisgrid._errors import CRSError, EmptyLayerError, InputError
+from gisgrid.crs import local_crs, parse_crs, to_crs
+from gisgrid.io.households import estimate_households, households_from_census
+from gisgrid.io.schema import schema_for
+from gisgrid.io.source import read_source
+from gisgrid.io.validation import (
+    REJECTED_COLUMNS,
+    SOURCE_ROW,
+    rejected_rows,
+    rejected_table,
+    validate_layer,
+)
+from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
+
+__all__ = ["ImportReport", "derive_buildings", "import_layer"]
+
+logger = logging.getLogger(__name__)
+
+_JOIN_REASONS = ("no building", "ambiguous building")
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for the summary printed after it.
+
+    Attributes
+    ----------
+    layer, source
+        The workspace layer and the input file.
+    read, imported
+        Rows read from the file and rows now in the layer.
+    repaired
+        Invalid geometries repaired by ``make_valid``.
+    rejected
+        Rejected rows by reason (this layer and rows of other layers this
+        import re-checked, such as census points or buildings).
+    notes
+        Other things worth knowing.
+    crs
+        The workspace CRS.
+    """
+
+    layer: str
+    source: str
+    read: int
+    imported: int
+    repaired: int
+    rejected: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    crs: str = ""
+
+
+def import_layer(
+    workspace: WorkspaceLike | Path,
+    layer: str,
+    path: str | Path,
+    *,
+    crs: str | None = None,
+    id_field: str | None = None,
+    field_map: Mapping[str, str] | None = None,
+    source_layer: str | None = None,
+    lon_col: str | None = None,
+    lat_col: str | None = None,
+) -> ImportReport:
+    """Import one file as a workspace layer, replacing that layer.
+
+    Parameters
+    ----------
+    workspace
+        The workspace (created when the file does not exist).
+    layer
+        ``streets``, ``communities``, ``buildings``, ``census_points``,
+        ``roads``, ``barriers``, ``water`` or ``resources``.
+    path
+        GeoPackage, GeoJSON, Shapefile, GeoParquet, CSV or OSM PBF file.
+    crs
+        What the coordinates are in, when the file does not say or says wrong:
+        ``wgs84``, ``cgcs2000``, ``gcj02``, ``bd09`` or an EPSG code.
+    id_field
+        The input field holding the layer's id (``building_id``, ``code``, …).
+    field_map
+        Input field names to rename, old → new.
+    source_layer
+        The layer to read inside a multi-layer input file.
+    lon_col, lat_col
+        Coordinate columns of a CSV.
+
+    Returns
+    -------
+    ImportReport
+
+    Raises
+    ------
+    CRSError
+        When the input has no CRS and none is declared.
+    InputError
+        For unreadable input, missing fields, or no usable row at all.
+    """
+    ws = open_workspace(workspace)
+    schema = schema_for(layer)
+    path = Path(path)
+    frame = read_source(
+        path, layer=layer, source_layer=source_layer, lon_col=lon_col, lat_col=lat_col
+    )
+    renames = dict(field_map or {})
+    if id_field:
+        renames[id_field] = schema.id_field
+    missing = [old for old in renames if old not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path.name} has no field {', '.join(map(repr, missing))} "
+            f"(fields are: {', '.join(map(str, frame.columns))})"
+        )
+    frame = frame.rename(columns=renames)
+    frame, truncated = _untruncate(frame, schema.fields)
+    declared = parse_crs(crs) if crs else None
+    if frame.crs is None and declared is None:
+        raise CRSError(
+            f"{path.name} does not say its coordinate system; declare it with "
+            "--crs (wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490)"
+        )
+    if len(frame) == 0:
+        raise EmptyLayerError(f"{path.name} has no rows; nothing to import into {layer!r}")
+    frame[SOURCE_ROW] = np.arange(len(frame))
+    geoms = frame.geometry.values
+    located = frame[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
+    if located.empty:
+        raise EmptyLayerError(f"{path.name} has no row with a geometry; nothing to import")
+    if declared is not None:  # the zone only needs the rough place: a web offset won't move it
+        located = located.set_crs(declared.crs, allow_override=True)
+    target = ws.crs or local_crs(located)
+    validated = validate_layer(to_crs(frame, target, source=declared), schema, source=path.name)
+    report = ImportReport(
+        layer, str(path), len(frame), 0, validated.repaired, crs=target.to_string()
+    )
+    report.notes += validated.notes
+    if truncated:
+        report.notes.append("Shapefile field names restored: " + ", ".join(truncated))
+    if declared and declared.shift:
+        report.notes.append(f"coordinates converted from {declared.shift.upper()} to CGCS2000")
+
+    layers = {
+        name: ws.read(name)
+        for name in ("streets", "communities", "buildings", "census_points")
+        if name in ws
+    }
+    new = validated.frame.drop(columns=[SOURCE_ROW])
+    layers[layer] = new
+    rejected = _existing_rejected(ws)
+    rejected = rejected[rejected["layer"] != layer]
+    added = [validated.rejected]
+
+    if layer == "communities" and "streets" in layers:
+        orphan = ~new["parent_code"].isin(layers["streets"]["code"])
+        reasons = "unknown street: parent_code " + new["parent_code"] + " is not in streets"
+        added.append(
+            rejected_rows(new[orphan], reasons, layer=layer, source=path.name, id_field="code")
+        )
+        layers[layer] = new = new[~orphan]
+    if "buildings" in layers and layer in ("buildings", "communities", "census_points"):
+        if layer == "buildings" and "households" in new.columns:
+            given = new["households"].notna()
+            new["households_source"] = np.where(given, "input", "estimate")
+        derived = derive_buildings(
+            layers["buildings"],
+            communities=layers.get("communities"),
+            census=layers.get("census_points"),
+            source=path.name,
+        )
+        layers["buildings"] = derived.buildings
+        rejected = rejected[
+            ~(
+                (rejected["layer"] == "census_points")
+                & rejected["reason"].str.startswith(_JOIN_REASONS)
+            )
+        ]
+        added += [derived.rejected_buildings, derived.rejected_points]
+        report.notes += derived.notes
+    elif layer == "census_points":
+        report.notes.append(
+            "no buildings yet: import buildings to count households from these census points"
+        )
+
+    new_rejected = rejected_table(added)
+    report.rejected = Counter(r.split(":")[0] for r in new_rejected["reason"])
+    report.imported = len(layers[layer])
+    out = {
+        name: layers[name]
+        for name in layers
+        if name == layer or (name == "buildings" and "buildings" in layers)
+    }
+    out["rejected"] = rejected_table([rejected, new_rejected])
+    ws.write(out, meta={"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
+    logger.info("imported %d of %d rows into %s", report.imported, report.read, layer)
+    return report
+
+
+def _untruncate(frame: gpd.GeoDataFrame, fields: list[str]) -> tuple[gpd.GeoDataFrame, list[str]]:
+    """Restore field names a Shapefile cut to 10 characters (``building_i`` → ``building_id``)."""
+    renames = {
+        f[:10]: f
+        for f in fields
+        if len(f) > 10 and f not in frame.columns and f[:10] in frame.columns
+    }
+    return frame.rename(columns=renames), [f"{k} → {v}" for k, v in renames.items()]
+
+
+def _existing_rejected(ws: Workspace) -> pd.DataFrame:
+    if "rejected" in ws:
+        return rejected_table([pd.DataFrame(ws.read("rejected")).reindex(columns=REJECTED_COLUMNS)])
+    return rejected_table([])
+
+
+@dataclass
+class DerivedBuildings:
+    """Buildings with derived fields, and the rows that could not be placed."""
+
+    buildings: gpd.GeoDataFrame
+    rejected_buildings: pd.DataFrame
+    rejected_points: pd.DataFrame
+    notes: list[str]
+
+
+def derive_buildings(
+    buildings: gpd.GeoDataFrame,
+    *,
+    communities: gpd.GeoDataFrame | None,
+    census: gpd.GeoDataFrame | None,
+    source: str,
+) -> DerivedBuildings:
+    """Set ``community_code``, ``households`` and ``population`` of buildings.
+
+    Parameters
+    ----------
+    buildings
+        The buildings layer.
+    communities
+        When given, each building takes the code of the community holding its
+        representative point; a building in none is rejected.
+    census
+        When given, households and population are the sums of the census points
+        in each building (:func:`gisgrid.io.households.households_from_census`).
+        Otherwise values given in the input are kept and missing ones are
+        estimated from floor area.
+    source
+        Name recorded in ``rejected`` rows.
+
+    Returns
+    -------
+    DerivedBuildings
+    """
+    b = buildings.copy()
+    for column in ("households", "population"):
+        if column not in b.columns:
+            b[column] = pd.Series(pd.NA, index=b.index, dtype="Int64")
+    notes: list[str] = []
+    rejected_b = rejected_table([])
+    if communities is not None and len(communities):
+        tree = shapely.STRtree(communities.geometry.values)
+        reps = shapely.point_on_surface(b.geometry.values)
+        b_idx, c_idx = tree.query(reps, predicate="within")
+        code = np.full(len(b), None, dtype=object)
+        code[b_idx[::-1]] = communities["code"].to_numpy()[c_idx[::-1]]
+        outside = pd.isna(code)
+        given = b["community_code"].fillna("").astype(str)
+        moved = int(((given != "") & (given.to_numpy() != code) & ~outside).sum())
+        if moved:
+            notes.append(f"{moved} buildings' community_code corrected from their location")
+        reasons = pd.Series("outside every community: no community contains it", index=b.index)
+        rejected_b = rejected_rows(
+            b[outside], reasons, layer="buildings", source=source, id_field="building_id"
+        )
+        b["community_code"] = code
+        b = b[~outside].copy()
+    elif communities is None:
+        notes.append(
+            "no communities yet: community_code kept as given; import communities "
+            "to check that every building lies in one"
+        )
+
+    rejected_p = rejected_table([])
+    if "households_source" not in b.columns:
+        b["households_source"] = np.where(b["households"].notna(), "input", "estimate")
+    if census is not None and len(census):
+        join = households_from_census(b, census, source="census_points")
+        b["households"] = join.counts["households"].astype("Int64")
+        b["population"] = join.counts["population"].astype("Int64")
+        b["households_source"] = "census"
+        rejected_p = join.rejected
+        if join.snapped:
+            notes.append(f"{join.snapped} census points snapped to the only building within 30 m")
+    else:
+        todo = (b["households_source"] != "input") | b["households"].isna()
+        if todo.any():
+            est = estimate_households(b[todo])
+            b.loc[todo, "households"] = est["households"].astype("Int64")
+            b.loc[todo, "population"] = est["population"].astype("Int64")
+            b.loc[todo, "households_source"] = "estimate"
+            notes.append(f"households estimated from floor area for {int(todo.sum())} buildings")
+        for column in ("households", "population"):
+            b[column] = pd.to_numeric(b[column]).astype("Int64")
+        missing_pop = b["population"].isna()
+        if missing_pop.any():
+            b.loc[missing_pop, "population"] = np.round(
+                b.loc[missing_pop, "households"].astype(float) * 2.62
+            ).astype("Int64")
+    return DerivedBuildings(b, rejected_b, rejected_p, notes)

@@ -1,0 +1,328 @@
+"""Check a layer against its schema; repair what can be repaired, reject the rest.
+
+Nothing is dropped silently: every row that cannot be used becomes a row of
+the ``rejected`` table, with the layer, the source file, the row number in
+that file, the feature id, the reason, and the row's own attributes and
+geometry (as JSON and WKT), so it can be fixed and imported again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gisgrid._errors import EmptyLayerError, InputError
+from gisgrid.io.schema import LayerSchema
+
+__all__ = ["REJECTED_COLUMNS", "Validated", "rejected_rows", "rejected_table", "validate_layer"]
+
+logger = logging.getLogger(__name__)
+
+REJECTED_COLUMNS = ["layer", "source", "row", "feature_id", "reason", "attributes", "wkt"]
+_CODE = re.compile(r"^\d{12}$")
+MIN_AREA_M2 = 0.01  # a polygon smaller than this is a digitising slip, not a building
+SOURCE_ROW = "_source_row"  # column carrying each row's position in the source file
+
+
+@dataclass
+class Validated:
+    """A layer after validation.
+
+    Attributes
+    ----------
+    frame
+        The usable rows, in the schema's fields.
+    rejected
+        One row per rejected input row (columns :data:`REJECTED_COLUMNS`).
+    repaired
+        How many invalid geometries ``make_valid`` repaired.
+    notes
+        Things the user should know (generated ids, defaults used).
+    """
+
+    frame: gpd.GeoDataFrame
+    rejected: pd.DataFrame
+    repaired: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reasons(self) -> Counter[str]:
+        """How many rows were rejected for each kind of reason."""
+        return Counter(r.split(":")[0] for r in self.rejected["reason"])
+
+
+def rejected_rows(
+    frame: pd.DataFrame, reasons: pd.Series, *, layer: str, source: str, id_field: str
+) -> pd.DataFrame:
+    """Turn rows of a layer into rows of the ``rejected`` table.
+
+    Parameters
+    ----------
+    frame
+        The rows to reject (with the :data:`SOURCE_ROW` column when known).
+    reasons
+        The reason for each row, aligned on ``frame``'s index.
+    layer, source
+        The layer name and the file the rows came from.
+    id_field
+        The field holding each row's id.
+
+    Returns
+    -------
+    pandas.DataFrame
+        In :data:`REJECTED_COLUMNS`.
+    """
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in REJECTED_COLUMNS})
+    geom_name = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
+    attrs = frame.drop(columns=[c for c in (geom_name, SOURCE_ROW) if c in frame.columns])
+    attributes = [
+        json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False)
+        for row in attrs.to_dict("records")
+    ]
+    wkt = np.full(len(frame), None, dtype=object)
+    if geom_name:
+        geoms = frame.geometry.values
+        wkt = np.asarray(shapely.to_wkt(geoms, rounding_precision=3), dtype=object)
+        wkt[shapely.is_missing(geoms)] = None
+    ids = frame[id_field] if id_field in frame.columns else pd.Series(None, index=frame.index)
+    rows = frame[SOURCE_ROW] if SOURCE_ROW in frame.columns else frame.index.to_series()
+    return pd.DataFrame(
+        {
+            "layer": layer,
+            "source": source,
+            "row": rows.astype("int64").to_numpy(),
+            "feature_id": [None if _isna(v) else str(v) for v in ids],
+            "reason": reasons.loc[frame.index].astype(str).to_numpy(),
+            "attributes": attributes,
+            "wkt": list(wkt),
+        }
+    )
+
+
+def rejected_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate ``rejected`` rows, with the table's columns and types."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in REJECTED_COLUMNS}).astype(
+            {"row": "Int64"}
+        )
+    table = pd.concat(parts, ignore_index=True)[REJECTED_COLUMNS]
+    return table.astype({"row": "Int64"})
+
+
+def _isna(value: object) -> bool:
+    return value is None or (not isinstance(value, (str, bytes)) and bool(pd.isna(value)))
+
+
+def _plain(value: object) -> object:
+    """A JSON-serialisable version of a cell."""
+    if _isna(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str) -> Validated:
+    """Validate one layer that is already in the workspace CRS.
+
+    Parameters
+    ----------
+    frame
+        The layer as read, field names already mapped to the schema's.
+    schema
+        What the layer must hold.
+    source
+        Where the rows came from (a file name), for messages and ``rejected``.
+
+    Returns
+    -------
+    Validated
+
+    Raises
+    ------
+    EmptyLayerError
+        When the input holds no rows at all.
+    InputError
+        When a required field is missing from the whole input.
+    """
+    if len(frame) == 0:
+        raise EmptyLayerError(f"{source} has no rows; nothing to import into {schema.name!r}")
+    frame = frame.copy()
+    if SOURCE_ROW not in frame.columns:
+        frame[SOURCE_ROW] = np.arange(len(frame))
+    notes: list[str] = []
+    reasons = pd.Series(pd.NA, index=frame.index, dtype="object")
+
+    def reject(mask: pd.Series | np.ndarray, reason: str | pd.Series) -> None:
+        mask = pd.Series(mask, index=frame.index).fillna(False).astype(bool) & reasons.isna()
+        values = reason[mask] if isinstance(reason, pd.Series) else reason
+        reasons.loc[mask] = values
+
+    # ids: generated when absent (except codes, which carry meaning)
+    if schema.id_field not in frame.columns:
+        if schema.id_field == "code":
+            raise InputError(
+                f"{source} has no {schema.id_field!r} field; name the field that holds the "
+                f"12-digit 统计用区划代码 with --id-field FIELD"
+            )
+        frame[schema.id_field] = [f"{schema.name[:1]}{i:07d}" for i in range(1, len(frame) + 1)]
+        notes.append(f"no {schema.id_field!r} field: ids generated; use --id-field to keep yours")
+    ids = frame[schema.id_field].map(lambda v: None if _isna(v) else str(v).strip())
+    frame[schema.id_field] = ids
+    reject(ids.isna() | (ids == ""), f"missing {schema.id_field}")
+    if schema.id_field == "code":
+        reject(
+            ~ids.fillna("").str.match(_CODE),
+            ids.map(lambda c: f"bad code: {c!r} is not a 12-digit 统计用区划代码"),
+        )
+    dup = ids.duplicated(keep="first") & ids.notna()
+    first_row = frame[SOURCE_ROW].groupby(ids).transform("first").astype("Int64")
+    reject(
+        dup,
+        "duplicate id: "
+        + ids.astype(str)
+        + f" ({schema.id_field}) first seen at row "
+        + first_row.astype(str),
+    )
+
+    # geometry: present, valid (repaired when possible), of the right type
+    geoms = frame.geometry.values
+    empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    reject(empty, "empty geometry")
+    invalid = ~empty & ~shapely.is_valid(geoms)
+    repaired = 0
+    if invalid.any():
+        fixed = _repair(geoms[invalid], schema.geometry)
+        ok = ~shapely.is_missing(fixed)
+        why = shapely.is_valid_reason(geoms[invalid])
+        bad_idx = frame.index[invalid][~ok]
+        reject(
+            frame.index.isin(bad_idx),
+            pd.Series(why[~ok], index=bad_idx)
+            .reindex(frame.index)
+            .map(lambda w: f"invalid geometry, not repairable: {w}"),
+        )
+        geoms = geoms.copy()
+        geoms[np.flatnonzero(invalid)[ok]] = fixed[ok]
+        repaired = int(ok.sum())
+        frame = frame.set_geometry(gpd.GeoSeries(geoms, index=frame.index, crs=frame.crs))
+    if "Polygon" in schema.geometry and frame.crs is not None and frame.crs.is_projected:
+        polygonal = np.isin(shapely.get_type_id(geoms), [3, 6])
+        reject(
+            polygonal & (shapely.area(geoms) < MIN_AREA_M2),
+            f"degenerate geometry: area under {MIN_AREA_M2} m²",
+        )
+    types = pd.Series(shapely.get_type_id(geoms), index=frame.index).map(_TYPE_NAMES)
+    wrong = ~empty & ~types.isin(schema.geometry)
+    reject(
+        wrong,
+        f"wrong geometry type: {schema.name} need "
+        f"{' or '.join(schema.geometry)}, got " + types.astype(str),
+    )
+
+    # fields: required text present, counts whole and non-negative
+    for name, default in schema.text.items():
+        if name == schema.id_field:
+            continue
+        if name not in frame.columns:
+            if default is None:
+                raise InputError(
+                    f"{source} has no {name!r} field, which {schema.name} need; "
+                    f"rename yours with --field-map YOURS={name}"
+                )
+            frame[name] = default
+        values = frame[name].map(lambda v: None if _isna(v) else str(v).strip())
+        if default is None:
+            reject(values.isna() | (values == ""), f"missing {name}")
+        frame[name] = values.fillna(default or "")
+    if "parent_code" in schema.text and schema.text["parent_code"] is None:
+        parents = frame["parent_code"]
+        reject(
+            ~parents.str.match(_CODE),
+            "bad parent_code: " + parents.map(repr) + " is not a 12-digit code",
+        )
+    for name, count in schema.counts.items():
+        if name not in frame.columns:
+            frame[name] = pd.Series(count, index=frame.index, dtype="Int64")
+            continue
+        raw = frame[name]
+        numbers = pd.to_numeric(raw, errors="coerce")
+        reject(
+            numbers.isna() & raw.notna() & (raw.astype(str).str.strip() != ""),
+            f"{name} is not a number: " + raw.map(repr),
+        )
+        reject(numbers < 0, f"{name} is negative: " + raw.astype(str))
+        reject(
+            numbers.notna() & (numbers != np.round(numbers)),
+            f"{name} is not a whole number: " + raw.astype(str),
+        )
+        if count is not None:
+            numbers = numbers.fillna(count)
+        frame[name] = numbers.round().astype("Int64")
+    for name, number in schema.numbers.items():
+        frame[name] = pd.to_numeric(frame.get(name, number), errors="coerce")
+
+    bad = reasons.notna()
+    rejected = rejected_rows(
+        frame[bad], reasons, layer=schema.name, source=source, id_field=schema.id_field
+    )
+    keep = [
+        c
+        for c in frame.columns
+        if (c != SOURCE_ROW and c in set(schema.fields)) or c == frame.geometry.name
+    ]
+    extra = [c for c in frame.columns if c not in keep and c != SOURCE_ROW]
+    if extra:
+        notes.append(f"kept extra fields: {', '.join(map(str, extra))}")
+    good = frame.loc[~bad, [*keep, *extra, SOURCE_ROW]]
+    if repaired:
+        logger.info("%s: repaired %d invalid geometries", source, repaired)
+    return Validated(good, rejected, repaired, notes)
+
+
+_TYPE_NAMES = {
+    0: "Point",
+    1: "LineString",
+    2: "LinearRing",
+    3: "Polygon",
+    4: "MultiPoint",
+    5: "MultiLineString",
+    6: "MultiPolygon",
+    7: "GeometryCollection",
+}
+_FAMILY = {"Polygon": (3, 6), "LineString": (1, 5), "Point": (0, 4)}
+
+
+def _repair(geoms: np.ndarray, accepted: tuple[str, ...]) -> np.ndarray:
+    """``make_valid``, keeping only the parts of the accepted dimension.
+
+    Returns missing (None) where nothing of that dimension survives.
+    """
+    fixed = shapely.make_valid(geoms)
+    family = _FAMILY[accepted[0]]
+    out = np.empty(len(fixed), dtype=object)
+    for i, g in enumerate(fixed):
+        parts = [p for p in shapely.get_parts(g) if shapely.get_type_id(p) in family]
+        if not parts:
+            out[i] = None
+        elif len(parts) == 1:
+            out[i] = parts[0]
+        else:
+            out[i] = shapely.union_all(parts)
+        if out[i] is not None and (
+            out[i].is_empty or _TYPE_NAMES[shapely.get_type_id(out[i])] not in accepted
+        ):
+            out[i] = None
+    return out

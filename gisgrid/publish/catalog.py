@@ -1,0 +1,257 @@
+"""What gisgrid publishes: collections, the fields each role may see, and their data.
+
+One table decides privacy for the features API, the tiles and the lookup: a
+collection is a workspace layer (optionally a subset of its rows) and a list of
+fields per role. Household-level data, census points, people other than the
+published grid worker, and personal phones are in no public collection.
+
+Roles are ordered: ``public`` < ``staff`` < ``planner``; a role sees its own
+fields and those of the roles below it.
+
+Examples
+--------
+>>> [c.id for c in COLLECTIONS if c.visible_to("public")][:4]
+['streets', 'communities', 'grids', 'buildings']
+>>> "households" in COLLECTIONS_BY_ID["buildings"].fields_for("public")
+False
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import pandas as pd
+
+from gisgrid.io.workspace import Workspace
+
+__all__ = ["COLLECTIONS", "COLLECTIONS_BY_ID", "ROLES", "Catalog", "Collection"]
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("public", "staff", "planner")
+#: Fields that never leave the server, whatever the role.
+NEVER = frozenset({"personal_phone"})
+
+
+@dataclass(frozen=True)
+class Collection:
+    """One published collection.
+
+    Attributes
+    ----------
+    id, title
+        Collection id (URL) and title.
+    layer
+        The workspace layer it comes from.
+    fields
+        Role → fields added at that role (lower roles' fields included above).
+    rows
+        Optional filter on the layer's rows.
+    min_role
+        The lowest role that sees the collection at all.
+    """
+
+    id: str
+    title: str
+    layer: str
+    fields: dict[str, tuple[str, ...]]
+    rows: Callable[[pd.DataFrame], pd.Series] | None = None
+    min_role: str = "public"
+    id_field: str = ""
+
+    def visible_to(self, role: str) -> bool:
+        return ROLES.index(role) >= ROLES.index(self.min_role)
+
+    def fields_for(self, role: str) -> list[str]:
+        """Fields a role may see, in order."""
+        out: list[str] = []
+        for r in ROLES[: ROLES.index(role) + 1]:
+            out += [f for f in self.fields.get(r, ()) if f not in NEVER]
+        return out
+
+
+def _kind(kind: str, *, levels: tuple[str, ...] = ()) -> Callable[[pd.DataFrame], pd.Series]:
+    def pick(frame: pd.DataFrame) -> pd.Series:
+        ok = frame["kind"] == kind
+        if levels:
+            ok &= frame["level"].isin(levels)
+        return ok
+
+    return pick
+
+
+def _places(cid: str, title: str, kind: str, *, levels: tuple[str, ...] = ()) -> Collection:
+    """Published places and organisations of the resources layer: name, level, public phone."""
+    return Collection(
+        cid,
+        title,
+        "resources",
+        {"public": ("resource_id", "name", "level", "phone")},
+        rows=_kind(kind, levels=levels),
+        id_field="resource_id",
+    )
+
+
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection("streets", "街道 streets", "streets", {"public": ("code", "name")}, id_field="code"),
+    Collection(
+        "communities",
+        "社区 communities",
+        "communities",
+        {"public": ("code", "name", "parent_code", "households", "population")},
+        id_field="code",
+    ),
+    Collection(
+        "grids",
+        "网格 grids",
+        "grids",
+        {
+            "public": (
+                "grid_code",
+                "name",
+                "grid_type",
+                "community_code",
+                "street_code",
+                "households",
+                "population",
+            ),
+            "staff": ("buildings", "in_band", "flags", "reason", "locked"),
+            "planner": ("polsby_popper", "area_m2", "run_id"),
+        },
+        id_field="grid_code",
+    ),
+    Collection(
+        "buildings",
+        "楼栋 buildings",
+        "buildings",
+        {
+            "public": ("building_id", "kind", "floors", "name", "address", "grid_code"),
+            "staff": ("households", "population", "entrances", "compound_id", "community_code"),
+        },
+        id_field="building_id",
+    ),
+    Collection(
+        "roads",
+        "道路 roads",
+        "roads",
+        {"public": ("road_id", "road_class", "name")},
+        id_field="road_id",
+    ),
+    Collection(
+        "water", "水系 water", "water", {"public": ("water_id", "name")}, id_field="water_id"
+    ),
+    _places("party_orgs", "党组织 party organisations", "party_org"),
+    _places("service_sites", "党群服务中心/站 party–mass service sites", "service_site"),
+    _places("police_posts", "警务室/派出所 police posts", "police", levels=("street", "community")),
+    Collection(
+        "service_areas",
+        "15分钟服务圈 service areas",
+        "service_areas",
+        {"public": ("resource_id", "name", "minutes", "households")},
+        id_field="resource_id",
+    ),
+    Collection(
+        "uncovered",
+        "未覆盖 households beyond the walk",
+        "uncovered",
+        {"staff": ("building_id", "grid_code", "community_code", "households", "walk_min")},
+        min_role="staff",
+        id_field="building_id",
+    ),
+)
+COLLECTIONS_BY_ID = {c.id: c for c in COLLECTIONS}
+
+
+@dataclass
+class Catalog:
+    """The published layers of one workspace, in WGS84, reloaded when the file changes.
+
+    Parameters
+    ----------
+    ws
+        The workspace served.
+    """
+
+    ws: Workspace
+    frames: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    version: tuple[int, int] = (0, 0)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every reload (caches clear themselves this way)."""
+        self._listeners.append(listener)
+
+    def current(self) -> tuple[int, int]:
+        st = self.ws.path.stat()
+        return (st.st_mtime_ns, st.st_size)
+
+    def refresh(self) -> bool:
+        """Reload when the workspace file changed; True when it did."""
+        now = self.current()
+        if now == self.version:
+            return False
+        with self._lock:
+            if now == self.version:
+                return False
+            self._load()
+            self.version = now
+        for listener in self._listeners:
+            listener()
+        return True
+
+    def _load(self) -> None:
+        have = set(self.ws.layers())
+        frames: dict[str, gpd.GeoDataFrame] = {}
+        for c in COLLECTIONS:
+            if c.layer not in have:
+                continue
+            frame = self.ws.read(c.layer)
+            if c.rows is not None:
+                frame = frame[c.rows(frame)]
+            if c.id == "communities" and "buildings" in have:
+                counts = self.ws.read(
+                    "buildings", columns=["community_code", "households", "population"]
+                )
+                per = counts.groupby("community_code")[["households", "population"]].sum()
+                frame = frame.join(per, on="code")
+            frame = frame.drop(columns=[f for f in NEVER if f in frame.columns])
+            frames[c.id] = frame.to_crs(4326).reset_index(drop=True)
+        tables: dict[str, pd.DataFrame] = {
+            name: self.ws.read(name)
+            for name in ("assignments", "streets", "communities", "grids")
+            if name in have
+        }
+        self.frames, self.tables = frames, tables
+        logger.info("loaded %d collections from %s", len(frames), self.ws.path)
+
+    def bounds(
+        self, collections: Iterable[str] | None = None
+    ) -> tuple[float, float, float, float] | None:
+        """Lon/lat box of the named collections the workspace has (all when None); None
+        when it has none of them."""
+        self.refresh()
+        names = self.frames if collections is None else collections
+        parts = [self.frames[c].geometry for c in names if len(self.frames.get(c, ()))]
+        if not parts:
+            return None
+        minx, miny, maxx, maxy = (float(v) for v in pd.concat(parts).total_bounds)
+        return minx, miny, maxx, maxy
+
+    def collections(self, role: str) -> list[Collection]:
+        """The collections a role sees that the workspace has."""
+        self.refresh()
+        return [c for c in COLLECTIONS if c.visible_to(role) and c.id in self.frames]
+
+    def frame(self, collection: str, role: str) -> gpd.GeoDataFrame:
+        """A collection's rows with the fields a role may see (and geometry)."""
+        self.refresh()
+        c = COLLECTIONS_BY_ID[collection]
+        frame = self.frames[collection]
+        cols = [f for f in c.fields_for(role) if f in frame.columns]
+        return frame[[*cols, frame.geometry.name]]

@@ -1,0 +1,281 @@
+"""A vectorised Mapbox Vector Tile 2.1 encoder.
+
+Geometries go to tile coordinates, onto the integer grid and into the command
+stream in array operations (shapely's ragged arrays, numpy), and the protobuf
+is written directly: the per-feature Python work is a few byte joins. It
+writes what the specification asks: exterior rings with positive area in tile
+coordinates (y down), interior rings negative, ClosePath on every ring, zigzag
+deltas, keys and values shared across a layer's features, version 2.
+
+Examples
+--------
+>>> import shapely
+>>> data = encode_tile(
+...     [("grids", [shapely.box(0, 0, 10, 10)], [{"grid_code": "430204001001001", "n": 400}])],
+...     bounds=(0, 0, 100, 100),
+... )
+>>> data[:2] == b"\\x1a" + bytes([len(data) - 2])  # one layer (field 3)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import pandas as pd
+import shapely
+from shapely import GeometryType
+
+from gisgrid.publish.protobuf import bytes_field, number_field, varint, varints, zigzag
+
+__all__ = ["Column", "encode_tile", "prepare"]
+
+EXTENT = 4096
+_POINT, _LINE, _POLYGON = 1, 2, 3
+_MOVE, _LINETO, _CLOSE = 1, 2, 7
+
+
+def _to_tile(geoms: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
+    """Geometries in tile coordinates (y down), rounded to the integer grid."""
+    x0, y0, x1, y1 = bounds
+    sx, sy = EXTENT / (x1 - x0), EXTENT / (y1 - y0)
+    return shapely.transform(
+        geoms,
+        lambda xy: np.round(np.column_stack([(xy[:, 0] - x0) * sx, (y1 - xy[:, 1]) * sy])),
+    )
+
+
+def _as_multi(geoms: np.ndarray, single: int, maker) -> np.ndarray:
+    out = geoms.copy()
+    one = np.flatnonzero(shapely.get_type_id(geoms) == single)
+    if len(one):
+        out[one] = maker(geoms[one], indices=np.arange(len(one)))
+    return shapely.force_2d(out)
+
+
+def _streams(
+    coords: np.ndarray,
+    part_off: np.ndarray,
+    geom_off: np.ndarray,
+    *,
+    closed: bool,
+    poly_off: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Command integers of every feature (rings or paths), concatenated, and each
+    feature's start in them (plus the end).
+
+    ``part_off`` delimits rings or paths in ``coords``; ``geom_off`` delimits the
+    parts of each feature; for polygons ``poly_off`` delimits each polygon's rings
+    (the first is its exterior). Closing points, repeated points and parts too
+    short (rings under 3 points, paths under 2) are dropped; when a polygon's
+    exterior goes, its holes go with it.
+    """
+    coords = coords.astype(np.int64)
+    n_parts = len(part_off) - 1
+    part_of = np.repeat(np.arange(n_parts), np.diff(part_off))
+    keep = np.ones(len(coords), bool)
+    if closed:
+        keep[part_off[1:][np.diff(part_off) > 0] - 1] = False  # the repeated closing point
+    same = np.zeros(len(coords), bool)
+    same[1:] = (part_of[1:] == part_of[:-1]) & (coords[1:] == coords[:-1]).all(axis=1)
+    keep &= ~same
+    length = np.bincount(part_of[keep], minlength=n_parts)
+    ok = length >= (3 if closed else 2)
+    if poly_off is not None:
+        poly_of_ring = np.repeat(np.arange(len(poly_off) - 1), np.diff(poly_off))
+        exterior = np.zeros(len(poly_off) - 1, bool)
+        has = np.diff(poly_off) > 0
+        exterior[has] = ok[poly_off[:-1][has]]
+        ok &= exterior[poly_of_ring]
+    keep &= ok[part_of]
+    pts, pp = coords[keep], part_of[keep]
+    n = np.where(ok, length, 0)
+    feature_of_part = np.repeat(np.arange(len(geom_off) - 1), np.diff(geom_off))
+    feat = feature_of_part[pp]
+    prev = np.zeros_like(pts)  # the cursor starts at (0, 0) in every feature
+    prev[1:] = pts[:-1]
+    first = np.ones(len(pts), bool)
+    first[1:] = feat[1:] != feat[:-1]
+    prev[first] = 0
+    zz = zigzag(pts - prev)
+    size = np.where(ok, 2 * n + (3 if closed else 2), 0)
+    start = np.concatenate([[0], np.cumsum(size)])
+    out = np.empty(start[-1], dtype=np.uint64)
+    s, m = start[:-1][ok], n[ok]
+    out[s] = (1 << 3) | _MOVE
+    out[s + 3] = (m.astype(np.uint64) - np.uint64(1)) << np.uint64(3) | np.uint64(_LINETO)
+    if closed:
+        out[s + 2 * m + 2] = (1 << 3) | _CLOSE
+    j = np.arange(len(pts)) - np.repeat(np.cumsum(n) - n, n)  # index of each point in its part
+    pos = start[pp] + 1 + 2 * j + (j >= 1)
+    out[pos] = zz[:, 0]
+    out[pos + 1] = zz[:, 1]
+    return out, start[geom_off]
+
+
+def _points(coords: np.ndarray, geom_off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pts = coords.astype(np.int64)
+    count = np.diff(geom_off)
+    feat = np.repeat(np.arange(len(count)), count)
+    prev = np.zeros_like(pts)
+    prev[1:] = pts[:-1]
+    first = np.ones(len(pts), bool)
+    first[1:] = feat[1:] != feat[:-1]
+    prev[first] = 0
+    zz = zigzag(pts - prev)
+    size = np.where(count > 0, 1 + 2 * count, 0)
+    start = np.concatenate([[0], np.cumsum(size)])
+    out = np.empty(start[-1], dtype=np.uint64)
+    has = count > 0
+    out[start[:-1][has]] = count[has].astype(np.uint64) << np.uint64(3) | np.uint64(_MOVE)
+    j = np.arange(len(pts)) - np.repeat(geom_off[:-1], count)
+    pos = start[feat] + 1 + 2 * j
+    out[pos] = zz[:, 0]
+    out[pos + 1] = zz[:, 1]
+    return out, start
+
+
+def _geometry_streams(geoms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """The MVT geometry type, every feature's command integers, and where each starts."""
+    types = shapely.get_type_id(geoms)
+    if np.isin(types, [GeometryType.POLYGON, GeometryType.MULTIPOLYGON]).all():
+        geoms = _as_multi(geoms, GeometryType.POLYGON, shapely.multipolygons)
+        geoms = shapely.orient_polygons(geoms, exterior_cw=False)  # positive area, y down
+        _, coords, (ring_off, poly_off, geom_off) = shapely.to_ragged_array(geoms)
+        out, starts = _streams(coords, ring_off, poly_off[geom_off], closed=True, poly_off=poly_off)
+        return _POLYGON, out, starts
+    if np.isin(types, [GeometryType.LINESTRING, GeometryType.MULTILINESTRING]).all():
+        geoms = _as_multi(geoms, GeometryType.LINESTRING, shapely.multilinestrings)
+        _, coords, (part_off, geom_off) = shapely.to_ragged_array(geoms)
+        return _LINE, *_streams(coords, part_off, geom_off, closed=False)
+    if np.isin(types, [GeometryType.POINT, GeometryType.MULTIPOINT]).all():
+        geoms = _as_multi(geoms, GeometryType.POINT, shapely.multipoints)
+        _, coords, (geom_off,) = shapely.to_ragged_array(geoms)
+        return _POINT, *_points(coords, geom_off)
+    raise ValueError("a tile layer must hold one kind of geometry")
+
+
+def _value(v: object) -> bytes:
+    """A protobuf Value message."""
+    if isinstance(v, bool | np.bool_):
+        return number_field(7, int(v))
+    if isinstance(v, int | np.integer):
+        return number_field(6, zigzag(v))
+    if isinstance(v, float | np.floating):
+        return varint(3 << 3 | 1) + np.float64(v).tobytes()  # double: wire type 1
+    return bytes_field(1, str(v).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class Column:
+    """A property prepared for tiles: each row's code into ``values`` (-1: missing),
+    and each value already encoded as a protobuf ``Value``."""
+
+    key: str
+    codes: np.ndarray
+    values: list[bytes]
+
+    def take(self, rows: np.ndarray) -> Column:
+        return Column(self.key, self.codes[rows], self.values)
+
+
+def prepare(frame: pd.DataFrame) -> list[Column]:
+    """Properties of a frame as tile columns (empty text counts as missing)."""
+    out = []
+    for key in frame.columns:
+        col = frame[key].replace("", None)
+        if col.dtype.kind == "f" and np.all(np.mod(col.dropna(), 1) == 0):
+            col = col.astype("Int64")  # counts with gaps stay integers
+        codes, uniques = pd.factorize(col, use_na_sentinel=True)
+        out.append(Column(str(key), np.asarray(codes, np.int64), [_value(v) for v in uniques]))
+    return out
+
+
+def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> bytes:
+    geoms = _to_tile(np.asarray(geoms, dtype=object), bounds)
+    keep = np.flatnonzero(~shapely.is_empty(geoms))
+    if not len(keep):
+        return b""
+    geoms = geoms[keep]
+    gtype, stream, starts = _geometry_streams(geoms)
+    keys: list[str] = []
+    values: list[bytes] = []
+    tags = np.full((len(keep), 2 * len(columns)), -1, np.int64)
+    for column in columns:
+        codes = column.codes[keep]
+        present = codes >= 0
+        if not present.any():
+            continue
+        used, local = np.unique(codes[present], return_inverse=True)
+        k = len(keys)
+        tags[present, 2 * k] = k
+        tags[present, 2 * k + 1] = local + len(values)
+        keys.append(column.key)
+        values += [column.values[u] for u in used]
+    tags = tags[:, : 2 * len(keys)]
+    n_tags = (tags >= 0).sum(axis=1)
+    tag_bytes, tag_at = varints(tags[tags >= 0])
+    geo_bytes, geo_at = varints(stream)
+    tag_start = np.concatenate([[0], np.cumsum(n_tags)])
+    type_field = number_field(3, gtype)
+    t_at, g_at = tag_at[tag_start].tolist(), geo_at[starts].tolist()
+    features = []
+    for i in range(len(keep)):
+        g0, g1 = g_at[i], g_at[i + 1]
+        if g1 == g0:
+            continue
+        t0, t1 = t_at[i], t_at[i + 1]
+        body = (
+            (bytes_field(2, tag_bytes[t0:t1]) if t1 > t0 else b"")
+            + type_field
+            + bytes_field(4, geo_bytes[g0:g1])
+        )
+        features.append(bytes_field(2, body))
+    if not features:
+        return b""
+    out = number_field(15, 2) + bytes_field(1, name.encode("utf-8"))
+    out += b"".join(features)
+    out += b"".join(bytes_field(3, k.encode("utf-8")) for k in keys)
+    out += b"".join(bytes_field(4, v) for v in values)
+    out += number_field(5, EXTENT)
+    return out
+
+
+def encode_tile(
+    layers: Sequence[tuple[str, Sequence | np.ndarray, Sequence[dict] | pd.DataFrame]],
+    *,
+    bounds: tuple[float, float, float, float],
+) -> bytes:
+    """Encode layers into one tile.
+
+    Parameters
+    ----------
+    layers
+        ``(name, geometries, properties)``; geometries in the CRS of ``bounds``,
+        all of one kind per layer (points, lines or polygons, single or multi);
+        properties as a DataFrame or a list of dicts aligned on the geometries
+        (missing values are left out), or as prepared :class:`Column` s.
+    bounds
+        The tile's bounds in the geometries' CRS.
+
+    Returns
+    -------
+    bytes
+        The tile (empty when no feature has any geometry left).
+    """
+    out = []
+    for name, geoms, props in layers:
+        columns: Sequence[Column]
+        if isinstance(props, pd.DataFrame):
+            columns = prepare(props)
+        elif len(props) and not isinstance(props[0], Column):
+            columns = prepare(pd.DataFrame(list(props)))
+        else:
+            columns = cast(Sequence[Column], props)
+        data = _layer(name, np.asarray(geoms, dtype=object), columns, bounds)
+        if data:
+            out.append(bytes_field(3, data))
+    return b"".join(out)

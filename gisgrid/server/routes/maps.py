@@ -1,0 +1,96 @@
+"""Vector tiles, TileJSON, the 红地图 style and the dashboard page with its assets."""
+
+import gzip
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from gisgrid.publish.assets import asset_path
+from gisgrid.publish.glyphs import glyph_range
+from gisgrid.publish.style import map_page, redmap_style
+from gisgrid.publish.tiles import TILESETS, tilejson
+from gisgrid.roster.policy import load_policy
+from gisgrid.server.deps import AppState, Role, base_url
+
+MVT = "application/vnd.mapbox-vector-tile"
+CACHE = "public, max-age=300"
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/tiles", tags=["tiles"], summary="Tilesets")
+    def tilesets(request: Request) -> dict:
+        base = base_url(request)
+        return {
+            "tilesets": [{"id": name, "tilejson": f"{base}/tiles/{name}.json"} for name in TILESETS]
+        }
+
+    @api.get("/tiles/{tileset}.json", tags=["tiles"], summary="TileJSON 3.0 of a tileset")
+    def tileset_json(request: Request, tileset: str, st: AppState) -> dict:
+        st.catalog.refresh()
+        return tilejson(tileset, base_url(request), st.catalog)
+
+    @api.get(
+        "/tiles/{tileset}/{z}/{x}/{y}.mvt",
+        tags=["tiles"],
+        summary="A vector tile (MVT 2.1, Web Mercator, XYZ); 204 when empty",
+        responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}},
+    )
+    async def tile(request: Request, tileset: str, z: int, x: int, y: int, st: AppState, who: Role):
+        source = st.tiles[who]
+        got = source.cached(tileset, z, x, y)  # answered on the event loop when cached
+        if got is None:
+            got = await run_in_threadpool(source.tile, tileset, z, x, y)
+        if got.empty:
+            return Response(status_code=204, headers={"Cache-Control": CACHE})
+        body, etag = got.body, got.etag
+        headers = {
+            "ETag": f'"{etag}"',
+            "Cache-Control": CACHE,
+            "Vary": "Accept-Encoding, X-API-Key",
+        }
+        if request.headers.get("if-none-match") == f'"{etag}"':
+            return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(body, media_type=MVT, headers={**headers, "Content-Encoding": "gzip"})
+        return Response(gzip.decompress(body), media_type=MVT, headers=headers)
+
+    @api.get("/styles/redmap.json", tags=["maps"], summary="The 红地图 MapLibre style")
+    def style(request: Request, st: AppState) -> JSONResponse:
+        box = st.catalog.bounds(["streets"]) or st.catalog.bounds(["grids"])
+        centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2) if box else (113.13, 27.93)
+        return JSONResponse(redmap_style(base_url(request), center=centre))
+
+    @api.get("/map", tags=["maps"], summary="The 红地图 dashboard", response_class=HTMLResponse)
+    def dashboard(st: AppState) -> HTMLResponse:
+        titles = {name: role.title for name, role in load_policy().roles.items()}
+        return HTMLResponse(map_page(st.settings.title, titles))
+
+    @api.get(
+        "/static/{name}", tags=["maps"], summary="MapLibre GL JS and CSS (from npm, never a CDN)"
+    )
+    def static(name: str) -> Response:
+        kinds = {"maplibre-gl.js": "text/javascript", "maplibre-gl.css": "text/css"}
+        if name not in kinds:
+            return JSONResponse({"detail": f"no static file {name!r}"}, status_code=404)
+        data = asset_path("maplibre-gl", "dist", name).read_bytes()
+        return Response(
+            data, media_type=kinds[name], headers={"Cache-Control": "public, max-age=86400"}
+        )
+
+    @api.get("/fonts/{fontstack}/{glyphs}.pbf", tags=["maps"], summary="Label glyphs (SDF)")
+    async def fonts(fontstack: str, glyphs: str) -> Response:
+        start, dash, end = glyphs.partition("-")
+        if not (dash and start.isdigit() and end.isdigit() and int(end) == int(start) + 255):
+            detail = f"glyph range {glyphs!r} is not START-END (256 code points)"
+            return JSONResponse({"detail": detail}, status_code=400)
+        data = await run_in_threadpool(glyph_range, int(start), fontstack.split(",")[0])
+        return Response(
+            data,
+            media_type="application/x-protobuf",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
+
+    return api
