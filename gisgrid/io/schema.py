@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["LAYERS", "LayerSchema", "schema_for"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["LAYERS", "WATER_KINDS", "LayerSchema", "is_missing", "json_value", "schema_for"]
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,26 @@ def schema_for(layer: str) -> LayerSchema:
         raise InputError(
             f"unknown layer {layer!r}; importable layers are: {', '.join(LAYERS)}"
         ) from None
+
+
+def is_missing(value: object) -> bool:
+    """Whether a table cell holds no value (None, NaN, NaT, pd.NA)."""
+    return value is None or (not isinstance(value, str | bytes) and bool(pd.isna(value)))
+
+
+def json_value(value: object) -> object:
+    """A table cell as a JSON-ready scalar: None for missing, numpy scalars unwrapped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> [json_value(v) for v in (np.int64(3), float("nan"), "叫鸡岭", pd.Timestamp(0))]
+    [3, None, '叫鸡岭', '1970-01-01 00:00:00']
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

@@ -20,7 +20,7 @@ import pandas as pd
 import shapely
 
 from gisgrid._errors import EmptyLayerError, InputError
-from gisgrid.io.schema import LayerSchema
+from gisgrid.io.schema import LayerSchema, is_missing, json_value
 
 __all__ = ["REJECTED_COLUMNS", "Validated", "rejected_rows", "rejected_table", "validate_layer"]
 
@@ -85,7 +85,7 @@ def rejected_rows(
     geom_name = frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
     attrs = frame.drop(columns=[c for c in (geom_name, SOURCE_ROW) if c in frame.columns])
     attributes = [
-        json.dumps({k: _plain(v) for k, v in row.items()}, ensure_ascii=False)
+        json.dumps({k: json_value(v) for k, v in row.items()}, ensure_ascii=False)
         for row in attrs.to_dict("records")
     ]
     wkt = np.full(len(frame), None, dtype=object)
@@ -100,7 +100,7 @@ def rejected_rows(
             "layer": layer,
             "source": source,
             "row": rows.astype("int64").to_numpy(),
-            "feature_id": [None if _isna(v) else str(v) for v in ids],
+            "feature_id": [None if is_missing(v) else str(v) for v in ids],
             "reason": reasons.loc[frame.index].astype(str).to_numpy(),
             "attributes": attributes,
             "wkt": list(wkt),
@@ -117,21 +117,6 @@ def rejected_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
         )
     table = pd.concat(parts, ignore_index=True)[REJECTED_COLUMNS]
     return table.astype({"row": "Int64"})
-
-
-def _isna(value: object) -> bool:
-    return value is None or (not isinstance(value, (str, bytes)) and bool(pd.isna(value)))
-
-
-def _plain(value: object) -> object:
-    """A JSON-serialisable version of a cell."""
-    if _isna(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
 
 
 def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str) -> Validated:
@@ -179,7 +164,7 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
             )
         frame[schema.id_field] = [f"{schema.name[:1]}{i:07d}" for i in range(1, len(frame) + 1)]
         notes.append(f"no {schema.id_field!r} field: ids generated; use --id-field to keep yours")
-    ids = frame[schema.id_field].map(lambda v: None if _isna(v) else str(v).strip())
+    ids = frame[schema.id_field].map(lambda v: None if is_missing(v) else str(v).strip())
     frame[schema.id_field] = ids
     reject(ids.isna() | (ids == ""), f"missing {schema.id_field}")
     if schema.id_field == "code":
@@ -243,7 +228,7 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
                     f"rename yours with --field-map YOURS={name}"
                 )
             frame[name] = default
-        values = frame[name].map(lambda v: None if _isna(v) else str(v).strip())
+        values = frame[name].map(lambda v: None if is_missing(v) else str(v).strip())
         if default is None:
             reject(values.isna() | (values == ""), f"missing {name}")
         frame[name] = values.fillna(default or "")

@@ -19,6 +19,7 @@ import pandas as pd
 
 from gisgrid._errors import InputError
 from gisgrid.crs.names import InputCRS, parse_crs, to_wgs84
+from gisgrid.io.schema import json_value
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.gazetteer import Gazetteer
 from gisgrid.lookup.locator import GridLocator
@@ -88,9 +89,9 @@ class Directory:
                 table = rosters(self.ws, private=private, tables=tables).set_index("grid_code")
                 self.rosters[private] = {
                     code: {
-                        k: _plain(v)
+                        k: json_value(v)
                         for k, v in row.items()
-                        if k not in skip and _plain(v) not in ("", None)
+                        if k not in skip and json_value(v) not in ("", None)
                     }
                     for code, row in table.to_dict("index").items()
                 }
@@ -245,11 +246,3 @@ def _check_point(lon: float, lat: float, *, geographic: bool) -> None:
         raise InputError(
             f"({lon}, {lat}) is not a longitude/latitude: lon in −180…180, lat in −90…90"
         )
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value

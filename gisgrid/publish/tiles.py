@@ -33,7 +33,7 @@ import shapely
 
 from gisgrid._errors import InputError
 from gisgrid.publish.catalog import COLLECTIONS, Catalog
-from gisgrid.publish.mvt import Column, encode_tile, prepare
+from gisgrid.publish.mvt import EXTENT, Column, encode_tile, prepare
 
 __all__ = [
     "TILESETS",
@@ -47,7 +47,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EXTENT = 4096
 BUFFER = 64
 MAX_ZOOM = 22
 _HALF = 20037508.342789244  # half the Web Mercator world, metres

@@ -125,7 +125,7 @@ def assign(
     old = (
         ws.read("assignments") if "assignments" in ws else pd.DataFrame(columns=ASSIGNMENT_COLUMNS)
     )
-    scopes = {
+    scopes: dict[str, Scopes] = {
         k: scopes_of(k, buildings, grids, communities)
         for k in {r.scope for r in policy.roles.values()}
     }
@@ -211,7 +211,7 @@ def _fill(
     slots = np.maximum(
         slots
         - frame["id"]
-        .map(done.groupby(_scope_key(role))["resource_id"].size())
+        .map(done.groupby(role.key_column)["resource_id"].size())
         .fillna(0)
         .to_numpy(int),
         0,
@@ -270,7 +270,7 @@ def _fill(
         cost[cost >= UNREACHABLE / 10] = np.inf
         if len(done):
             ri = pd.Index(cand["resource_id"]).get_indexer(done["resource_id"])
-            si = pd.Index(frame["id"]).get_indexer(done[_scope_key(role)].astype(str))
+            si = pd.Index(frame["id"]).get_indexer(done[role.key_column].astype(str))
             ok = (ri >= 0) & (si >= 0)
             done = done.copy()
             done.loc[ok, "distance_m"] = np.round(cost[ri[ok], si[ok]], 1)
@@ -349,8 +349,7 @@ def _residents(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pair each scope with people living in it, spread over its buildings: first one
     person from each building, then a second, and so on (in resource order within)."""
-    at = {"grid": "at_grid", "community": "at_community", "building": "at_building"}[role.scope]
-    home = pd.Index(sc.frame["id"]).get_indexer(cand[at].to_numpy(str))
+    home = pd.Index(sc.frame["id"]).get_indexer(cand[role.home_column].to_numpy(str))
     ok = np.flatnonzero((home >= 0) & ~exhausted)
     table = pd.DataFrame({"r": ok, "s": home[ok], "b": cand["at_building"].to_numpy(str)[ok]})
     table["round"] = table.groupby(["s", "b"]).cumcount()  # 0 for the first of each building
@@ -365,12 +364,6 @@ def _capacity(role: Role, cand: pd.DataFrame) -> np.ndarray:
     if role.capacity is None:
         return cand["capacity"].fillna(1).to_numpy(int)
     return np.full(len(cand), role.capacity, int)
-
-
-def _scope_key(role: Role) -> str:
-    return {"grid": "grid_code", "community": "community_code", "building": "building_id"}[
-        role.scope
-    ]
 
 
 def _empty() -> pd.DataFrame:
@@ -393,7 +386,7 @@ def _locked(
     rows = []
     for row in keep.to_dict("records"):
         role = policy.roles.get(row["role"])
-        key = (row["role"], str(row[_scope_key(role)]) if role else "")
+        key = (row["role"], str(row[role.key_column]) if role else "")
         if role is None or key in unpin or key in pins:
             continue
         ids = set(scopes[role.scope].frame["id"])

@@ -21,14 +21,15 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources as importlib_resources
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gisgrid._errors import InputError
 
 __all__ = ["KNOWN_KINDS", "Policy", "PolicyError", "Role", "load_policy"]
 
-SCOPES = ("grid", "community", "building")
-RULES = ("nearest", "balanced", "resident")
-WITHIN = ("district", "street", "community")
+Scope = Literal["grid", "community", "building"]
 #: Resource kinds gisgrid knows; a policy may name others only when the workspace has them.
 KNOWN_KINDS = (
     "grid_worker",
@@ -39,23 +40,53 @@ KNOWN_KINDS = (
     "volunteer",
     "party_member",
 )
-_ROLE_KEYS = {
-    "title",
-    "scope",
-    "kind",
-    "level",
-    "rule",
-    "count",
-    "per_households",
-    "capacity",
-    "within",
-    "max_walk_m",
-    "public",
+#: per scope: the column naming it, and the column of a resource saying which one it is in
+_SCOPE_COLUMNS: dict[str, tuple[str, str]] = {
+    "grid": ("grid_code", "at_grid"),
+    "community": ("community_code", "at_community"),
+    "building": ("building_id", "at_building"),
 }
 
 
 class PolicyError(InputError):
     """A policy file gisgrid cannot use."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _RoleSpec(_Strict):
+    """A ``[roles.NAME]`` table as written (see the default policy file for each key)."""
+
+    title: str | None = None
+    scope: Scope
+    kind: str = Field(min_length=1)
+    level: str = ""
+    rule: Literal["nearest", "balanced", "resident"]
+    count: int = Field(1, ge=0)
+    per_households: int = Field(0, ge=0)
+    capacity: Annotated[int, Field(ge=0)] | Literal["resource"] = 1
+    within: Literal["district", "street", "community"] = "district"
+    max_walk_m: float = Field(0.0, ge=0)
+    public: bool = False
+
+
+class _NetworkSpec(_Strict):
+    walk_kmh: float = Field(4.5, gt=0)
+    max_access_m: float = Field(800.0, gt=0)
+
+
+class _CoverageSpec(_Strict):
+    minutes: float = Field(15.0, gt=0)
+    kinds: list[str] = Field(default_factory=lambda: ["service_site"])
+    access_m: float = Field(100.0, gt=0)
+
+
+class _PolicySpec(_Strict):
+    network: _NetworkSpec = _NetworkSpec()
+    coverage: _CoverageSpec = _CoverageSpec()
+    roles: dict[str, _RoleSpec] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -64,7 +95,7 @@ class Role:
 
     name: str
     title: str
-    scope: str
+    scope: Scope
     kind: str
     rule: str
     level: str = ""
@@ -74,6 +105,16 @@ class Role:
     within: str = "district"
     max_walk_m: float = 0.0  # 0: no limit
     public: bool = False  # shown on public rosters (places, organisations, the grid worker)
+
+    @property
+    def key_column(self) -> str:
+        """The column naming the role's scope (grid_code, community_code, building_id)."""
+        return _SCOPE_COLUMNS[self.scope][0]
+
+    @property
+    def home_column(self) -> str:
+        """The column of a resource saying which scope it lives in (for ``resident`` roles)."""
+        return _SCOPE_COLUMNS[self.scope][1]
 
 
 @dataclass(frozen=True)
@@ -109,100 +150,55 @@ def load_policy(path: str | Path | None = None) -> Policy:
     except FileNotFoundError:
         raise PolicyError(f"policy file {where} does not exist") from None
     try:
-        data = tomllib.loads(text)
+        spec = _PolicySpec.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{where} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"network", "coverage", "roles"}
-    if unknown:
-        raise PolicyError(
-            f"{where}: unknown section(s) {', '.join(sorted(unknown))}; "
-            "a policy has [network], [coverage] and [roles.NAME]"
-        )
-    roles_data = data.get("roles")
-    if not isinstance(roles_data, dict) or not roles_data:
-        raise PolicyError(f"{where} defines no roles; add at least one [roles.NAME] table")
-    roles = {name: _role(name, spec, where) for name, spec in roles_data.items()}
-    network = data.get("network", {})
-    coverage = data.get("coverage", {})
-    kinds = coverage.get("kinds", ["service_site"])
-    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
-        raise PolicyError(f"{where}: [coverage] kinds must be a list of resource kinds")
+    except ValidationError as exc:
+        raise PolicyError(_problem(where, exc.errors()[0])) from None
     return Policy(
-        roles=roles,
-        walk_kmh=_positive(network.get("walk_kmh", 4.5), f"{where}: [network] walk_kmh"),
-        max_access_m=_positive(
-            network.get("max_access_m", 800.0), f"{where}: [network] max_access_m"
-        ),
-        coverage_minutes=_positive(coverage.get("minutes", 15.0), f"{where}: [coverage] minutes"),
-        coverage_kinds=tuple(kinds),
-        coverage_access_m=_positive(
-            coverage.get("access_m", 100.0), f"{where}: [coverage] access_m"
-        ),
+        roles={name: _role(name, r) for name, r in spec.roles.items()},
+        walk_kmh=spec.network.walk_kmh,
+        max_access_m=spec.network.max_access_m,
+        coverage_minutes=spec.coverage.minutes,
+        coverage_kinds=tuple(spec.coverage.kinds),
+        coverage_access_m=spec.coverage.access_m,
         source=where,
     )
 
 
-def _positive(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise PolicyError(f"{what} must be a positive number, not {value!r}")
-    return float(value)
+def _role(name: str, spec: _RoleSpec) -> Role:
+    values = spec.model_dump(exclude={"title", "capacity"})
+    capacity = None if spec.capacity == "resource" else spec.capacity
+    return Role(name=name, title=spec.title or name, capacity=capacity, **values)
 
 
-def _choice(
-    spec: dict, key: str, options: tuple[str, ...], where: str, default: str | None = None
-) -> str:
-    value = spec.get(key, default)
-    if value not in options:
-        shown = "missing" if value is None else repr(value)
-        raise PolicyError(f"{where}: {key} is {shown}; it must be one of {', '.join(options)}")
-    return value
+_UNION_TAGS = ("int", "literal", "constrained", "function")  # pydantic's names of union branches
 
 
-def _role(name: str, spec: object, where: str) -> Role:
-    here = f"{where}, role {name!r}"
-    if not isinstance(spec, dict):
-        raise PolicyError(f"{here} must be a table ([roles.{name}])")
-    unknown = set(spec) - _ROLE_KEYS
-    if unknown:
-        raise PolicyError(
-            f"{here}: unknown key(s) {', '.join(sorted(unknown))}; "
-            f"a role may have {', '.join(sorted(_ROLE_KEYS))}"
+def _problem(where: str, error: Any) -> str:
+    """One line naming the file, the section or role, the key and what it may be."""
+    loc = [str(p) for p in error["loc"] if not str(p).startswith(_UNION_TAGS)]
+    kind, message = error["type"], str(error["msg"]).split(" or instance of")[0]
+    if loc == ["roles"]:
+        return f"{where} defines no roles; add at least one [roles.NAME] table"
+    if len(loc) == 1 and kind == "extra_forbidden":
+        return (
+            f"{where}: unknown section [{loc[0]}]; "
+            "a policy has [network], [coverage] and [roles.NAME]"
         )
-    kind = spec.get("kind")
-    if not isinstance(kind, str) or not kind:
-        raise PolicyError(f"{here}: kind is missing; name the resource kind that fills the role")
-    capacity = spec.get("capacity", 1)
-    if capacity == "resource":
-        capacity = None
-    elif isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-        raise PolicyError(
-            f'{here}: capacity must be a whole number ≥ 0 or "resource", not {capacity!r}'
-        )
-    count = spec.get("count", 1)
-    per_households = spec.get("per_households", 0)
-    for key, value in (("count", count), ("per_households", per_households)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise PolicyError(f"{here}: {key} must be a whole number ≥ 0, not {value!r}")
-    max_walk = spec.get("max_walk_m", 0.0)
-    if isinstance(max_walk, bool) or not isinstance(max_walk, int | float) or max_walk < 0:
-        raise PolicyError(f"{here}: max_walk_m must be a distance in metres, not {max_walk!r}")
-    level = spec.get("level", "")
-    if not isinstance(level, str):
-        raise PolicyError(f"{here}: level must be text, not {level!r}")
-    public = spec.get("public", False)
-    if not isinstance(public, bool):
-        raise PolicyError(f"{here}: public must be true or false, not {public!r}")
-    return Role(
-        name=name,
-        public=public,
-        title=str(spec.get("title", name)),
-        scope=_choice(spec, "scope", SCOPES, here),
-        kind=kind,
-        rule=_choice(spec, "rule", RULES, here),
-        level=level,
-        count=count,
-        per_households=per_households,
-        capacity=capacity,
-        within=_choice(spec, "within", WITHIN, here, "district"),
-        max_walk_m=float(max_walk),
-    )
+    if loc[0] == "roles":
+        model: type[_Strict] = _RoleSpec
+        here, keys = f"{where}, role {loc[1]!r}", loc[2:]
+        if not keys:
+            return f"{here} must be a table ([roles.{loc[1]}])"
+    else:
+        here, keys = f"{where}: [{loc[0]}]", loc[1:]
+        model = _NetworkSpec if loc[0] == "network" else _CoverageSpec
+        if not keys:
+            return f"{here} must be a table"
+    key = ".".join(keys)
+    if kind == "extra_forbidden":
+        return f"{here}: unknown key {key}; it may have {', '.join(model.model_fields)}"
+    if kind == "missing":
+        return f"{here}: {key} is missing"
+    return f"{here}: {key} is {error['input']!r}; {message[0].lower()}{message[1:]}"
