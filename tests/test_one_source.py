@@ -81,12 +81,17 @@ def _folium_fills(households: list[int]) -> list[str]:
         for m in re.finditer(r"switch\(feature\.id\) \{(.*?)\n\s*\}\n", page, re.S)
         if "fillColor" in m.group(1)
     )
-    by_id = {
-        int(i): fill
-        for i, fill in re.findall(r'case "(\d+)":\s*return \{[^}]*"fillColor": "([^"]+)"', styler)
-    }
-    default = re.search(r'default:\s*return \{[^}]*"fillColor": "([^"]+)"', styler)
-    return [by_id.get(i, default.group(1) if default else None) for i in range(n)]
+    by_id, default = {}, None
+    # folium groups features of one style: `case "1": case "3": return {...};`
+    for labels, fill in re.findall(
+        r'((?:(?:case "\d+"|default):\s*)+)return \{[^}]*"fillColor": "([^"]+)"', styler
+    ):
+        for label in re.findall(r'case "(\d+)"|(default)', labels):
+            if label[1]:
+                default = fill
+            else:
+                by_id[int(label[0])] = fill
+    return [by_id.get(i, default) for i in range(n)]
 
 
 def test_both_maps_paint_a_grid_by_the_band_the_engine_uses():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -193,25 +194,26 @@ def _delineate_once(task: CommunityTask) -> CommunityResult:
             )
             kept_rows.append(row)
         buildings = buildings[~in_kept].reset_index(drop=True)
-    rows: list[dict] = []
+    drafts: list[DraftGrid] = []
     if not shapely.is_empty(free) and shapely.area(free) > 1.0:
-        rows = _delineate_free(task, free, buildings)
+        drafts = _delineate_free(task, free, buildings)
         if len(task.kept):
-            _fit_to(rows, free)
+            _fit_to(drafts, free)
     kept_codes = set(task.kept.get("grid_code", []))
     households = task.buildings.set_index(task.buildings["building_id"].astype(str))["households"]
-    inherited = _inherit(rows, task.previous, task.freed, households)
+    inherited = _inherit(drafts, task.previous, task.freed, households)
     taken = {int(c[-3:]) for c in kept_codes | set(task.freed.get("grid_code", []))}
     taken |= set(task.retired)
-    fresh = [r for r, code in zip(rows, inherited, strict=True) if code is None]
+    fresh = [d for d, code in zip(drafts, inherited, strict=True) if code is None]
     codes: Iterator[str] = iter([])
     if fresh:
-        xy = shapely.get_coordinates(shapely.point_on_surface([r["geometry"] for r in fresh]))
-        row_height = float(np.sqrt(np.median([r["geometry"].area for r in fresh])))
+        xy = shapely.get_coordinates(shapely.point_on_surface([d.geometry for d in fresh]))
+        row_height = float(np.sqrt(np.median([d.geometry.area for d in fresh])))
         codes = iter(grid_codes(task.code, xy, row_height=row_height, taken=taken))
-    for r, code in zip(rows, inherited, strict=True):
-        r["grid_code"] = code if code is not None else next(codes)
-        building_grid.loc[r.pop("_buildings")] = r["grid_code"]
+    rows = []
+    for d, code in zip(drafts, inherited, strict=True):
+        rows.append(d.row(code if code is not None else next(codes)))
+        building_grid.loc[d.building_ids] = rows[-1]["grid_code"]
     grids = gpd.GeoDataFrame(kept_rows + rows, geometry="geometry", crs=task.buildings.crs)
     grids["community_code"] = task.code
     used = {r["grid_code"] for r in rows}
@@ -219,14 +221,14 @@ def _delineate_once(task: CommunityTask) -> CommunityResult:
     return CommunityResult(grids, building_grid, retired=retired)
 
 
-def _fit_to(rows: list[dict], free: shapely.Geometry) -> None:
+def _fit_to(drafts: list[DraftGrid], free: shapely.Geometry) -> None:
     """Make new grids tile exactly the area left by the kept grids.
 
     A building straddling a kept grid's edge brings its footprint into its new
     cell: clip that overlap off, and give any sliver left uncovered to the new
     grid it borders most.
     """
-    geoms = shapely.intersection(np.array([r["geometry"] for r in rows], dtype=object), free)
+    geoms = shapely.intersection(np.array([d.geometry for d in drafts], dtype=object), free)
     left = shapely.difference(free, shapely.union_all(geoms))
     for piece in shapely.get_parts(left):
         if piece.geom_type != "Polygon" or piece.area <= 0:
@@ -235,34 +237,34 @@ def _fit_to(rows: list[dict], free: shapely.Geometry) -> None:
         if shared.max() > 0:
             k = int(np.argmax(shared))
             geoms[k] = shapely.union(geoms[k], piece)
-    for r, g in zip(rows, geoms, strict=True):
+    for d, g in zip(drafts, geoms, strict=True):
         parts = [p for p in shapely.get_parts(g) if p.geom_type == "Polygon" and p.area > 0]
-        r["geometry"] = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
+        d.geometry = parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _inherit(
-    rows: list[dict], previous: pd.Series, freed: gpd.GeoDataFrame, households: pd.Series
+    drafts: list[DraftGrid], previous: pd.Series, freed: gpd.GeoDataFrame, households: pd.Series
 ) -> list[str | None]:
     """The code each new grid takes over from a freed grid it mostly continues, if any.
 
     A new grid continues an old one when more than half of its households were in
     that grid and more than half of that grid's households are in it.
     """
-    out: list[str | None] = [None] * len(rows)
+    out: list[str | None] = [None] * len(drafts)
     if not len(freed) or previous is None or previous.empty:
         return out
     old_hh = freed.set_index("grid_code")["households"].astype(float)
     claimed: set[str] = set()
-    for i, r in enumerate(rows):
-        members = previous.reindex(r["_buildings"])
-        weights = households.reindex(r["_buildings"]).fillna(0).astype(float)
+    for i, d in enumerate(drafts):
+        members = previous.reindex(d.building_ids)
+        weights = households.reindex(d.building_ids).fillna(0).astype(float)
         share = weights.groupby(members.to_numpy()).sum()
         share = share[share.index.isin(old_hh.index)]
-        if share.empty or r["households"] <= 0:
+        if share.empty or d.households <= 0:
             continue
         code = share.idxmax()
         if (
-            share[code] > 0.5 * r["households"]
+            share[code] > 0.5 * d.households
             and share[code] > 0.5 * old_hh[code]
             and code not in claimed
         ):
@@ -271,12 +273,79 @@ def _inherit(
     return out
 
 
+@dataclass
+class DraftGrid:
+    """A grid drawn by a delineation, before it has a code."""
+
+    grid_type: str
+    households: int
+    population: int
+    building_ids: list[str]
+    flags: str
+    reason: str
+    geometry: shapely.Geometry
+
+    def row(self, grid_code: str) -> dict:
+        """The grid's row of the ``grids`` layer (without the community's fields)."""
+        return {
+            "grid_code": grid_code,
+            "grid_type": self.grid_type,
+            "households": self.households,
+            "population": self.population,
+            "buildings": len(self.building_ids),
+            "flags": self.flags,
+            "reason": self.reason,
+            "locked": False,
+            "geometry": self.geometry,
+        }
+
+
+@dataclass
+class _Label:
+    """What a label (a grid in the making) is: its type, flags and reason."""
+
+    grid_type: str = "basic"
+    flags: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class _Labels:
+    """The label of each cell of a community's graph (−1 while unlabelled)."""
+
+    cells: int
+    kinds: list[_Label] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.of = np.full(self.cells, -1, dtype=np.int64)
+
+    def new(self, **kind: Any) -> int:
+        """A fresh label."""
+        self.kinds.append(_Label(**kind))
+        return len(self.kinds) - 1
+
+
 def _delineate_free(
     task: CommunityTask, free: shapely.Geometry, buildings: gpd.GeoDataFrame
-) -> list[dict]:
+) -> list[DraftGrid]:
     """Grids over the community's free area (without locked grids), before codes."""
-    p = task.params
-    hband, pband = p.households, p.population
+    table, cells, graph = _cells_of(task, free, buildings)
+    cell_unit = cells["unit"].to_numpy()
+    labels = _Labels(graph.n)
+    _label_own_grids(labels, cell_unit, table)
+    empty = _label_partitions(labels, graph, task.params)
+    _label_empty_land(labels, graph, empty)
+    return [
+        draft
+        for lab in range(len(labels.kinds))
+        if (draft := _draft(lab, labels, graph, cells, table, task.params.households))
+    ]
+
+
+def _cells_of(
+    task: CommunityTask, free: shapely.Geometry, buildings: gpd.GeoDataFrame
+) -> tuple[pd.DataFrame, gpd.GeoDataFrame, CellGraph]:
+    """The units of the free area's buildings, their cells, and the cells' graph."""
     blocks = blocks_of(free, task.lines)
     rep = shapely.point_on_surface(buildings.geometry.values)
     b_idx, k_idx = shapely.STRtree(blocks).query(rep, predicate="intersects")
@@ -287,124 +356,142 @@ def _delineate_free(
         nearest = shapely.STRtree(blocks).query_nearest(rep[outside], return_distance=False)
         block_of[np.flatnonzero(outside)[nearest[0]]] = nearest[1]
     units = make_units(
-        buildings, block_of, ceiling=int(hband.high), dedicated_kinds=p.dedicated_kinds
+        buildings,
+        block_of,
+        ceiling=int(task.params.households.high),
+        dedicated_kinds=task.params.dedicated_kinds,
     )
-    table = units.table
-    cells = tessellate(blocks, table)
-    graph = cell_graph(cells, table, water=task.water, roads=task.roads)
-    cell_unit = cells["unit"].to_numpy()
+    cells = tessellate(blocks, units.table)
+    graph = cell_graph(cells, units.table, water=task.water, roads=task.roads)
+    return units.table, cells, graph
 
-    label = np.full(graph.n, -1, dtype=np.int64)
-    info: list[dict] = []  # one dict per label: type, flags, reason
 
-    def new_label(**kw) -> int:
-        info.append({"grid_type": "basic", "flags": [], "reason": "", **kw})
-        return len(info) - 1
-
-    # grids of their own: dedicated compounds and indivisible buildings
+def _label_own_grids(labels: _Labels, cell_unit: np.ndarray, table: pd.DataFrame) -> None:
+    """Grids of their own: dedicated compounds and indivisible buildings."""
     for c in np.flatnonzero(cell_unit >= 0):
         u = table.iloc[cell_unit[c]]
         if u["dedicated"]:
-            label[c] = new_label(grid_type="dedicated", flags=["dedicated"])
+            labels.of[c] = labels.new(grid_type="dedicated", flags=["dedicated"])
         elif u["flag"] == "building_over_band":
-            label[c] = new_label(
+            labels.of[c] = labels.new(
                 flags=["building_over_band"],
                 reason=(
                     f"one building of {u['households']} households with one entrance: "
                     "above the ceiling and cannot be split"
                 ),
             )
-    rest = np.flatnonzero(label < 0)
-    empty_parts: list[np.ndarray] = []
-    if len(rest):
-        comps = _components(graph, rest)
-        whole = len(comps) == 1 and len(rest) == graph.n
-        for comp in comps:
-            total = int(graph.households[comp].sum())
-            if total == 0:
-                empty_parts.append(comp)
-                continue
-            if total < hband.low:
-                why = (
-                    f"the community holds only {total} households"
-                    if whole
-                    else f"{total} households cut off from the rest of the community by "
-                    "roads, water or dedicated grids"
-                )
-                label[comp] = new_label(flags=["under_band"], reason=why)
-                continue
-            k = choose_k(total, hband)
-            sub = graph.subgraph(comp)
-            parts = partition(sub, k, households=hband, population=pband, seed=p.seed)
-            base = len(info)
+
+
+def _label_partitions(labels: _Labels, graph: CellGraph, p: Params) -> list[np.ndarray]:
+    """Partition each connected piece of the unlabelled cells; the pieces without homes."""
+    rest = np.flatnonzero(labels.of < 0)
+    if not len(rest):
+        return []
+    empty: list[np.ndarray] = []
+    comps = _components(graph, rest)
+    whole = len(comps) == 1 and len(rest) == graph.n
+    for comp in comps:
+        total = int(graph.households[comp].sum())
+        if total == 0:
+            empty.append(comp)
+        elif total < p.households.low:
+            why = (
+                f"the community holds only {total} households"
+                if whole
+                else f"{total} households cut off from the rest of the community by "
+                "roads, water or dedicated grids"
+            )
+            labels.of[comp] = labels.new(flags=["under_band"], reason=why)
+        else:
+            k = choose_k(total, p.households)
+            parts = partition(
+                graph.subgraph(comp),
+                k,
+                households=p.households,
+                population=p.population,
+                seed=p.seed,
+            )
+            base = len(labels.kinds)
             for _ in range(int(parts.max()) + 1):
-                new_label()
-            label[comp] = base + parts
-    while empty_parts:  # land without homes joins the grid it borders most
+                labels.new()
+            labels.of[comp] = base + parts
+    return empty
+
+
+def _label_empty_land(labels: _Labels, graph: CellGraph, empty: list[np.ndarray]) -> None:
+    """Land without homes joins the grid it borders most (its own grid when it borders none)."""
+    while empty:
         waiting = []
-        for comp in empty_parts:
-            share = _border(graph, comp, label)
+        for comp in empty:
+            share = _border(graph, comp, labels.of)
             if share:
-                label[comp] = max(share, key=lambda g: share[g])
+                labels.of[comp] = max(share, key=lambda g: share[g])
             else:
                 waiting.append(comp)
-        if len(waiting) == len(empty_parts):  # borders nothing labelled at all: its own grid
+        if len(waiting) == len(empty):  # borders nothing labelled at all: its own grid
             for comp in waiting:
                 why = (
                     "no homes in the community"
                     if len(comp) == graph.n
                     else "land without homes, cut off from every other grid"
                 )
-                label[comp] = new_label(flags=["empty"], reason=why)
-            break
-        empty_parts = waiting
+                labels.of[comp] = labels.new(flags=["empty"], reason=why)
+            return
+        empty = waiting
 
-    rows = []
-    unit_ids = table["buildings"].to_numpy()
-    for lab in range(len(info)):
-        mine = np.flatnonzero(label == lab)
-        if len(mine) == 0:
-            continue
-        geom = dissolve(cells.geometry.values[mine])
-        units_here = cell_unit[mine][cell_unit[mine] >= 0]
-        ids = [b for s in unit_ids[units_here] for b in s.split(",") if b]
-        flags = list(info[lab]["flags"])
-        if (table["flag"].to_numpy()[units_here] == "split_by_entrance").any():
-            flags.append("split_by_entrance")
-        if geom.geom_type != "Polygon":
-            flags.append("not_contiguous")
-        hh = int(graph.households[mine].sum())
-        pop = int(graph.population[mine].sum())
-        reason = info[lab]["reason"]
-        if info[lab]["grid_type"] == "basic" and not reason and not hband.contains(hh):
-            largest = int(table["households"].to_numpy()[units_here].max(initial=0))
-            side = "above the ceiling" if hh > hband.high else "under the floor"
-            if largest >= hband.low / 2:
-                reason = (
-                    f"{hh} households, {side}: compounds that fit in a grid stay whole "
-                    f"(one here holds {largest}) and no grouping of them with their "
-                    "neighbours fits the band"
-                )
-            else:
-                reason = (
-                    f"{hh} households, {side}: the grids around it could not give or "
-                    "take enough households without leaving the band themselves"
-                )
-            flags.append("over_band" if hh > hband.high else "under_band")
-        rows.append(
-            {
-                "grid_type": info[lab]["grid_type"],
-                "households": hh,
-                "population": pop,
-                "buildings": len(set(ids)),
-                "flags": ",".join(dict.fromkeys(flags)),
-                "reason": reason,
-                "locked": False,
-                "geometry": geom,
-                "_buildings": list(dict.fromkeys(ids)),
-            }
+
+def _draft(
+    lab: int,
+    labels: _Labels,
+    graph: CellGraph,
+    cells: gpd.GeoDataFrame,
+    table: pd.DataFrame,
+    hband: Band,
+) -> DraftGrid | None:
+    """The grid of one label (None when no cell has it), with its flags and reason."""
+    mine = np.flatnonzero(labels.of == lab)
+    if len(mine) == 0:
+        return None
+    kind = labels.kinds[lab]
+    geom = dissolve(cells.geometry.values[mine])
+    cell_unit = cells["unit"].to_numpy()
+    units_here = cell_unit[mine][cell_unit[mine] >= 0]
+    ids = [b for s in table["buildings"].to_numpy()[units_here] for b in s.split(",") if b]
+    flags = list(kind.flags)
+    if (table["flag"].to_numpy()[units_here] == "split_by_entrance").any():
+        flags.append("split_by_entrance")
+    if geom.geom_type != "Polygon":
+        flags.append("not_contiguous")
+    hh = int(graph.households[mine].sum())
+    reason = kind.reason
+    if kind.grid_type == "basic" and not reason and not hband.contains(hh):
+        largest = int(table["households"].to_numpy()[units_here].max(initial=0))
+        reason = _out_of_band_reason(hh, largest, hband)
+        flags.append("over_band" if hh > hband.high else "under_band")
+    return DraftGrid(
+        grid_type=kind.grid_type,
+        households=hh,
+        population=int(graph.population[mine].sum()),
+        building_ids=list(dict.fromkeys(ids)),
+        flags=",".join(dict.fromkeys(flags)),
+        reason=reason,
+        geometry=geom,
+    )
+
+
+def _out_of_band_reason(households: int, largest: int, hband: Band) -> str:
+    """Why a basic grid ended outside the band, in words."""
+    side = "above the ceiling" if households > hband.high else "under the floor"
+    if largest >= hband.low / 2:
+        return (
+            f"{households} households, {side}: compounds that fit in a grid stay whole "
+            f"(one here holds {largest}) and no grouping of them with their "
+            "neighbours fits the band"
         )
-    return rows
+    return (
+        f"{households} households, {side}: the grids around it could not give or "
+        "take enough households without leaving the band themselves"
+    )
 
 
 def _border(graph: CellGraph, comp: np.ndarray, label: np.ndarray) -> dict[int, float]:
