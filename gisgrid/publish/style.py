@@ -52,150 +52,10 @@ def redmap_style(
         "glyphs": f"{base}/fonts/{{fontstack}}/{{range}}.pbf",
         "sources": {src: {"type": "vector", "url": f"{base}/tiles/redmap.json"}},
         "layers": [
-            {"id": "background", "type": "background", "paint": {"background-color": "#f4efe6"}},
-            {
-                "id": "water",
-                "type": "fill",
-                "source": src,
-                "source-layer": "water",
-                "paint": {"fill-color": "#9ecae1"},
-            },
-            {
-                "id": "service-areas",
-                "type": "fill",
-                "source": src,
-                "source-layer": "service_areas",
-                "paint": {
-                    "fill-color": "#ff4d4f",
-                    "fill-opacity": 0.08,
-                    "fill-outline-color": "#ff7875",
-                },
-            },
-            {
-                "id": "grids-fill",
-                "type": "fill",
-                "source": src,
-                "source-layer": "grids",
-                "paint": {
-                    "fill-color": palette.expression(),
-                    "fill-opacity": 0.45,
-                },
-            },
-            {
-                "id": "roads",
-                "type": "line",
-                "source": src,
-                "source-layer": "roads",
-                "paint": {
-                    "line-color": "#ffffff",
-                    "line-width": [
-                        "match",
-                        ["get", "road_class"],
-                        "arterial",
-                        4,
-                        "secondary",
-                        3,
-                        "local",
-                        1.5,
-                        1,
-                    ],
-                },
-            },
-            {
-                "id": "buildings",
-                "type": "fill",
-                "source": src,
-                "source-layer": "buildings",
-                "minzoom": 14,
-                "paint": {"fill-color": "#c9a27e", "fill-outline-color": "#7f6a55"},
-            },
-            {
-                "id": "grids-line",
-                "type": "line",
-                "source": src,
-                "source-layer": "grids",
-                "paint": {"line-color": RED, "line-width": 1.4},
-            },
-            {
-                "id": "communities-line",
-                "type": "line",
-                "source": src,
-                "source-layer": "communities",
-                "paint": {"line-color": "#8b0000", "line-width": 2, "line-dasharray": [3, 2]},
-            },
-            {
-                "id": "streets-line",
-                "type": "line",
-                "source": src,
-                "source-layer": "streets",
-                "paint": {"line-color": "#4d0000", "line-width": 3},
-            },
-            {
-                "id": "service-sites",
-                "type": "circle",
-                "source": src,
-                "source-layer": "service_sites",
-                "paint": {
-                    "circle-color": "#ff4d4f",
-                    "circle-radius": 6,
-                    "circle-stroke-color": "#fff",
-                    "circle-stroke-width": 1.5,
-                },
-            },
-            {
-                "id": "party-orgs",
-                "type": "circle",
-                "source": src,
-                "source-layer": "party_orgs",
-                "filter": ["any", ["!=", ["get", "level"], "branch"], [">=", ["zoom"], 14]],
-                "paint": {
-                    "circle-color": RED,
-                    "circle-radius": ["match", ["get", "level"], "street", 9, "community", 7, 4],
-                    "circle-stroke-color": "#ffd700",
-                    "circle-stroke-width": 1.5,
-                },
-            },
-            {
-                "id": "grids-label",
-                "type": "symbol",
-                "source": src,
-                "source-layer": "grids",
-                "minzoom": 14,
-                "layout": {
-                    "text-field": [
-                        "concat",
-                        ["get", "grid_code"],
-                        "\n",
-                        ["to-string", ["get", "households"]],
-                        " 户",
-                    ],
-                    "text-size": 11,
-                    "text-font": ["Noto Sans Regular"],
-                },
-                "paint": {
-                    "text-color": "#7a0000",
-                    "text-halo-color": "#fff",
-                    "text-halo-width": 1.2,
-                },
-            },
-            {
-                "id": "service-sites-label",
-                "type": "symbol",
-                "source": src,
-                "source-layer": "service_sites",
-                "minzoom": 14,
-                "layout": {
-                    "text-field": ["get", "name"],
-                    "text-size": 11,
-                    "text-offset": [0, 1.2],
-                    "text-font": ["Noto Sans Regular"],
-                },
-                "paint": {
-                    "text-color": "#a8071a",
-                    "text-halo-color": "#fff",
-                    "text-halo-width": 1.2,
-                },
-            },
+            *_land(src, palette),
+            *_boundaries(src),
+            *_markers(src),
+            *_labels(src),
         ],
     }
 
@@ -219,3 +79,171 @@ def map_page(title: str, labels: dict[str, str] | None = None) -> str:
     safe = json.dumps(labels or {}, ensure_ascii=False).replace("<", "\\u003c")  # inside <script>
     page = page.replace("{{labels}}", safe)
     return page.replace("{{title}}", html.escape(title)).replace("{{legend}}", legend)
+
+
+def _land(src: str, palette: Palette) -> list[dict]:
+    """Background, water, service areas, grid fills, roads and buildings."""
+    return [
+        {"id": "background", "type": "background", "paint": {"background-color": "#f4efe6"}},
+        {
+            "id": "water",
+            "type": "fill",
+            "source": src,
+            "source-layer": "water",
+            "paint": {"fill-color": "#9ecae1"},
+        },
+        {
+            "id": "service-areas",
+            "type": "fill",
+            "source": src,
+            "source-layer": "service_areas",
+            "paint": {
+                "fill-color": "#ff4d4f",
+                "fill-opacity": 0.08,
+                "fill-outline-color": "#ff7875",
+            },
+        },
+        {
+            "id": "grids-fill",
+            "type": "fill",
+            "source": src,
+            "source-layer": "grids",
+            "paint": {
+                "fill-color": palette.expression(),
+                "fill-opacity": 0.45,
+            },
+        },
+        {
+            "id": "roads",
+            "type": "line",
+            "source": src,
+            "source-layer": "roads",
+            "paint": {
+                "line-color": "#ffffff",
+                "line-width": [
+                    "match",
+                    ["get", "road_class"],
+                    "arterial",
+                    4,
+                    "secondary",
+                    3,
+                    "local",
+                    1.5,
+                    1,
+                ],
+            },
+        },
+        {
+            "id": "buildings",
+            "type": "fill",
+            "source": src,
+            "source-layer": "buildings",
+            "minzoom": 14,
+            "paint": {"fill-color": "#c9a27e", "fill-outline-color": "#7f6a55"},
+        },
+    ]
+
+
+def _boundaries(src: str) -> list[dict]:
+    """Grid, community and street boundaries."""
+    return [
+        {
+            "id": "grids-line",
+            "type": "line",
+            "source": src,
+            "source-layer": "grids",
+            "paint": {"line-color": RED, "line-width": 1.4},
+        },
+        {
+            "id": "communities-line",
+            "type": "line",
+            "source": src,
+            "source-layer": "communities",
+            "paint": {"line-color": "#8b0000", "line-width": 2, "line-dasharray": [3, 2]},
+        },
+        {
+            "id": "streets-line",
+            "type": "line",
+            "source": src,
+            "source-layer": "streets",
+            "paint": {"line-color": "#4d0000", "line-width": 3},
+        },
+    ]
+
+
+def _markers(src: str) -> list[dict]:
+    """Service sites and party organisations."""
+    return [
+        {
+            "id": "service-sites",
+            "type": "circle",
+            "source": src,
+            "source-layer": "service_sites",
+            "paint": {
+                "circle-color": "#ff4d4f",
+                "circle-radius": 6,
+                "circle-stroke-color": "#fff",
+                "circle-stroke-width": 1.5,
+            },
+        },
+        {
+            "id": "party-orgs",
+            "type": "circle",
+            "source": src,
+            "source-layer": "party_orgs",
+            "filter": ["any", ["!=", ["get", "level"], "branch"], [">=", ["zoom"], 14]],
+            "paint": {
+                "circle-color": RED,
+                "circle-radius": ["match", ["get", "level"], "street", 9, "community", 7, 4],
+                "circle-stroke-color": "#ffd700",
+                "circle-stroke-width": 1.5,
+            },
+        },
+    ]
+
+
+def _labels(src: str) -> list[dict]:
+    """Grid codes with households, and service site names."""
+    return [
+        {
+            "id": "grids-label",
+            "type": "symbol",
+            "source": src,
+            "source-layer": "grids",
+            "minzoom": 14,
+            "layout": {
+                "text-field": [
+                    "concat",
+                    ["get", "grid_code"],
+                    "\n",
+                    ["to-string", ["get", "households"]],
+                    " 户",
+                ],
+                "text-size": 11,
+                "text-font": ["Noto Sans Regular"],
+            },
+            "paint": {
+                "text-color": "#7a0000",
+                "text-halo-color": "#fff",
+                "text-halo-width": 1.2,
+            },
+        },
+        {
+            "id": "service-sites-label",
+            "type": "symbol",
+            "source": src,
+            "source-layer": "service_sites",
+            "minzoom": 14,
+            "layout": {
+                "text-field": ["get", "name"],
+                "text-size": 11,
+                "text-offset": [0, 1.2],
+                "text-font": ["Noto Sans Regular"],
+            },
+            "paint": {
+                "text-color": "#a8071a",
+                "text-halo-color": "#fff",
+                "text-halo-width": 1.2,
+            },
+        },
+    ]

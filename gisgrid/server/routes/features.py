@@ -8,9 +8,10 @@ standard allows) and ``offset``, with ``next``/``prev`` links.
 import html
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import geopandas as gpd
 import numpy as np
 import shapely
 from fastapi import APIRouter, Query, Request
@@ -20,10 +21,11 @@ from gisgrid._errors import InputError
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.tiles import TILESETS
-from gisgrid.server.deps import AppState, Role, base_url
+from gisgrid.server.deps import AppState, Role, State, base_url
 from gisgrid.server.settings import Settings
 
 GEOJSON = "application/geo+json"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
@@ -58,140 +60,159 @@ def _links_html(links: list[dict]) -> str:
     )
 
 
+def _link(rel: str, href: str, kind: str = "application/json", title: str = "") -> dict:
+    return {"rel": rel, "type": kind, **({"title": title} if title else {}), "href": href}
+
+
+def _landing_links(base: str) -> list[dict]:
+    """The landing page's links: the API, conformance, data, maps and tiles."""
+    return [
+        _link("self", f"{base}/", title="this document"),
+        _link(
+            "service-desc",
+            f"{base}/openapi.json",
+            "application/vnd.oai.openapi+json;version=3.0",
+            "OpenAPI",
+        ),
+        _link("service-doc", f"{base}/docs", "text/html", "API documentation"),
+        _link("conformance", f"{base}/conformance", title="conformance"),
+        _link("data", f"{base}/collections", title="collections"),
+        _link("alternate", f"{base}/map", "text/html", "红地图 dashboard"),
+        _link("describedby", f"{base}/styles/redmap.json", title="红地图 MapLibre style"),
+        *(
+            _link("tiles", f"{base}/tiles/{name}.json", title=f"{name} tiles (TileJSON)")
+            for name in TILESETS
+        ),
+    ]
+
+
+def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame) -> dict:
+    """One collection's description: title, extent in CRS84, links to its items."""
+    bbox = (
+        [float(v) for v in np.round(frame.total_bounds, 7)]
+        if len(frame)
+        else [-180.0, -90.0, 180.0, 90.0]
+    )
+    items = f"{base}/collections/{cid}/items"
+    return {
+        "id": cid,
+        "title": COLLECTIONS_BY_ID[cid].title,
+        "itemType": "feature",
+        "crs": [CRS84],
+        "extent": {"spatial": {"bbox": [bbox], "crs": CRS84}},
+        "links": [
+            _link("self", f"{base}/collections/{cid}"),
+            _link("items", items, GEOJSON, "items"),
+            _link("items", f"{items}?f=html", "text/html", "items (HTML)"),
+        ],
+    }
+
+
+def _selected(
+    frame: gpd.GeoDataFrame, cid: str, bbox: str | None, properties: str | None
+) -> tuple[gpd.GeoDataFrame, bool]:
+    """The features inside ``bbox`` with the asked ``properties``; whether the id field
+    rides along only to give each feature its id."""
+    if bbox is not None:
+        idx = np.sort(frame.sindex.query(shapely.box(*_bbox(bbox)), predicate="intersects"))
+        frame = frame.iloc[idx]
+    if properties is None:
+        return frame, False
+    wanted = [p.strip() for p in properties.split(",") if p.strip()]
+    unknown = [p for p in wanted if p not in frame.columns or p == frame.geometry.name]
+    if unknown:
+        have = [x for x in frame.columns if x != frame.geometry.name]
+        raise InputError(f"unknown properties {', '.join(unknown)}; {cid} has {', '.join(have)}")
+    id_field = COLLECTIONS_BY_ID[cid].id_field
+    drop_id = id_field not in wanted
+    return frame[[*wanted, *([id_field] if drop_id else []), frame.geometry.name]], drop_id
+
+
+def _paging_links(
+    request: Request, cid: str, *, offset: int, limit: int, matched: int
+) -> list[dict]:
+    """self, next and prev links of a page of items, and the collection's."""
+    base = f"{base_url(request)}/collections/{cid}"
+    keep = {k: v for k, v in request.query_params.items() if k not in ("offset", "limit", "f")}
+
+    def page(rel: str, off: int) -> dict:
+        query = urlencode({**keep, "limit": limit, "offset": off}, safe=",")
+        return _link(rel, f"{base}/items?{query}", GEOJSON)
+
+    links = [page("self", offset)]
+    if offset + limit < matched:
+        links.append(page("next", offset + limit))
+    if offset > 0:
+        links.append(page("prev", max(0, offset - limit)))
+    return [*links, _link("collection", base)]
+
+
+def _items_page(title: str, page: gpd.GeoDataFrame, links: list[dict]) -> HTMLResponse:
+    cols = [x for x in page.columns if x != page.geometry.name]
+    head = "".join(f"<th>{html.escape(x)}</th>" for x in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+        for row in page[cols].itertuples(index=False)
+    )
+    nav = " ".join(
+        f"<a href='{html.escape(link['href'])}&f=html'>{link['rel']}</a>"
+        for link in links
+        if link["rel"] in ("next", "prev")
+    )
+    return _page(title, f"<p>{nav}</p><table><tr>{head}</tr>{body}</table>")
+
+
+def _known(st: State, cid: str, who: str) -> None:
+    if cid not in {c.id for c in st.catalog.collections(who)}:
+        raise NotFoundError(f"no collection {cid!r}; see /collections for those there are")
+
+
 def router(settings: Settings) -> APIRouter:
+    """The OGC API – Features routes."""
     api = APIRouter(tags=["OGC API – Features"])
 
     @api.get("/", summary="Landing page")
-    def landing(request: Request, st: AppState, f: Format = "json"):
-        base = base_url(request)
-        links = [
-            {
-                "rel": "self",
-                "type": "application/json",
-                "title": "this document",
-                "href": f"{base}/",
-            },
-            {
-                "rel": "service-desc",
-                "type": "application/vnd.oai.openapi+json;version=3.0",
-                "title": "OpenAPI",
-                "href": f"{base}/openapi.json",
-            },
-            {
-                "rel": "service-doc",
-                "type": "text/html",
-                "title": "API documentation",
-                "href": f"{base}/docs",
-            },
-            {
-                "rel": "conformance",
-                "type": "application/json",
-                "title": "conformance",
-                "href": f"{base}/conformance",
-            },
-            {
-                "rel": "data",
-                "type": "application/json",
-                "title": "collections",
-                "href": f"{base}/collections",
-            },
-            {
-                "rel": "alternate",
-                "type": "text/html",
-                "title": "红地图 dashboard",
-                "href": f"{base}/map",
-            },
-            {
-                "rel": "describedby",
-                "type": "application/json",
-                "title": "红地图 MapLibre style",
-                "href": f"{base}/styles/redmap.json",
-            },
-        ] + [
-            {
-                "rel": "tiles",
-                "type": "application/json",
-                "title": f"{name} tiles (TileJSON)",
-                "href": f"{base}/tiles/{name}.json",
-            }
-            for name in TILESETS
-        ]
-        doc = {
+    def landing(request: Request, f: Format = "json") -> Any:
+        links = _landing_links(base_url(request))
+        if f == "html":
+            return _page(settings.title, _links_html(links))
+        return {
             "title": settings.title,
             "description": "gisgrid: grids, rosters and the 红地图",
             "links": links,
         }
-        if f == "html":
-            return _page(settings.title, _links_html(links))
-        return doc
 
     @api.get("/conformance", summary="Conformance classes")
-    def conformance(f: Format = "json"):
+    def conformance(f: Format = "json") -> Any:
         if f == "html":
-            return _page(
-                "conformance", "<ul>" + "".join(f"<li>{c}</li>" for c in CONFORMANCE) + "</ul>"
-            )
+            items = "".join(f"<li>{c}</li>" for c in CONFORMANCE)
+            return _page("conformance", f"<ul>{items}</ul>")
         return {"conformsTo": CONFORMANCE}
 
-    def describe(request: Request, st, cid: str, who: str) -> dict:
-        base = base_url(request)
-        frame = st.catalog.frame(cid, who)
-        bbox = (
-            [float(v) for v in np.round(frame.total_bounds, 7)]
-            if len(frame)
-            else [-180.0, -90.0, 180.0, 90.0]
-        )
-        return {
-            "id": cid,
-            "title": COLLECTIONS_BY_ID[cid].title,
-            "itemType": "feature",
-            "crs": ["http://www.opengis.net/def/crs/OGC/1.3/CRS84"],
-            "extent": {
-                "spatial": {"bbox": [bbox], "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}
-            },
-            "links": [
-                {"rel": "self", "type": "application/json", "href": f"{base}/collections/{cid}"},
-                {
-                    "rel": "items",
-                    "type": GEOJSON,
-                    "title": "items",
-                    "href": f"{base}/collections/{cid}/items",
-                },
-                {
-                    "rel": "items",
-                    "type": "text/html",
-                    "title": "items (HTML)",
-                    "href": f"{base}/collections/{cid}/items?f=html",
-                },
-            ],
-        }
-
     @api.get("/collections", summary="Published collections")
-    def collections(request: Request, st: AppState, who: Role, f: Format = "json"):
+    def collections(request: Request, st: AppState, who: Role, f: Format = "json") -> Any:
         base = base_url(request)
-        out = {
-            "links": [{"rel": "self", "type": "application/json", "href": f"{base}/collections"}],
-            "collections": [describe(request, st, c.id, who) for c in st.catalog.collections(who)],
-        }
+        docs = [
+            _collection_doc(base, c.id, st.catalog.frame(c.id, who))
+            for c in st.catalog.collections(who)
+        ]
         if f == "html":
             rows = "".join(
                 f"<li><a href='{base}/collections/{c['id']}/items?f=html'>"
                 f"{html.escape(c['title'])}</a> ({c['id']})</li>"
-                for c in out["collections"]
+                for c in docs
             )
             return _page("collections", f"<ul>{rows}</ul>")
-        return out
-
-    def known(st, cid: str, who: str) -> None:
-        if cid not in {c.id for c in st.catalog.collections(who)}:
-            raise NotFoundError(f"no collection {cid!r}; see /collections for those there are")
+        return {"links": [_link("self", f"{base}/collections")], "collections": docs}
 
     @api.get("/collections/{collection_id}", summary="One collection")
     def collection(
         request: Request, collection_id: str, st: AppState, who: Role, f: Format = "json"
-    ):
-        known(st, collection_id, who)
-        doc = describe(request, st, collection_id, who)
+    ) -> Any:
+        _known(st, collection_id, who)
+        doc = _collection_doc(
+            base_url(request), collection_id, st.catalog.frame(collection_id, who)
+        )
         if f == "html":
             return _page(doc["title"], _links_html(doc["links"]))
         return doc
@@ -216,47 +237,19 @@ def router(settings: Settings) -> APIRouter:
             str | None, Query(description="Comma-separated fields to return (default all).")
         ] = None,
         f: Format = "json",
-    ):
-        known(st, collection_id, who)
-        frame = st.catalog.frame(collection_id, who)
+    ) -> Any:
+        _known(st, collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
-        if bbox is not None:
-            box = _bbox(bbox)
-            idx = np.sort(frame.sindex.query(shapely.box(*box), predicate="intersects"))
-            frame = frame.iloc[idx]
-        drop_id = False  # the id rides along for "id" when properties leave it out
-        if properties is not None:
-            wanted = [p.strip() for p in properties.split(",") if p.strip()]
-            unknown = [p for p in wanted if p not in frame.columns or p == frame.geometry.name]
-            if unknown:
-                have = [x for x in frame.columns if x != frame.geometry.name]
-                raise InputError(
-                    f"unknown properties {', '.join(unknown)}; "
-                    f"{collection_id} has {', '.join(have)}"
-                )
-            drop_id = c.id_field not in wanted
-            frame = frame[[*wanted, *([c.id_field] if drop_id else []), frame.geometry.name]]
+        frame, drop_id = _selected(
+            st.catalog.frame(collection_id, who), collection_id, bbox, properties
+        )
         limit = min(limit, settings.max_limit)
         page = frame.iloc[offset : offset + limit]
-        base = f"{base_url(request)}/collections/{collection_id}/items"
-        keep = {k: v for k, v in request.query_params.items() if k not in ("offset", "limit", "f")}
-
-        def link(rel: str, off: int, kind: str = GEOJSON) -> dict:
-            query = urlencode({**keep, "limit": limit, "offset": off}, safe=",")
-            return {"rel": rel, "type": kind, "href": f"{base}?{query}"}
-
-        links = [link("self", offset)]
-        if offset + limit < len(frame):
-            links.append(link("next", offset + limit))
-        if offset > 0:
-            links.append(link("prev", max(0, offset - limit)))
-        links.append(
-            {
-                "rel": "collection",
-                "type": "application/json",
-                "href": f"{base_url(request)}/collections/{collection_id}",
-            }
+        links = _paging_links(
+            request, collection_id, offset=offset, limit=limit, matched=len(frame)
         )
+        if f == "html":
+            return _items_page(f"{c.title}: {len(frame)} features", page, links)
         features = _features(page, c.id_field, drop_id)
         doc = {
             "type": "FeatureCollection",
@@ -266,22 +259,6 @@ def router(settings: Settings) -> APIRouter:
             "links": links,
             "features": features,
         }
-        if f == "html":
-            cols = [x for x in page.columns if x != page.geometry.name]
-            head = "".join(f"<th>{html.escape(x)}</th>" for x in cols)
-            body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                for row in page[cols].itertuples(index=False)
-            )
-            nav = " ".join(
-                f"<a href='{html.escape(link['href'])}&f=html'>{link['rel']}</a>"
-                for link in links
-                if link["rel"] in ("next", "prev")
-            )
-            return _page(
-                f"{c.title}: {len(frame)} features",
-                f"<p>{nav}</p><table><tr>{head}</tr>{body}</table>",
-            )
         return JSONResponse(doc, media_type=GEOJSON)
 
     @api.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
@@ -292,26 +269,18 @@ def router(settings: Settings) -> APIRouter:
         st: AppState,
         who: Role,
         f: Format = "json",
-    ):
-        known(st, collection_id, who)
+    ) -> Any:
+        _known(st, collection_id, who)
         frame = st.catalog.frame(collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
         hit = frame[frame[c.id_field].astype(str) == feature_id]
         if hit.empty:
             raise NotFoundError(f"no feature {feature_id!r} in {collection_id}")
         feature = _features(hit.iloc[:1], c.id_field, False)[0]
-        base = base_url(request)
+        base = f"{base_url(request)}/collections/{collection_id}"
         feature["links"] = [
-            {
-                "rel": "self",
-                "type": GEOJSON,
-                "href": f"{base}/collections/{collection_id}/items/{feature_id}",
-            },
-            {
-                "rel": "collection",
-                "type": "application/json",
-                "href": f"{base}/collections/{collection_id}",
-            },
+            _link("self", f"{base}/items/{feature_id}", GEOJSON),
+            _link("collection", base),
         ]
         if f == "html":
             rows = "".join(
@@ -339,7 +308,7 @@ def _bbox(text: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
-def _features(frame, id_field: str, drop_id: bool) -> list[dict]:
+def _features(frame: gpd.GeoDataFrame, id_field: str, drop_id: bool) -> list[dict]:
     geo = json.loads(frame.to_json(na="drop", drop_id=True, to_wgs84=False))
     out = []
     for feature, fid in zip(geo["features"], frame[id_field].astype(str), strict=True):

@@ -62,36 +62,10 @@ def router(settings: Settings) -> APIRouter:
             str | None, Query(description="CSV: address column (instead of lon/lat).")
         ] = None,
     ) -> Response:
-        kind = request.headers.get("content-type", "").split(";")[0].strip()
-        if kind == "multipart/form-data":  # a CSV file uploaded from a form
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise InputError("upload the CSV as the form field 'file'")
-            body, kind = await upload.read(), "text/csv"
-        else:
-            body = await request.body()
-        if kind == "text/csv":
-            try:
-                table = pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig")
-            except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-                raise InputError(f"the CSV body cannot be read: {exc}") from None
-        else:
-            try:
-                rows = json.loads(body or b"null")
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise InputError(
-                    "the body must be a JSON array of {lon, lat} or {address} objects, or text/csv"
-                ) from None
-            if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise InputError("the body must be a JSON array of {lon, lat} or {address} objects")
-            table = pd.DataFrame(rows)
+        table, kind = await _batch_table(request)
+        if kind == "application/json":  # records name their columns lon, lat or address
             lon_col, lat_col = "lon", "lat"
-            if "address" in table.columns:
-                address_col = "address"
-            else:  # rows without coordinates get a reason, not an error for the batch
-                missing = [c for c in ("lon", "lat") if c not in table.columns]
-                table = table.reindex(columns=[*table.columns, *missing])
+            address_col = "address" if "address" in table.columns else None
         if len(table) > settings.max_batch:
             raise HTTPException(
                 413,
@@ -120,3 +94,34 @@ def router(settings: Settings) -> APIRouter:
         return {"grid_code": grid_code, "locked": locked, "changed": n}
 
     return api
+
+
+async def _batch_table(request: Request) -> tuple[pd.DataFrame, str]:
+    """The rows of a batch body (a CSV upload, a CSV body or a JSON array) and its kind."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind == "multipart/form-data":  # a CSV file uploaded from a form
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InputError("upload the CSV as the form field 'file'")
+        body, kind = await upload.read(), "text/csv"
+    else:
+        body = await request.body()
+    if kind == "text/csv":
+        try:
+            return pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig"), kind
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise InputError(f"the CSV body cannot be read: {exc}") from None
+    try:
+        rows = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(
+            "the body must be a JSON array of {lon, lat} or {address} objects, or text/csv"
+        ) from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise InputError("the body must be a JSON array of {lon, lat} or {address} objects")
+    table = pd.DataFrame(rows)
+    if "address" not in table.columns:  # rows without coordinates get a reason, not an error
+        missing = [c for c in ("lon", "lat") if c not in table.columns]
+        table = table.reindex(columns=[*table.columns, *missing])
+    return table, "application/json"
