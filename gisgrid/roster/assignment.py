@@ -207,92 +207,24 @@ def _fill(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fill one role; returns the new rows, the gaps and the locked rows with their distance."""
     frame = sc.frame
-    slots = _slots(role, frame)
-    slots = np.maximum(
-        slots
-        - frame["id"]
-        .map(done.groupby(role.key_column)["resource_id"].size())
-        .fillna(0)
-        .to_numpy(int),
-        0,
-    )
+    held = frame["id"].map(done.groupby(role.key_column)["resource_id"].size())
+    slots = np.maximum(_slots(role, frame) - held.fillna(0).to_numpy(int), 0)
     cand = resources[resources["kind"] == role.kind]
     if role.level:
         cand = cand[cand["level"].astype(str) == role.level]
     what = f"{role.kind}" + (f" at level {role.level!r}" if role.level else "")
-    gaps: list[pd.DataFrame] = []
     if cand.empty:
-        need = frame[slots > 0]
-        gaps.append(
-            _gap_rows(role, "unfilled", need, f"no resources of kind {what} in the workspace")
-        )
-        return _empty(), pd.concat(gaps), done
-    keys = [f"resources:{r}" for r in cand["resource_id"]]
-    access = net.access(keys)
-    far = access > policy.max_access_m
-    for r, a in zip(cand["resource_id"][far], access[far], strict=True):
-        gaps.append(
-            _gap_rows(
-                role,
-                "unreachable",
-                pd.DataFrame(index=[0]),
-                f"{r} is {a:.0f} m from the nearest road "
-                f"(limit {policy.max_access_m:.0f} m); not used",
-                r,
-            )
-        )
-    cand = cand[~far]
-    used = done["resource_id"].value_counts()
-    cap = _capacity(role, cand) - cand["resource_id"].map(used).fillna(0).to_numpy(int)
-    over = cap < 0
-    for r in cand["resource_id"][over]:
-        gaps.append(
-            _gap_rows(
-                role,
-                "over_capacity",
-                pd.DataFrame(index=[0]),
-                f"{r} holds {int(used[r])} locked {role.name} assignments, more than its capacity",
-                r,
-            )
-        )
-    cap = np.where(_capacity(role, cand) == 0, 0, np.maximum(cap, 0))
+        reason = f"no resources of kind {what} in the workspace"
+        return _empty(), _gap_rows(role, "unfilled", frame[slots > 0], reason), done
+    gaps: list[pd.DataFrame] = []
+    cand, cap = _usable(role, cand, done, net, policy, gaps)
     exhausted = (cap == 0) & (_capacity(role, cand) > 0)
-
     if role.rule == "resident":
         pairs, dist = _residents(role, sc, cand, slots, exhausted)
     else:
-        d = (
-            net.node_distances([f"resources:{r}" for r in cand["resource_id"]])[:, bnode]
-            + baccess[None, :]
-        )
-        d = np.where(np.isfinite(d), d, UNREACHABLE)
-        cost = (sc.weights.T @ d.T).T
-        cost[cost >= UNREACHABLE / 10] = np.inf
-        if len(done):
-            ri = pd.Index(cand["resource_id"]).get_indexer(done["resource_id"])
-            si = pd.Index(frame["id"]).get_indexer(done[role.key_column].astype(str))
-            ok = (ri >= 0) & (si >= 0)
-            done = done.copy()
-            done.loc[ok, "distance_m"] = np.round(cost[ri[ok], si[ok]], 1)
-        pairs_list = []
-        group = {
-            "district": None,
-            "street": ("street_code", "at_street"),
-            "community": ("community_code", "at_community"),
-        }[role.within]
-        cand_group = cand[group[1]].to_numpy(str) if group else np.zeros(len(cand), str)
-        scope_group = frame[group[0]].to_numpy(str) if group else np.zeros(len(frame), str)
-        for g in np.unique(scope_group[slots > 0]):
-            ri = np.flatnonzero((cand_group == g) & ~exhausted)
-            si = np.flatnonzero((scope_group == g) & (slots > 0))
-            cap_g = cap[ri]
-            if role.rule == "balanced" and len(ri):
-                fair = math.ceil(slots[si].sum() / len(ri))
-                cap_g = np.where(cap_g == 0, fair, np.minimum(cap_g, fair))
-            got = solve(cost[np.ix_(ri, si)], slots[si], cap_g)
-            if len(got):
-                pairs_list.append(np.column_stack([ri[got[:, 0]], si[got[:, 1]]]))
-        pairs = np.vstack(pairs_list) if pairs_list else np.empty((0, 2), int)
+        cost = _cost(sc, cand, net, bnode, baccess)
+        done = _with_distances(done, role, cand, frame, cost)
+        pairs = _matched(role, frame, cost, slots, cap, cand, exhausted)
         dist = cost[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.empty(0)
     filled = pd.DataFrame(
         {
@@ -308,40 +240,129 @@ def _fill(
             "locked": False,
         }
     )
-    got = (
-        np.bincount(pairs[:, 1], minlength=len(frame)) if len(pairs) else np.zeros(len(frame), int)
-    )
-    short = slots - got
-    if (short > 0).any():
-        where = {
-            "district": "in the district",
-            "street": "in its street",
-            "community": "in its community",
-        }[role.within]
-        if role.rule == "resident":
-            where = f"living in the {role.scope}"
-        reasons = [
-            f"{n} of {s} {role.title} ({what}) not filled: no free candidate {where}"
-            + (" reachable by road" if role.rule != "resident" else "")
-            for n, s in zip(short[short > 0], slots[short > 0], strict=True)
-        ]
-        gaps.append(_gap_rows(role, "unfilled", frame[short > 0], reasons))
-    if role.max_walk_m and len(filled):
-        beyond = filled[filled["distance_m"] > role.max_walk_m]
-        if len(beyond):
-            reasons = [
-                f"{r.resource_id} is {r.distance_m:.0f} m' walk away "
-                f"(limit {role.max_walk_m:.0f} m)"
-                for r in beyond.itertuples()
-            ]
-            gaps.append(
-                _gap_rows(role, "beyond_limit", beyond, reasons, beyond["resource_id"].to_numpy())
-            )
+    gaps += _shortfall(role, frame, slots, pairs, what)
+    gaps += _beyond_limit(role, filled)
     return (
         filled,
         (pd.concat(gaps, ignore_index=True) if gaps else pd.DataFrame(columns=GAP_COLUMNS)),
         done,
     )
+
+
+def _usable(
+    role: Role,
+    cand: pd.DataFrame,
+    done: pd.DataFrame,
+    net: Network,
+    policy: Policy,
+    gaps: list[pd.DataFrame],
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Candidates a road reaches, and the capacity each has left after the locked rows;
+    the others are reported in ``gaps``."""
+    access = net.access([f"resources:{r}" for r in cand["resource_id"]])
+    far = access > policy.max_access_m
+    for r, a in zip(cand["resource_id"][far], access[far], strict=True):
+        reason = (
+            f"{r} is {a:.0f} m from the nearest road (limit {policy.max_access_m:.0f} m); not used"
+        )
+        gaps.append(_gap_rows(role, "unreachable", pd.DataFrame(index=[0]), reason, r))
+    cand = cand[~far]
+    used = done["resource_id"].value_counts()
+    cap = _capacity(role, cand) - cand["resource_id"].map(used).fillna(0).to_numpy(int)
+    for r in cand["resource_id"][cap < 0]:
+        reason = f"{r} holds {int(used[r])} locked {role.name} assignments, more than its capacity"
+        gaps.append(_gap_rows(role, "over_capacity", pd.DataFrame(index=[0]), reason, r))
+    return cand, np.where(_capacity(role, cand) == 0, 0, np.maximum(cap, 0))
+
+
+def _cost(
+    sc: Scopes, cand: pd.DataFrame, net: Network, bnode: np.ndarray, baccess: np.ndarray
+) -> np.ndarray:
+    """Walk from each candidate to each scope: the household-weighted mean over its
+    buildings (infinite where no road connects them)."""
+    d = (
+        net.node_distances([f"resources:{r}" for r in cand["resource_id"]])[:, bnode]
+        + baccess[None, :]
+    )
+    d = np.where(np.isfinite(d), d, UNREACHABLE)
+    cost = (sc.weights.T @ d.T).T
+    cost[cost >= UNREACHABLE / 10] = np.inf
+    return cost
+
+
+def _with_distances(
+    done: pd.DataFrame, role: Role, cand: pd.DataFrame, frame: pd.DataFrame, cost: np.ndarray
+) -> pd.DataFrame:
+    """The locked rows with today's walking distance."""
+    if not len(done):
+        return done
+    ri = pd.Index(cand["resource_id"]).get_indexer(done["resource_id"])
+    si = pd.Index(frame["id"]).get_indexer(done[role.key_column].astype(str))
+    ok = (ri >= 0) & (si >= 0)
+    done = done.copy()
+    done.loc[ok, "distance_m"] = np.round(cost[ri[ok], si[ok]], 1)
+    return done
+
+
+def _matched(
+    role: Role,
+    frame: pd.DataFrame,
+    cost: np.ndarray,
+    slots: np.ndarray,
+    cap: np.ndarray,
+    cand: pd.DataFrame,
+    exhausted: np.ndarray,
+) -> np.ndarray:
+    """(candidate, scope) pairs of least total walk, solved exactly per street or
+    community when the role keeps candidates there."""
+    group = role.within_columns
+    cand_group = cand[group[1]].to_numpy(str) if group else np.zeros(len(cand), str)
+    scope_group = frame[group[0]].to_numpy(str) if group else np.zeros(len(frame), str)
+    pairs = []
+    for g in np.unique(scope_group[slots > 0]):
+        ri = np.flatnonzero((cand_group == g) & ~exhausted)
+        si = np.flatnonzero((scope_group == g) & (slots > 0))
+        cap_g = cap[ri]
+        if role.rule == "balanced" and len(ri):
+            fair = math.ceil(slots[si].sum() / len(ri))
+            cap_g = np.where(cap_g == 0, fair, np.minimum(cap_g, fair))
+        got = solve(cost[np.ix_(ri, si)], slots[si], cap_g)
+        if len(got):
+            pairs.append(np.column_stack([ri[got[:, 0]], si[got[:, 1]]]))
+    return np.vstack(pairs) if pairs else np.empty((0, 2), int)
+
+
+def _shortfall(
+    role: Role, frame: pd.DataFrame, slots: np.ndarray, pairs: np.ndarray, what: str
+) -> list[pd.DataFrame]:
+    """Gaps of the scopes left with fewer people than the role asks."""
+    got = (
+        np.bincount(pairs[:, 1], minlength=len(frame)) if len(pairs) else np.zeros(len(frame), int)
+    )
+    short = slots - got
+    if not (short > 0).any():
+        return []
+    where = role.candidates_from
+    reasons = [
+        f"{n} of {s} {role.title} ({what}) not filled: no free candidate {where}"
+        + (" reachable by road" if role.rule != "resident" else "")
+        for n, s in zip(short[short > 0], slots[short > 0], strict=True)
+    ]
+    return [_gap_rows(role, "unfilled", frame[short > 0], reasons)]
+
+
+def _beyond_limit(role: Role, filled: pd.DataFrame) -> list[pd.DataFrame]:
+    """Gaps of the assignments farther than the role's walking limit (still made)."""
+    if not role.max_walk_m or not len(filled):
+        return []
+    beyond = filled[filled["distance_m"] > role.max_walk_m]
+    if not len(beyond):
+        return []
+    reasons = [
+        f"{r.resource_id} is {r.distance_m:.0f} m' walk away (limit {role.max_walk_m:.0f} m)"
+        for r in beyond.itertuples()
+    ]
+    return [_gap_rows(role, "beyond_limit", beyond, reasons, beyond["resource_id"].to_numpy())]
 
 
 def _residents(

@@ -47,6 +47,13 @@ _SCOPE_COLUMNS: dict[str, tuple[str, str]] = {
     "building": ("building_id", "at_building"),
 }
 
+#: per ``within``: the scope's column and the resource's column that must agree
+_WITHIN_COLUMNS: dict[str, tuple[str, str] | None] = {
+    "district": None,
+    "street": ("street_code", "at_street"),
+    "community": ("community_code", "at_community"),
+}
+
 
 class PolicyError(InputError):
     """A policy file gisgrid cannot use."""
@@ -110,6 +117,20 @@ class Role:
     def key_column(self) -> str:
         """The column naming the role's scope (grid_code, community_code, building_id)."""
         return _SCOPE_COLUMNS[self.scope][0]
+
+    @property
+    def within_columns(self) -> tuple[str, str] | None:
+        """Where candidates must be: the scope's column and the resource's (None: anywhere)."""
+        return _WITHIN_COLUMNS[self.within]
+
+    @property
+    def candidates_from(self) -> str:
+        """Where the role's candidates come from, in words."""
+        if self.rule == "resident":
+            return f"living in the {self.scope}"
+        return {"district": "in the district", "street": "in its street"}.get(
+            self.within, "in its community"
+        )
 
     @property
     def home_column(self) -> str:
