@@ -7,9 +7,37 @@ say how to fix it.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
+_ARGUMENT = re.compile(r"<<(\w+)>>")
+
+
+def argument(name: str) -> str:
+    """Name an argument in a message, for each shell to word as its users know it.
+
+    The library says ``id_field``; the command line says ``--id-field``.
+
+    Examples
+    --------
+    >>> str(InputError(f"declare one with {argument('crs')}"))
+    'declare one with crs'
+    >>> InputError(f"give {argument('id_field')}").worded(lambda a: "--" + a.replace("_", "-"))
+    'give --id-field'
+    """
+    return f"<<{name}>>"
+
 
 class GisgridError(Exception):
     """Base class of every error gisgrid raises on purpose."""
+
+    def worded(self, name: Callable[[str], str]) -> str:
+        """The message with each argument named by ``name`` (a flag, a query parameter)."""
+        text = str(self.args[0]) if self.args else ""
+        return _ARGUMENT.sub(lambda m: name(m.group(1)), text)
+
+    def __str__(self) -> str:
+        return self.worded(lambda a: a)
 
 
 class InputError(GisgridError, ValueError):
@@ -32,7 +60,7 @@ class LayerNotFoundError(WorkspaceError, KeyError):
     """A layer the operation needs is not in the workspace."""
 
     def __str__(self) -> str:  # KeyError quotes its message; undo that
-        return str(self.args[0]) if self.args else ""
+        return self.worded(lambda a: a)
 
 
 class AssetsMissingError(GisgridError, FileNotFoundError):

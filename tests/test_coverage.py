@@ -139,5 +139,5 @@ def test_bad_minutes_and_suggest_are_refused(town):
     with pytest.raises(ValueError, match="minutes must be positive"):
         service_coverage(net, buildings, sites, minutes=0)
     cov = service_coverage(net, buildings, sites, minutes=3.0, areas=False)
-    with pytest.raises(ValueError, match="--suggest must be at least 1"):
+    with pytest.raises(ValueError, match=r"^suggest must be at least 1"):
         suggest_sites(net, cov, 0)

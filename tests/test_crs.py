@@ -72,5 +72,5 @@ def test_to_crs_removes_the_gcj02_offset():
 
 def test_to_crs_without_any_crs_asks_for_one():
     frame = gpd.GeoDataFrame(geometry=[shapely.Point(113.1, 27.9)])
-    with pytest.raises(CRSError, match="--crs"):
+    with pytest.raises(CRSError, match="declare it with crs"):
         to_crs(frame, gk_zone_crs(113.1))

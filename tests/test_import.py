@@ -148,7 +148,7 @@ def test_missing_crs_asks_for_crs(tmp_path):
     path.write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     csv = tmp_path / "points.csv"
     csv.write_text("point_id,lon,lat,households,population\np1,113.1,27.9,3,9\n")
-    with pytest.raises(CRSError, match=r"does not say its coordinate system.*--crs"):
+    with pytest.raises(CRSError, match=r"does not say its coordinate system.*declare it with crs "):
         import_layer(tmp_path / "ws.gpkg", "census_points", csv)
     assert not (tmp_path / "ws.gpkg").exists()
 

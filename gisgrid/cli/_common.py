@@ -16,6 +16,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -73,13 +74,19 @@ def command(
             try:
                 return fn(*args, **kwargs)
             except GisgridError as exc:
-                err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                message = escape(exc.worded(flag))  # "[roles.NAME]" is text, not markup
+                err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
 
         app.command(name)(guarded)
         return guarded
 
     return register
+
+
+def flag(argument: str) -> str:
+    """The command-line option of a library argument: ``id_field`` → ``--id-field``."""
+    return "--" + argument.replace("_", "-")
 
 
 @dataclass

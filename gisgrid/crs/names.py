@@ -20,7 +20,7 @@ import pyproj
 import shapely
 from numpy.typing import ArrayLike
 
-from gisgrid._errors import CRSError
+from gisgrid._errors import CRSError, argument
 from gisgrid.crs import gcj02
 
 __all__ = [
@@ -198,7 +198,7 @@ def to_crs(
     if source is None:
         if frame.crs is None:
             raise CRSError(
-                "the input has no CRS; declare it with --crs "
+                f"the input has no CRS; declare it with {argument('crs')} "
                 "(wgs84, cgcs2000, gcj02, bd09 or an EPSG code)"
             )
         return frame.to_crs(target)

@@ -12,7 +12,7 @@ import geopandas as gpd
 import numpy as np
 import pyproj
 
-from gisgrid._errors import CRSError
+from gisgrid._errors import CRSError, argument
 from gisgrid.crs.names import CGCS2000
 
 __all__ = ["gk_zone_crs", "local_crs"]
@@ -57,6 +57,8 @@ def local_crs(frame: gpd.GeoDataFrame) -> pyproj.CRS:
     pyproj.CRS
     """
     if frame.crs is None:
-        raise CRSError("the layer has no CRS; declare one with --crs (for example --crs wgs84)")
+        raise CRSError(
+            f"the layer has no CRS; declare one with {argument('crs')} (for example wgs84)"
+        )
     minx, _, maxx, _ = frame.to_crs(CGCS2000).total_bounds
     return gk_zone_crs((minx + maxx) / 2)

@@ -17,9 +17,10 @@ import geopandas as gpd
 import pandas as pd
 import shapely
 
-from gisgrid._errors import InputError
+from gisgrid._errors import InputError, argument
 from gisgrid.delineate.community import Params
 from gisgrid.delineate.history import record_run
+from gisgrid.delineate.partition import Band
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
 
 __all__ = ["MoveRefusedError", "lock", "move"]
@@ -34,7 +35,9 @@ class MoveRefusedError(InputError):
 
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
-        super().__init__("move refused: " + "; ".join(reasons) + " (use --force to move anyway)")
+        super().__init__(
+            "move refused: " + "; ".join(reasons) + f" (use {argument('force')} to move anyway)"
+        )
 
 
 def _grids(ws: Workspace) -> gpd.GeoDataFrame:
@@ -103,11 +106,10 @@ def move(
     MoveRefusedError
         With the reasons, when a rule would break and ``force`` is off.
     """
-    params = params or Params()
-    band = params.households
+    band = (params or Params()).households
     ws = open_workspace(workspace)
     if (building is None) == (compound is None):
-        raise InputError("give exactly one of --building ID or --compound ID")
+        raise InputError(f"give exactly one of {argument('building')} or {argument('compound')}")
     grids = _grids(ws).set_index("grid_code", drop=False)
     buildings = ws.read("buildings")
     if to not in grids.index:
@@ -123,6 +125,49 @@ def move(
     sources = [c for c in chosen["grid_code"].dropna().unique() if c != to]
     if not sources:
         raise InputError(f"{what} is already in grid {to}")
+    plan = _plan_move(grids, chosen, sources, to, what, band)
+    if plan.reasons and not force:
+        raise MoveRefusedError(plan.reasons)
+    new_grids = _moved_grids(grids, chosen, sources, to, plan, band)
+    buildings.loc[chosen.index, "grid_code"] = to
+    ws.write(
+        {
+            "grids": new_grids,
+            "buildings": buildings,
+            **record_run(
+                ws,
+                kind="move",
+                params={"what": what, "to": to, "forced": bool(plan.reasons)},
+                grids=new_grids,
+                buildings=buildings,
+            ),
+        }
+    )
+    logger.info("moved %s from %s to %s", what, ", ".join(sources), to)
+    return MoveResult(
+        chosen["building_id"].astype(str).tolist(), sources, to, bool(plan.reasons), plan.counts
+    )
+
+
+@dataclass
+class _MovePlan:
+    """What a move would do: the grids' new shapes and counts, and the rules it breaks."""
+
+    geometry: gpd.GeoSeries
+    counts: dict[str, tuple[int, int]]
+    reasons: list[str]
+
+
+def _plan_move(
+    grids: gpd.GeoDataFrame,
+    chosen: gpd.GeoDataFrame,
+    sources: list[str],
+    to: str,
+    what: str,
+    band: Band,
+) -> _MovePlan:
+    """Take the chosen buildings, with the land around them, from their grids into ``to``,
+    and say which rule that breaks (community, locks, one piece, band)."""
     reasons = []
     if (chosen["community_code"] != grids.loc[to, "community_code"]).any():
         reasons.append(
@@ -133,17 +178,15 @@ def move(
     if locked:
         reasons.append(f"grid {', '.join(locked)} is locked; unlock it first")
     hh = pd.to_numeric(chosen["households"], errors="coerce").fillna(0)
-    pop = pd.to_numeric(chosen["population"], errors="coerce").fillna(0)
     grown = shapely.union_all(shapely.buffer(chosen.geometry.values, MOVE_MARGIN_M))
     geoms = grids.geometry.copy()
     counts: dict[str, tuple[int, int]] = {}
     for src in sources:
-        from_src = chosen["grid_code"] == src
         piece = shapely.intersection(geoms[src], grown)
         geoms[src] = shapely.difference(geoms[src], piece)
         geoms[to] = shapely.union(geoms[to], piece)
         before = int(grids.loc[src, "households"])
-        counts[src] = (before, before - int(hh[from_src].sum()))
+        counts[src] = (before, before - int(hh[chosen["grid_code"] == src].sum()))
         if geoms[src].is_empty:
             reasons.append(f"grid {src} would be left empty")
         elif geoms[src].geom_type != "Polygon":
@@ -163,39 +206,32 @@ def move(
         reasons.append(
             f"grid {to} would hold {after_to} households, outside {band.low:g}–{band.high:g}"
         )
-    if reasons and not force:
-        raise MoveRefusedError(reasons)
+    return _MovePlan(geoms, counts, reasons)
+
+
+def _moved_grids(
+    grids: gpd.GeoDataFrame,
+    chosen: gpd.GeoDataFrame,
+    sources: list[str],
+    to: str,
+    plan: _MovePlan,
+    band: Band,
+) -> gpd.GeoDataFrame:
+    """The grids layer after the move, re-counted; flagged ``manual_edit`` when forced."""
+    pop = pd.to_numeric(chosen["population"], errors="coerce").fillna(0)
     out = grids.copy()
-    out["geometry"] = geoms
+    out["geometry"] = plan.geometry
     for src in sources:
-        out.loc[src, "households"] = counts[src][1]
+        out.loc[src, "households"] = plan.counts[src][1]
         out.loc[src, "population"] = int(out.loc[src, "population"]) - int(
             pop[chosen["grid_code"] == src].sum()
         )
-    out.loc[to, "households"] = after_to
+    out.loc[to, "households"] = plan.counts[to][1]
     out.loc[to, "population"] = int(out.loc[to, "population"]) + int(pop.sum())
     out["in_band"] = band.contains(out["households"]) | (out["grid_type"] == "dedicated")
-    if reasons:
+    if plan.reasons:
         for code in [*sources, to]:
             flags = [f for f in str(out.loc[code, "flags"] or "").split(",") if f]
             out.loc[code, "flags"] = ",".join(dict.fromkeys([*flags, "manual_edit"]))
-            out.loc[code, "reason"] = "moved by hand against: " + "; ".join(reasons)
-    buildings.loc[chosen.index, "grid_code"] = to
-    new_grids = gpd.GeoDataFrame(out.reset_index(drop=True), crs=grids.crs)
-    ws.write(
-        {
-            "grids": new_grids,
-            "buildings": buildings,
-            **record_run(
-                ws,
-                kind="move",
-                params={"what": what, "to": to, "forced": bool(reasons)},
-                grids=new_grids,
-                buildings=buildings,
-            ),
-        }
-    )
-    logger.info("moved %s from %s to %s", what, ", ".join(sources), to)
-    return MoveResult(
-        chosen["building_id"].astype(str).tolist(), sources, to, bool(reasons), counts
-    )
+            out.loc[code, "reason"] = "moved by hand against: " + "; ".join(plan.reasons)
+    return gpd.GeoDataFrame(out.reset_index(drop=True), crs=grids.crs)

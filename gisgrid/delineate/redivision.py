@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid._errors import InputError
+from gisgrid._errors import InputError, argument
 from gisgrid.delineate.cells import blocks_of, cell_graph, dissolve
 from gisgrid.delineate.community import Params
 from gisgrid.delineate.partition import Band, partition
@@ -92,7 +92,7 @@ def plan_redivision(
     """
     ws = open_workspace(workspace)
     if (parts is None) == (max_households is None):
-        raise InputError("give exactly one of parts or max_households")
+        raise InputError(f"give exactly one of {argument('parts')} or {argument('max_households')}")
     comms = ws.read("communities")
     match = comms[comms["code"] == community]
     if match.empty:
@@ -111,7 +111,8 @@ def plan_redivision(
     if k < 2:
         raise InputError(
             f"community {community} holds {total:,} households: nothing to "
-            f"re-divide into {k} part (lower --max-households or raise --parts)"
+            f"re-divide into {k} part (lower {argument('max_households')} or raise "
+            f"{argument('parts')})"
         )
 
     major = _major_lines(ws)

@@ -22,14 +22,15 @@ import pandas as pd
 import shapely
 
 import gisgrid
-from gisgrid._errors import CRSError, EmptyLayerError, InputError
-from gisgrid.crs import local_crs, parse_crs, to_crs
+from gisgrid._errors import CRSError, EmptyLayerError, InputError, argument
+from gisgrid.crs import InputCRS, local_crs, parse_crs, to_crs
 from gisgrid.io.households import estimate_households, households_from_census
-from gisgrid.io.schema import schema_for
+from gisgrid.io.schema import LayerSchema, schema_for
 from gisgrid.io.source import read_source
 from gisgrid.io.validation import (
     REJECTED_COLUMNS,
     SOURCE_ROW,
+    Validated,
     rejected_rows,
     rejected_table,
     validate_layer,
@@ -123,29 +124,16 @@ def import_layer(
     ws = open_workspace(workspace)
     schema = schema_for(layer)
     path = Path(path)
-    frame = read_source(
-        path, layer=layer, source_layer=source_layer, lon_col=lon_col, lat_col=lat_col
+    frame, declared, truncated = _read(
+        path,
+        schema,
+        crs=crs,
+        id_field=id_field,
+        field_map=field_map,
+        source_layer=source_layer,
+        lon_col=lon_col,
+        lat_col=lat_col,
     )
-    renames = dict(field_map or {})
-    if id_field:
-        renames[id_field] = schema.id_field
-    missing = [old for old in renames if old not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{path.name} has no field {', '.join(map(repr, missing))} "
-            f"(fields are: {', '.join(map(str, frame.columns))})"
-        )
-    frame = frame.rename(columns=renames)
-    frame, truncated = _untruncate(frame, schema.fields)
-    declared = parse_crs(crs) if crs else None
-    if frame.crs is None and declared is None:
-        raise CRSError(
-            f"{path.name} does not say its coordinate system; declare it with "
-            "--crs (wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490)"
-        )
-    if len(frame) == 0:
-        raise EmptyLayerError(f"{path.name} has no rows; nothing to import into {layer!r}")
-    frame[SOURCE_ROW] = np.arange(len(frame))
     geoms = frame.geometry.values
     located = frame[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
     if located.empty:
@@ -162,7 +150,66 @@ def import_layer(
         report.notes.append("Shapefile field names restored: " + ", ".join(truncated))
     if declared and declared.shift:
         report.notes.append(f"coordinates converted from {declared.shift.upper()} to CGCS2000")
+    layers, rejected = _joined(ws, layer, validated, source=path.name, notes=report.notes)
+    report.rejected = Counter(r.split(":")[0] for r in rejected["reason"])
+    report.imported = len(layers[layer])
+    kept = _existing_rejected(ws)
+    kept = kept[kept["layer"] != layer]
+    if layer in ("buildings", "communities", "census_points") and "buildings" in layers:
+        census_join = (kept["layer"] == "census_points") & kept["reason"].str.startswith(
+            _JOIN_REASONS
+        )
+        kept = kept[~census_join]  # the join is made again
+    out = {name: layers[name] for name in (layer, "buildings") if name in layers}
+    out["rejected"] = rejected_table([kept, rejected])
+    ws.write(out, meta={"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
+    logger.info("imported %d of %d rows into %s", report.imported, report.read, layer)
+    return report
 
+
+def _read(
+    path: Path,
+    schema: LayerSchema,
+    *,
+    crs: str | None,
+    id_field: str | None,
+    field_map: Mapping[str, str] | None,
+    source_layer: str | None,
+    lon_col: str | None,
+    lat_col: str | None,
+) -> tuple[gpd.GeoDataFrame, InputCRS | None, list[str]]:
+    """The input's rows with the schema's field names and a ``SOURCE_ROW`` number, the
+    declared CRS, and the Shapefile field names restored."""
+    frame = read_source(
+        path, layer=schema.name, source_layer=source_layer, lon_col=lon_col, lat_col=lat_col
+    )
+    renames = dict(field_map or {})
+    if id_field:
+        renames[id_field] = schema.id_field
+    missing = [old for old in renames if old not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{path.name} has no field {', '.join(map(repr, missing))} "
+            f"(fields are: {', '.join(map(str, frame.columns))})"
+        )
+    frame, truncated = _untruncate(frame.rename(columns=renames), schema.fields)
+    declared = parse_crs(crs) if crs else None
+    if frame.crs is None and declared is None:
+        raise CRSError(
+            f"{path.name} does not say its coordinate system; declare it with "
+            f"{argument('crs')} (wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490)"
+        )
+    if len(frame) == 0:
+        raise EmptyLayerError(f"{path.name} has no rows; nothing to import into {schema.name!r}")
+    frame[SOURCE_ROW] = np.arange(len(frame))
+    return frame, declared, truncated
+
+
+def _joined(
+    ws: Workspace, layer: str, validated: Validated, *, source: str, notes: list[str]
+) -> tuple[dict[str, gpd.GeoDataFrame], pd.DataFrame]:
+    """The imported layer with the layers it joins (buildings with communities and census
+    points, recounted), and the rows rejected on the way."""
     layers = {
         name: ws.read(name)
         for name in ("streets", "communities", "buildings", "census_points")
@@ -170,15 +217,12 @@ def import_layer(
     }
     new = validated.frame.drop(columns=[SOURCE_ROW])
     layers[layer] = new
-    rejected = _existing_rejected(ws)
-    rejected = rejected[rejected["layer"] != layer]
     added = [validated.rejected]
-
     if layer == "communities" and "streets" in layers:
         orphan = ~new["parent_code"].isin(layers["streets"]["code"])
         reasons = "unknown street: parent_code " + new["parent_code"] + " is not in streets"
         added.append(
-            rejected_rows(new[orphan], reasons, layer=layer, source=path.name, id_field="code")
+            rejected_rows(new[orphan], reasons, layer=layer, source=source, id_field="code")
         )
         layers[layer] = new = new[~orphan]
     if "buildings" in layers and layer in ("buildings", "communities", "census_points"):
@@ -189,34 +233,16 @@ def import_layer(
             layers["buildings"],
             communities=layers.get("communities"),
             census=layers.get("census_points"),
-            source=path.name,
+            source=source,
         )
         layers["buildings"] = derived.buildings
-        rejected = rejected[
-            ~(
-                (rejected["layer"] == "census_points")
-                & rejected["reason"].str.startswith(_JOIN_REASONS)
-            )
-        ]
         added += [derived.rejected_buildings, derived.rejected_points]
-        report.notes += derived.notes
+        notes += derived.notes
     elif layer == "census_points":
-        report.notes.append(
+        notes.append(
             "no buildings yet: import buildings to count households from these census points"
         )
-
-    new_rejected = rejected_table(added)
-    report.rejected = Counter(r.split(":")[0] for r in new_rejected["reason"])
-    report.imported = len(layers[layer])
-    out = {
-        name: layers[name]
-        for name in layers
-        if name == layer or (name == "buildings" and "buildings" in layers)
-    }
-    out["rejected"] = rejected_table([rejected, new_rejected])
-    ws.write(out, meta={"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
-    logger.info("imported %d of %d rows into %s", report.imported, report.read, layer)
-    return report
+    return layers, rejected_table(added)
 
 
 def _untruncate(frame: gpd.GeoDataFrame, fields: list[str]) -> tuple[gpd.GeoDataFrame, list[str]]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pyogrio
 
-from gisgrid._errors import InputError
+from gisgrid._errors import InputError, argument
 
 __all__ = ["read_source"]
 
@@ -89,7 +89,8 @@ def _read_csv_points(path: Path, *, lon_col: str | None, lat_col: str | None) ->
     if lon_col is None or lat_col is None or lon_col not in table or lat_col not in table:
         raise InputError(
             f"{path} needs longitude and latitude columns; name them with "
-            f"--lon-col and --lat-col (columns are: {', '.join(table.columns)})"
+            f"{argument('lon_col')} and {argument('lat_col')} "
+            f"(columns are: {', '.join(table.columns)})"
         )
     lon = pd.to_numeric(table[lon_col], errors="coerce")
     lat = pd.to_numeric(table[lat_col], errors="coerce")

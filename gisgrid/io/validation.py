@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid._errors import EmptyLayerError, InputError
+from gisgrid._errors import EmptyLayerError, InputError, argument
 from gisgrid.io.schema import LayerSchema, is_missing, json_value
 
 __all__ = ["REJECTED_COLUMNS", "Validated", "rejected_rows", "rejected_table", "validate_layer"]
@@ -148,22 +148,60 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
     if SOURCE_ROW not in frame.columns:
         frame[SOURCE_ROW] = np.arange(len(frame))
     notes: list[str] = []
-    reasons = pd.Series(pd.NA, index=frame.index, dtype="object")
+    reject = _Rejections(frame.index)
+    _check_ids(frame, schema, source, reject, notes)
+    frame, repaired = _check_geometry(frame, schema, reject)
+    _check_text(frame, schema, source, reject)
+    _check_numbers(frame, schema, reject)
 
-    def reject(mask: pd.Series | np.ndarray, reason: str | pd.Series) -> None:
-        mask = pd.Series(mask, index=frame.index).fillna(False).astype(bool) & reasons.isna()
-        values = reason[mask] if isinstance(reason, pd.Series) else reason
-        reasons.loc[mask] = values
+    bad = reject.reasons.notna()
+    rejected = rejected_rows(
+        frame[bad], reject.reasons, layer=schema.name, source=source, id_field=schema.id_field
+    )
+    keep = [
+        c
+        for c in frame.columns
+        if (c != SOURCE_ROW and c in set(schema.fields)) or c == frame.geometry.name
+    ]
+    extra = [c for c in frame.columns if c not in keep and c != SOURCE_ROW]
+    if extra:
+        notes.append(f"kept extra fields: {', '.join(map(str, extra))}")
+    good = frame.loc[~bad, [*keep, *extra, SOURCE_ROW]]
+    if repaired:
+        logger.info("%s: repaired %d invalid geometries", source, repaired)
+    return Validated(good, rejected, repaired, notes)
 
-    # ids: generated when absent (except codes, which carry meaning)
+
+class _Rejections:
+    """The first reason each row is rejected for (NA while it is fine)."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.reasons = pd.Series(pd.NA, index=index, dtype="object")
+
+    def __call__(self, mask: pd.Series | np.ndarray, reason: str | pd.Series) -> None:
+        mask = pd.Series(mask, index=self.reasons.index).fillna(False).astype(bool)
+        mask &= self.reasons.isna()
+        self.reasons.loc[mask] = reason[mask] if isinstance(reason, pd.Series) else reason
+
+
+def _check_ids(
+    frame: gpd.GeoDataFrame,
+    schema: LayerSchema,
+    source: str,
+    reject: _Rejections,
+    notes: list[str],
+) -> None:
+    """Ids present, unique and (for codes) 12 digits; generated when absent, except codes."""
     if schema.id_field not in frame.columns:
         if schema.id_field == "code":
             raise InputError(
                 f"{source} has no {schema.id_field!r} field; name the field that holds the "
-                f"12-digit 统计用区划代码 with --id-field FIELD"
+                f"12-digit 统计用区划代码 with {argument('id_field')}"
             )
         frame[schema.id_field] = [f"{schema.name[:1]}{i:07d}" for i in range(1, len(frame) + 1)]
-        notes.append(f"no {schema.id_field!r} field: ids generated; use --id-field to keep yours")
+        notes.append(
+            f"no {schema.id_field!r} field: ids generated; name your id field to keep yours"
+        )
     ids = frame[schema.id_field].map(lambda v: None if is_missing(v) else str(v).strip())
     frame[schema.id_field] = ids
     reject(ids.isna() | (ids == ""), f"missing {schema.id_field}")
@@ -182,7 +220,12 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         + first_row.astype(str),
     )
 
-    # geometry: present, valid (repaired when possible), of the right type
+
+def _check_geometry(
+    frame: gpd.GeoDataFrame, schema: LayerSchema, reject: _Rejections
+) -> tuple[gpd.GeoDataFrame, int]:
+    """Geometry present, valid (repaired when possible) and of the right type; the frame
+    with repaired geometries, and how many were repaired."""
     geoms = frame.geometry.values
     empty = shapely.is_missing(geoms) | shapely.is_empty(geoms)
     reject(empty, "empty geometry")
@@ -210,14 +253,18 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
             f"degenerate geometry: area under {MIN_AREA_M2} m²",
         )
     types = pd.Series(shapely.get_type_id(geoms), index=frame.index).map(_TYPE_NAMES)
-    wrong = ~empty & ~types.isin(schema.geometry)
     reject(
-        wrong,
+        ~empty & ~types.isin(schema.geometry),
         f"wrong geometry type: {schema.name} need "
         f"{' or '.join(schema.geometry)}, got " + types.astype(str),
     )
+    return frame, repaired
 
-    # fields: required text present, counts whole and non-negative
+
+def _check_text(
+    frame: gpd.GeoDataFrame, schema: LayerSchema, source: str, reject: _Rejections
+) -> None:
+    """Required text fields present in every row; parent codes of 12 digits."""
     for name, default in schema.text.items():
         if name == schema.id_field:
             continue
@@ -225,7 +272,7 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
             if default is None:
                 raise InputError(
                     f"{source} has no {name!r} field, which {schema.name} need; "
-                    f"rename yours with --field-map YOURS={name}"
+                    f"rename yours with {argument('field_map')} YOURS={name}"
                 )
             frame[name] = default
         values = frame[name].map(lambda v: None if is_missing(v) else str(v).strip())
@@ -238,6 +285,10 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
             ~parents.str.match(_CODE),
             "bad parent_code: " + parents.map(repr) + " is not a 12-digit code",
         )
+
+
+def _check_numbers(frame: gpd.GeoDataFrame, schema: LayerSchema, reject: _Rejections) -> None:
+    """Counts whole and non-negative (defaults where absent); other numbers numeric."""
     for name, count in schema.counts.items():
         if name not in frame.columns:
             frame[name] = pd.Series(count, index=frame.index, dtype="Int64")
@@ -258,23 +309,6 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         frame[name] = numbers.round().astype("Int64")
     for name, number in schema.numbers.items():
         frame[name] = pd.to_numeric(frame.get(name, number), errors="coerce")
-
-    bad = reasons.notna()
-    rejected = rejected_rows(
-        frame[bad], reasons, layer=schema.name, source=source, id_field=schema.id_field
-    )
-    keep = [
-        c
-        for c in frame.columns
-        if (c != SOURCE_ROW and c in set(schema.fields)) or c == frame.geometry.name
-    ]
-    extra = [c for c in frame.columns if c not in keep and c != SOURCE_ROW]
-    if extra:
-        notes.append(f"kept extra fields: {', '.join(map(str, extra))}")
-    good = frame.loc[~bad, [*keep, *extra, SOURCE_ROW]]
-    if repaired:
-        logger.info("%s: repaired %d invalid geometries", source, repaired)
-    return Validated(good, rejected, repaired, notes)
 
 
 _TYPE_NAMES = {

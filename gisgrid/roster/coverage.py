@@ -28,7 +28,7 @@ import shapely
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csgraph, csr_array
 
-from gisgrid._errors import InputError
+from gisgrid._errors import InputError, argument
 from gisgrid.io.workspace import Workspace
 from gisgrid.roster.network import Network, network_of
 from gisgrid.roster.policy import Policy, load_policy
@@ -293,7 +293,7 @@ def suggest_sites(
     what is covered plus the ``k`` largest remaining gains bounds the best.
     """
     if k < 1:
-        raise InputError(f"--suggest must be at least 1, got {k}")
+        raise InputError(f"{argument('suggest')} must be at least 1, got {k}")
     limit = coverage.limit_m
     b = coverage.buildings
     demand = b[~b["covered"] & (b["households"] > 0)]

@@ -1,0 +1,32 @@
+"""The command line words the library's errors for its users: flags, not argument names."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from gisgrid import InputError
+from gisgrid.cli import app
+from gisgrid.delineate.edits import move
+
+
+def test_library_errors_name_arguments_and_the_cli_names_flags(small_copy):
+    try:
+        move(small_copy, to="430204001002001")
+    except InputError as exc:
+        assert str(exc) == "give exactly one of building or compound"
+    else:
+        raise AssertionError("a move of nothing was accepted")
+    result = CliRunner().invoke(app, ["move", str(small_copy.path), "--to", "430204001002001"])
+    assert result.exit_code == 2
+    assert "give exactly one of --building or --compound" in result.output
+    assert "<<" not in result.output and "Traceback" not in result.output
+
+
+def test_error_text_in_brackets_is_printed_as_it_is(tmp_path, small_copy):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[roster]\n[roles.x]\nscope="grid"\nkind="cadre"\nrule="nearest"\n', "utf-8")
+    result = CliRunner().invoke(app, ["assign", str(small_copy.path), "--policy", str(policy)])
+    assert result.exit_code == 2
+    # rich would take "[roster]" and "[roles.NAME]" for markup and drop them
+    assert "unknown section [roster]" in result.output
+    assert "[network], [coverage] and [roles.NAME]" in result.output
