@@ -101,7 +101,7 @@ def test_disconnected_networks_give_no_path_and_a_warning(caplog):
 
 def test_an_empty_road_layer_is_a_clear_error():
     empty = gpd.GeoDataFrame({"road_id": [], "road_class": []}, geometry=[], crs=CRS)
-    with pytest.raises(EmptyLayerError, match=r"roads layer is empty.*gisgrid import"):
+    with pytest.raises(EmptyLayerError, match=r"roads layer is empty.*import a roads layer"):
         network_from_roads(empty, {})
 
 

@@ -117,30 +117,7 @@ def plan_redivision(
 
     major = _major_lines(ws)
     blocks = blocks_of(old.geometry, np.concatenate([major, _geoms(ws, "roads")]))
-    rep = shapely.point_on_surface(mine.geometry.values)
-    bi, bl = shapely.STRtree(blocks).query(rep, predicate="intersects")
-    block_of = np.zeros(len(mine), dtype=np.int64)
-    block_of[bi[::-1]] = bl[::-1]
-    pop = pd.to_numeric(mine["population"], errors="coerce").fillna(0).astype(int)
-    per_block = (
-        pd.DataFrame({"block": block_of, "households": households, "population": pop})
-        .groupby("block")
-        .sum()
-    )
-    units = gpd.GeoDataFrame(
-        {
-            "households": per_block["households"].reindex(range(len(blocks)), fill_value=0),
-            "population": per_block["population"].reindex(range(len(blocks)), fill_value=0),
-            "compound_id": "",
-        },
-        geometry=list(blocks),
-        crs=buildings.crs,
-    )
-    cells = gpd.GeoDataFrame(
-        {"unit": np.arange(len(blocks)), "block": np.arange(len(blocks))},
-        geometry=list(blocks),
-        crs=buildings.crs,
-    )
+    block_of, units, cells = _block_units(blocks, mine, households)
     water = _water(ws)
     graph = cell_graph(cells, units, water=water, roads=_geoms(ws, "roads"), major=major)
     _keep_grids_whole(graph, cells, ws, community)
@@ -342,6 +319,38 @@ def _major_lines(ws: Workspace) -> np.ndarray:
         parts.append(roads.geometry.values[roads["road_class"].isin(MAJOR_ROADS).to_numpy()])
     parts.append(_geoms(ws, "barriers"))
     return np.concatenate(parts) if parts else np.empty(0, dtype=object)
+
+
+def _block_units(
+    blocks: np.ndarray, mine: gpd.GeoDataFrame, households: pd.Series
+) -> tuple[np.ndarray, gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """The block of each building, and the blocks as units and cells (a re-division
+    never cuts a block)."""
+    rep = shapely.point_on_surface(mine.geometry.values)
+    bi, bl = shapely.STRtree(blocks).query(rep, predicate="intersects")
+    block_of = np.zeros(len(mine), dtype=np.int64)
+    block_of[bi[::-1]] = bl[::-1]
+    pop = pd.to_numeric(mine["population"], errors="coerce").fillna(0).astype(int)
+    per_block = (
+        pd.DataFrame({"block": block_of, "households": households, "population": pop})
+        .groupby("block")
+        .sum()
+    )
+    units = gpd.GeoDataFrame(
+        {
+            "households": per_block["households"].reindex(range(len(blocks)), fill_value=0),
+            "population": per_block["population"].reindex(range(len(blocks)), fill_value=0),
+            "compound_id": "",
+        },
+        geometry=list(blocks),
+        crs=mine.crs,
+    )
+    cells = gpd.GeoDataFrame(
+        {"unit": np.arange(len(blocks)), "block": np.arange(len(blocks))},
+        geometry=list(blocks),
+        crs=mine.crs,
+    )
+    return block_of, units, cells
 
 
 def _water(ws: Workspace) -> np.ndarray:

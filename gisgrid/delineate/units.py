@@ -171,10 +171,53 @@ def make_units(
     group = _absorb_enclosed(geoms, group, has_compound, block_of)
     dedicated_group = set(group[np.isin(kind, dedicated_kinds)])
 
-    rows: list[dict] = []
-    building_unit = np.full(n, -1, dtype=np.int64)
+    out = _UnitRows(hh, pop, compound, ids, geoms, block_of)
+    order = pd.Series(np.arange(n)).groupby(group, sort=True)
+    for key, members in order:
+        members = members.to_numpy()
+        if key in dedicated_group:
+            out.add(members, dedicated=True)
+            continue
+        for b in members[hh[members] > ceiling]:  # one building above the ceiling
+            if entrances[b] > 1:
+                out.add_entrance_slices(b, int(entrances[b]), ceiling)
+            else:
+                out.add(np.array([b]), dedicated=False, flag="building_over_band")
+        rest = members[hh[members] <= ceiling]
+        if len(rest) == 0:
+            continue
+        if int(hh[rest].sum()) <= ceiling or len(rest) == 1:
+            out.add(rest, dedicated=False)
+            continue
+        # too big for one grid: its buildings become units; cutting between them is
+        # the dearest boundary there is, so the compound splits into as few grids as it can
+        for b in rest:
+            out.add(np.array([b]), dedicated=False)
+    table = gpd.GeoDataFrame(
+        pd.DataFrame(out.rows, columns=UNIT_COLUMNS), geometry="geometry", crs=buildings.crs
+    )
+    return Units(table, out.building_unit)
+
+
+class _UnitRows:
+    """The units table as it is built, and the unit of each building (−1 when sliced)."""
+
+    def __init__(
+        self,
+        hh: np.ndarray,
+        pop: np.ndarray,
+        compound: np.ndarray,
+        ids: np.ndarray,
+        geoms: np.ndarray,
+        block_of: np.ndarray,
+    ) -> None:
+        self.hh, self.pop, self.compound, self.ids = hh, pop, compound, ids
+        self.geoms, self.block_of = geoms, block_of
+        self.rows: list[dict] = []
+        self.building_unit = np.full(len(ids), -1, dtype=np.int64)
 
     def add(
+        self,
         members: np.ndarray,
         *,
         dedicated: bool,
@@ -183,60 +226,37 @@ def make_units(
         households: int | None = None,
         population: int | None = None,
     ) -> None:
-        building_unit[members] = len(rows) if geometry is None else -1
-        rows.append(
+        """A unit of whole buildings, or (with ``geometry``) a slice of one."""
+        self.building_unit[members] = len(self.rows) if geometry is None else -1
+        if geometry is None:
+            g = self.geoms[members]
+            geometry = g[0] if len(members) == 1 else shapely.union_all(g)
+        hh = self.hh[members].sum() if households is None else households
+        pop = self.pop[members].sum() if population is None else population
+        self.rows.append(
             {
-                "block": int(block_of[members[0]]),
-                "households": int(hh[members].sum() if households is None else households),
-                "population": int(pop[members].sum() if population is None else population),
+                "block": int(self.block_of[members[0]]),
+                "households": int(hh),
+                "population": int(pop),
                 "dedicated": dedicated,
-                "compound_id": str(compound[members[0]]),
+                "compound_id": str(self.compound[members[0]]),
                 "flag": flag,
-                "buildings": ",".join(ids[members]),
-                "geometry": geometry
-                if geometry is not None
-                else (
-                    geoms[members[0]] if len(members) == 1 else shapely.union_all(geoms[members])
-                ),
+                "buildings": ",".join(self.ids[members]),
+                "geometry": geometry,
             }
         )
 
-    order = pd.Series(np.arange(n)).groupby(group, sort=True)
-    for key, members in order:
-        members = members.to_numpy()
-        if key in dedicated_group:
-            add(members, dedicated=True)
-            continue
-        big = members[hh[members] > ceiling]
-        for b in big:  # one building above the ceiling
-            if entrances[b] > 1:
-                slices = slice_by_entrance(geoms[b], int(entrances[b]))
-                runs = np.array_split(np.arange(entrances[b]), math.ceil(hh[b] / ceiling))
-                share = hh[b] / entrances[b]
-                pshare = pop[b] / entrances[b]
-                for run in runs:
-                    add(
-                        np.array([b]),
-                        dedicated=False,
-                        flag="split_by_entrance",
-                        geometry=shapely.union_all([slices[i] for i in run]),
-                        households=round(share * len(run)),
-                        population=round(pshare * len(run)),
-                    )
-            else:
-                add(np.array([b]), dedicated=False, flag="building_over_band")
-        rest = members[hh[members] <= ceiling]
-        if len(rest) == 0:
-            continue
-        total = int(hh[rest].sum())
-        if total <= ceiling or len(rest) == 1:
-            add(rest, dedicated=False)
-            continue
-        # too big for one grid: its buildings become units; cutting between them is
-        # the dearest boundary there is, so the compound splits into as few grids as it can
-        for b in rest:
-            add(np.array([b]), dedicated=False)
-    table = gpd.GeoDataFrame(
-        pd.DataFrame(rows, columns=UNIT_COLUMNS), geometry="geometry", crs=buildings.crs
-    )
-    return Units(table, building_unit)
+    def add_entrance_slices(self, b: int, entrances: int, ceiling: int) -> None:
+        """A building above the ceiling, cut into runs of entrances (单元) that fit."""
+        slices = slice_by_entrance(self.geoms[b], entrances)
+        runs = np.array_split(np.arange(entrances), math.ceil(self.hh[b] / ceiling))
+        share, pshare = self.hh[b] / entrances, self.pop[b] / entrances
+        for run in runs:
+            self.add(
+                np.array([b]),
+                dedicated=False,
+                flag="split_by_entrance",
+                geometry=shapely.union_all([slices[i] for i in run]),
+                households=round(share * len(run)),
+                population=round(pshare * len(run)),
+            )

@@ -256,8 +256,7 @@ def network_from_roads(
     """
     if roads is None or roads.empty or shapely.length(roads.geometry.values).sum() == 0:
         raise EmptyLayerError(
-            "the roads layer is empty: the network needs roads; "
-            "add them with `gisgrid import WORKSPACE roads FILE`"
+            "the roads layer is empty: the network needs roads; import a roads layer first"
         )
     speeds = {**DRIVE_KMH, **(drive_kmh or {})}
     pieces, classes = _pieces(roads)
@@ -269,21 +268,7 @@ def network_from_roads(
     n_junctions = len(keys)
     start, end = junction[: len(pieces)], junction[len(pieces) :]
 
-    frames = []
-    for layer, geoms in (points or {}).items():
-        if len(geoms):
-            pts = shapely.point_on_surface(np.asarray(geoms.values))
-            frames.append(
-                pd.DataFrame({"key": [f"{layer}:{i}" for i in geoms.index], "geometry": pts})
-            )
-    attached = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["key", "geometry"])
-    )
-    if attached["key"].duplicated().any():
-        dup = attached.loc[attached["key"].duplicated(), "key"].iloc[0]
-        raise InputError(f"point {dup!r} is given twice; ids must be unique within a layer")
+    attached = _attached(points)
     pts = attached["geometry"].to_numpy()
     if len(pts):
         (_, edge), access = shapely.STRtree(pieces).query_nearest(
@@ -293,34 +278,7 @@ def network_from_roads(
     else:
         edge, access, t = np.empty(0, int), np.empty(0), np.empty(0)
     foot_node = n_junctions + np.arange(len(pts))
-
-    # stops along each piece: its start, the feet on it, its end
-    length = shapely.length(pieces)
-    stops = pd.DataFrame(
-        {
-            "piece": np.concatenate([np.arange(len(pieces)), edge, np.arange(len(pieces))]),
-            "t": np.concatenate([np.zeros(len(pieces)), t, length]),
-            "order": np.concatenate(
-                [np.zeros(len(pieces)), np.ones(len(pts)), np.full(len(pieces), 2)]
-            ),
-            "node": np.concatenate([start, foot_node, end]),
-        }
-    ).sort_values(["piece", "t", "order"], kind="stable")
-    nxt = stops.shift(-1)
-    same = (nxt["piece"] == stops["piece"]).to_numpy()
-    segs = pd.DataFrame(
-        {
-            "u": stops["node"].to_numpy()[same].astype(int),
-            "v": nxt["node"].to_numpy()[same].astype(int),
-            "piece": stops["piece"].to_numpy()[same].astype(int),
-            "t0": stops["t"].to_numpy()[same],
-            "t1": nxt["t"].to_numpy()[same],
-        }
-    )
-    segs["length"] = segs["t1"] - segs["t0"]
-    segs = segs[segs["u"] != segs["v"]]
-    # parallel pieces between the same two nodes: keep the shortest
-    segs = segs.sort_values("length", ascending=False, kind="stable")
+    segs = _segments(pieces, start, end, edge, t, foot_node)
 
     graph = nx.Graph()
     foot_xy = (
@@ -351,8 +309,64 @@ def network_from_roads(
     return net
 
 
-def _digest(ws_layers: Mapping[str, gpd.GeoDataFrame], walk_kmh: float) -> str:
+def _attached(points: Mapping[str, gpd.GeoSeries] | None) -> pd.DataFrame:
+    """The points to attach (areas by their point on surface), keyed ``layer:id``."""
+    frames = []
+    for layer, geoms in (points or {}).items():
+        if len(geoms):
+            pts = shapely.point_on_surface(np.asarray(geoms.values))
+            frames.append(
+                pd.DataFrame({"key": [f"{layer}:{i}" for i in geoms.index], "geometry": pts})
+            )
+    attached = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["key", "geometry"])
+    )
+    if attached["key"].duplicated().any():
+        dup = attached.loc[attached["key"].duplicated(), "key"].iloc[0]
+        raise InputError(f"point {dup!r} is given twice; ids must be unique within a layer")
+    return attached
 
+
+def _segments(
+    pieces: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    edge: np.ndarray,
+    t: np.ndarray,
+    foot_node: np.ndarray,
+) -> pd.DataFrame:
+    """The road pieces cut at the feet of the attached points: one row per segment
+    (``u``, ``v``, ``piece``, ``t0``, ``t1``, ``length``), longest first."""
+    length = shapely.length(pieces)
+    n = len(pieces)
+    stops = pd.DataFrame(  # stops along each piece: its start, the feet on it, its end
+        {
+            "piece": np.concatenate([np.arange(n), edge, np.arange(n)]),
+            "t": np.concatenate([np.zeros(n), t, length]),
+            "order": np.concatenate([np.zeros(n), np.ones(len(edge)), np.full(n, 2)]),
+            "node": np.concatenate([start, foot_node, end]),
+        }
+    ).sort_values(["piece", "t", "order"], kind="stable")
+    nxt = stops.shift(-1)
+    same = (nxt["piece"] == stops["piece"]).to_numpy()
+    segs = pd.DataFrame(
+        {
+            "u": stops["node"].to_numpy()[same].astype(int),
+            "v": nxt["node"].to_numpy()[same].astype(int),
+            "piece": stops["piece"].to_numpy()[same].astype(int),
+            "t0": stops["t"].to_numpy()[same],
+            "t1": nxt["t"].to_numpy()[same],
+        }
+    )
+    segs["length"] = segs["t1"] - segs["t0"]
+    segs = segs[segs["u"] != segs["v"]]
+    # parallel pieces between the same two nodes: keep the shortest
+    return segs.sort_values("length", ascending=False, kind="stable")
+
+
+def _digest(ws_layers: Mapping[str, gpd.GeoDataFrame], walk_kmh: float) -> str:
     parts = [ws_layers[name] for name in ("roads", "buildings", "resources") if name in ws_layers]
     return f"{input_digest(*parts)}:{walk_kmh}"
 

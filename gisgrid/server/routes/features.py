@@ -170,6 +170,13 @@ def _known(st: State, cid: str, who: str) -> None:
 def router(settings: Settings) -> APIRouter:
     """The OGC API – Features routes."""
     api = APIRouter(tags=["OGC API – Features"])
+    _add_discovery(api, settings)
+    _add_items(api, settings)
+    return api
+
+
+def _add_discovery(api: APIRouter, settings: Settings) -> None:
+    """The landing page, conformance, and the collections' descriptions."""
 
     @api.get("/", summary="Landing page")
     def landing(request: Request, f: Format = "json") -> Any:
@@ -216,6 +223,10 @@ def router(settings: Settings) -> APIRouter:
         if f == "html":
             return _page(doc["title"], _links_html(doc["links"]))
         return doc
+
+
+def _add_items(api: APIRouter, settings: Settings) -> None:
+    """Pages of a collection's features, and one feature."""
 
     @api.get("/collections/{collection_id}/items", summary="Features of a collection")
     def items(
@@ -289,8 +300,6 @@ def router(settings: Settings) -> APIRouter:
             )
             return _page(f"{c.title} {feature_id}", f"<table>{rows}</table>")
         return JSONResponse(feature, media_type=GEOJSON)
-
-    return api
 
 
 def _bbox(text: str) -> tuple[float, float, float, float]:
