@@ -115,6 +115,50 @@ def _households(kind: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray
     return np.full(n, storeys), np.full(n, 2), np.zeros(n, int)
 
 
+def _facilities(target: int, rng: np.random.Generator) -> list[str]:
+    """The dedicated facilities a community of ``target`` households gets."""
+    dedicated = ["market"]
+    if target > 800:
+        dedicated.append("school")
+    if rng.random() < 0.3:
+        dedicated.append("enterprise")
+    if rng.random() < 0.15 or target > 10000:
+        dedicated.append("hospital")
+    return dedicated
+
+
+def _compound(
+    code: str,
+    n: int,
+    kind: str,
+    floors: np.ndarray,
+    entrances: np.ndarray,
+    hh: np.ndarray,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """The buildings of the ``n``-th compound (or village, or facility) of a community."""
+    label = _facility_name(kind, rng) if kind in DEDICATED else names.compound(rng, kind)
+    building_kind = (
+        kind
+        if kind in DEDICATED
+        else ("mixed" if kind == "walkup" and rng.random() < 0.15 else "residential")
+    )
+    return pd.DataFrame(
+        {
+            "community_code": code,
+            # an urban village is houses along lanes, not a gated compound (小区)
+            "compound_id": "" if kind == "village" else f"{code}-{n:03d}",
+            "cluster": f"{code}-{n:03d}",
+            "compound_name": label,
+            "kind": building_kind,
+            "block_type": kind,
+            "floors": floors.astype(int),
+            "entrances": entrances.astype(int),
+            "planned_households": hh.astype(int),
+        }
+    )
+
+
 def fill(
     blocks: gpd.GeoDataFrame,
     targets: dict[str, int],
@@ -159,13 +203,7 @@ def fill(
         dense = code in oversized or target / (group.geometry.area.sum() / 1e6) > DENSE_HH_KM2
         rep = shapely.get_coordinates(shapely.point_on_surface(group.geometry.values))
         order = np.argsort(np.hypot(*(rep - seeds[code]).T), kind="stable")
-        dedicated = ["market"]
-        if target > 800:
-            dedicated.append("school")
-        if rng.random() < 0.3:
-            dedicated.append("enterprise")
-        if rng.random() < 0.15 or target > 10000:
-            dedicated.append("hospital")
+        dedicated = _facilities(target, rng)
         remaining, n_compound = target, 0
         for pos, i in enumerate(order):
             if remaining <= 0 and not dedicated:
@@ -190,28 +228,8 @@ def fill(
                 entrances, hh = entrances[:keep], hh[:keep]
                 remaining -= int(hh.sum())
             n_compound += 1
-            label = _facility_name(kind, rng) if kind in DEDICATED else names.compound(rng, kind)
-            building_kind = (
-                kind
-                if kind in DEDICATED
-                else ("mixed" if kind == "walkup" and rng.random() < 0.15 else "residential")
-            )
-            pieces.append(
-                pd.DataFrame(
-                    {
-                        "community_code": code,
-                        # an urban village is houses along lanes, not a gated compound (小区)
-                        "compound_id": "" if kind == "village" else f"{code}-{n_compound:03d}",
-                        "cluster": f"{code}-{n_compound:03d}",
-                        "compound_name": label,
-                        "kind": building_kind,
-                        "block_type": kind,
-                        "floors": floors.astype(int),
-                        "entrances": entrances.astype(int),
-                        "planned_households": hh.astype(int),
-                    }
-                )
-            )
+            pieces.append(_compound(code, n_compound, kind, floors, entrances, hh, rng))
+            name = pieces[-1]["compound_name"].iloc[0]
             geoms.append(foot)
             if kind != "village":  # a gated compound or a facility is walled (围墙)
                 wall = shapely.intersection(
@@ -223,7 +241,7 @@ def fill(
                     ),
                     shapely.buffer(block, -2.0),
                 )
-                walls.append((f"{code}-{n_compound:03d}", label, shapely.boundary(wall)))
+                walls.append((f"{code}-{n_compound:03d}", name, shapely.boundary(wall)))
     table = pd.concat(pieces, ignore_index=True)
     out = gpd.GeoDataFrame(table, geometry=np.concatenate(geoms), crs=blocks.crs)
     mixed = out["kind"] == "mixed"

@@ -17,7 +17,7 @@ from gisgrid.demo import names
 from gisgrid.demo.buildings import fill
 from gisgrid.demo.land import divide
 from gisgrid.demo.people import addresses, census_points, people, resources
-from gisgrid.demo.roads import make_roads
+from gisgrid.demo.roads import RoadNet, make_roads
 from gisgrid.io.datasets import shifeng_codes, shifeng_outline
 
 __all__ = ["BASE_HOUSEHOLDS", "make_district"]
@@ -108,13 +108,7 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
         keep = sorted(dist, key=lambda c: dist[c])[:k]
         communities = communities[communities["code"].isin(keep)].reset_index(drop=True)
     territory = shapely.union_all(communities.geometry.values)
-    streets = communities.dissolve("parent_code").reset_index()
-    streets = (
-        streets[["parent_code", "geometry"]]
-        .rename(columns={"parent_code": "code"})
-        .merge(division.streets[["code", "name", "parent_code"]], on="code")
-    )
-    streets = gpd.GeoDataFrame(streets[["code", "name", "parent_code", "geometry"]], crs=crs)
+    streets = _streets(communities, division.streets, crs)
     blocks = division.blocks[division.blocks["community_code"].isin(communities["code"])]
 
     targets, oversized = _targets(communities, blocks, scale=scale, rng=rng)
@@ -124,48 +118,12 @@ def make_district(*, scale: float = 1.0, seed: int = 0) -> dict[str, gpd.GeoData
     roads = net.roads.clip(territory).explode(ignore_index=True)
     roads = roads[(roads.geom_type == "LineString") & (roads.geometry.length > 1.0)].copy()
     roads["road_id"] = [f"R{i:05d}" for i in range(1, len(roads) + 1)]  # parts get their own
-    street_names = dict(zip(streets["code"].str[:9], streets["name"], strict=True))
-    buildings["address"] = addresses(buildings, roads, street_names).to_numpy()
-    buildings["name"] = np.where(
-        buildings["block_type"] == "village",
-        buildings["compound_name"],
-        buildings["address"].str.extract(r"号(.+)$")[0].fillna(""),
-    )
-    buildings.insert(0, "building_id", [f"B{i:07d}" for i in range(1, len(buildings) + 1)])
+    _name_buildings(buildings, roads, streets)
     points = census_points(buildings, rng)
-    res = resources(
-        buildings,
-        streets,
-        communities,
-        division.seeds,
-        dict(zip(codes["code"], codes[["x", "y"]].to_numpy(), strict=True)),
-        rng=rng,
-    )
-    # the people the roles draw on come from their own stream: the district stays the same
-    stations = res[(res["kind"] == "police") & (res["level"] == "street")]
-    crew = people(buildings, streets, communities, stations, rng=np.random.default_rng([seed, 5]))
-    res = pd.concat([res.drop(columns="resource_id"), crew], ignore_index=True)
-    res.insert(0, "resource_id", [f"S{i:05d}" for i in range(1, len(res) + 1)])
+    res = _resources(buildings, streets, communities, division.seeds, codes, seed=seed, rng=rng)
     res = gpd.GeoDataFrame(res, geometry="geometry", crs=crs)
 
-    river = _parts(net.river_line.intersection(territory), "LineString")
-    kinds = ["river"] * len(river) + ["wall"] * len(walls)
-    barriers = gpd.GeoDataFrame(
-        {
-            "barrier_id": [f"W{i:05d}" for i in range(1, len(kinds) + 1)],
-            "kind": kinds,
-            "name": ["白石港"] * len(river) + walls["name"].tolist(),
-        },
-        geometry=[*river, *walls.geometry.values],
-        crs=crs,
-    )
-    water_parts = _parts(net.river.intersection(territory), "Polygon")
-    water = gpd.GeoDataFrame(
-        {"water_id": ["W0001"], "name": ["白石港"]},
-        geometry=[shapely.MultiPolygon(water_parts)],
-        crs=crs,
-    )
-    water = water[~water.geometry.is_empty]
+    barriers, water = _waters(net, walls, territory, crs)
     buildings = buildings.drop(columns=["block_type", "cluster"])
     logger.info(
         "demo district: %d communities, %d buildings, %d planned households",
@@ -216,3 +174,83 @@ def _targets(
     targets = {c: round(floor + v) for c, v in zip(rest, extra, strict=True)}
     targets.update(over_hh)
     return targets, set(oversized)
+
+
+def _streets(
+    communities: gpd.GeoDataFrame, named: gpd.GeoDataFrame, crs: pyproj.CRS
+) -> gpd.GeoDataFrame:
+    """Streets as the union of their communities, with their codes and names."""
+    streets = communities.dissolve("parent_code").reset_index()
+    streets = (
+        streets[["parent_code", "geometry"]]
+        .rename(columns={"parent_code": "code"})
+        .merge(named[["code", "name", "parent_code"]], on="code")
+    )
+    streets = gpd.GeoDataFrame(streets[["code", "name", "parent_code", "geometry"]], crs=crs)
+    return streets
+
+
+def _name_buildings(
+    buildings: gpd.GeoDataFrame, roads: gpd.GeoDataFrame, streets: gpd.GeoDataFrame
+) -> None:
+    """Give the buildings addresses, names and ids (in place)."""
+    street_names = dict(zip(streets["code"].str[:9], streets["name"], strict=True))
+    buildings["address"] = addresses(buildings, roads, street_names).to_numpy()
+    buildings["name"] = np.where(
+        buildings["block_type"] == "village",
+        buildings["compound_name"],
+        buildings["address"].str.extract(r"号(.+)$")[0].fillna(""),
+    )
+    buildings.insert(0, "building_id", [f"B{i:07d}" for i in range(1, len(buildings) + 1)])
+
+
+def _resources(
+    buildings: gpd.GeoDataFrame,
+    streets: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    seeds: dict,
+    codes: pd.DataFrame,
+    *,
+    seed: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Places and organisations, and the people the roles draw on, with their ids."""
+    res = resources(
+        buildings,
+        streets,
+        communities,
+        seeds,
+        dict(zip(codes["code"], codes[["x", "y"]].to_numpy(), strict=True)),
+        rng=rng,
+    )
+    # the people the roles draw on come from their own stream: the district stays the same
+    stations = res[(res["kind"] == "police") & (res["level"] == "street")]
+    crew = people(buildings, streets, communities, stations, rng=np.random.default_rng([seed, 5]))
+    res = pd.concat([res.drop(columns="resource_id"), crew], ignore_index=True)
+    res.insert(0, "resource_id", [f"S{i:05d}" for i in range(1, len(res) + 1)])
+    return res
+
+
+def _waters(
+    net: RoadNet, walls: gpd.GeoDataFrame, territory: shapely.Geometry, crs: pyproj.CRS
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """The barriers (the river's line and compound walls) and the water polygons."""
+    river = _parts(net.river_line.intersection(territory), "LineString")
+    kinds = ["river"] * len(river) + ["wall"] * len(walls)
+    barriers = gpd.GeoDataFrame(
+        {
+            "barrier_id": [f"W{i:05d}" for i in range(1, len(kinds) + 1)],
+            "kind": kinds,
+            "name": ["白石港"] * len(river) + walls["name"].tolist(),
+        },
+        geometry=[*river, *walls.geometry.values],
+        crs=crs,
+    )
+    water_parts = _parts(net.river.intersection(territory), "Polygon")
+    water = gpd.GeoDataFrame(
+        {"water_id": ["W0001"], "name": ["白石港"]},
+        geometry=[shapely.MultiPolygon(water_parts)],
+        crs=crs,
+    )
+    water = water[~water.geometry.is_empty]
+    return barriers, water

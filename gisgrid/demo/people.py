@@ -187,83 +187,9 @@ def resources(
         ``resource_id``, ``kind``, ``level``, ``name``, ``community_code``,
         ``capacity``, ``phone``, ``personal_phone``.
     """
-    rows: list[dict[str, object]] = []
     homes = buildings[buildings["planned_households"] > 0]
-    reps = shapely.point_on_surface(buildings.geometry.values)
-    by_comm = {
-        c: np.flatnonzero((buildings["community_code"] == c).to_numpy())
-        for c in communities["code"]
-    }
-
-    def service_phone() -> str:
-        return f"0733-2{rng.integers(0, 10**6):06d}"
-
-    def near(code: str, xy: np.ndarray, offset: float) -> shapely.Point:
-        idx = by_comm.get(code)
-        if idx is None or len(idx) == 0:
-            return shapely.Point(xy)
-        d = shapely.distance(reps[idx], shapely.Point(xy))
-        p = reps[idx[np.argmin(d)]]
-        return shapely.Point(p.x + offset, p.y + offset / 2)
-
-    for s in streets.itertuples():
-        xy = street_centres.get(s.code, np.array(s.geometry.representative_point().coords[0]))
-        pt = (
-            shapely.Point(xy)
-            if s.geometry.contains(shapely.Point(xy))
-            else s.geometry.representative_point()
-        )
-        rows.append(
-            _resource(
-                "party_org", "street", f"{s.name}党工委", "", pt, capacity=0, phone=service_phone()
-            )
-        )
-        station = shapely.Point(pt.x + 60, pt.y - 40)
-        rows.append(
-            _resource(
-                "police", "street", f"{s.name[:-2]}派出所", "", station, capacity=0, phone="110"
-            )
-        )
-    households = homes.groupby("community_code")["planned_households"].sum()
-    for c in communities.itertuples():
-        short = c.name.replace("社区居委会", "社区")
-        seed = seeds[c.code]
-        home_count = int(households.get(c.code, 0))
-        for kind, level, suffix, capacity, offset in (
-            ("party_org", "community", "党委", 0, 25.0),
-            ("police", "community", "警务室", 1, -25.0),
-            ("service_site", "centre", "党群服务中心", home_count, 35.0),
-        ):
-            where = near(c.code, seed, offset)  # no randomness: the phone's draw order is kept
-            rows.append(
-                _resource(
-                    kind,
-                    level,
-                    short + suffix,
-                    c.code,
-                    where,
-                    capacity=capacity,
-                    phone=service_phone(),
-                )
-            )
-        idx = by_comm.get(c.code, np.empty(0, int))
-        n_stations = int(households.get(c.code, 0) // 3000)
-        home_idx = idx[(buildings["planned_households"].to_numpy()[idx] > 0)]
-        if n_stations and len(home_idx):
-            picks = rng.choice(home_idx, size=min(n_stations, len(home_idx)), replace=False)
-            for k, b in enumerate(picks, 1):
-                p = reps[b]
-                rows.append(
-                    _resource(
-                        "service_site",
-                        "station",
-                        f"{short}第{k}党群服务站",
-                        c.code,
-                        shapely.Point(p.x + 20, p.y + 20),
-                        capacity=3000,
-                        phone=service_phone(),
-                    )
-                )
+    rows = _street_offices(streets, street_centres, rng)
+    rows += _community_sites(buildings, communities, seeds, rng)
     n_workers = int(np.ceil(homes["planned_households"].sum() / 330 * 1.2))
     weights = homes["planned_households"].to_numpy(float)
     picks = rng.choice(len(homes), size=n_workers, replace=True, p=weights / weights.sum())
@@ -356,3 +282,106 @@ def people(
     for b in rng.choice(len(homes), size=n_members, p=weights / weights.sum()):
         person("party_member", "", names.person(rng), comm[b], spots[b])
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
+
+
+def _service_phone(rng: np.random.Generator) -> str:
+    return f"0733-2{rng.integers(0, 10**6):06d}"
+
+
+def _street_offices(
+    streets: gpd.GeoDataFrame, street_centres: dict[str, np.ndarray], rng: np.random.Generator
+) -> list[dict[str, object]]:
+    """A 党工委 and a 派出所 per street, at its centre."""
+    rows: list[dict[str, object]] = []
+    for s in streets.itertuples():
+        xy = street_centres.get(s.code, np.array(s.geometry.representative_point().coords[0]))
+        pt = (
+            shapely.Point(xy)
+            if s.geometry.contains(shapely.Point(xy))
+            else s.geometry.representative_point()
+        )
+        rows.append(
+            _resource(
+                "party_org",
+                "street",
+                f"{s.name}党工委",
+                "",
+                pt,
+                capacity=0,
+                phone=_service_phone(rng),
+            )
+        )
+        station = shapely.Point(pt.x + 60, pt.y - 40)
+        rows.append(
+            _resource(
+                "police", "street", f"{s.name[:-2]}派出所", "", station, capacity=0, phone="110"
+            )
+        )
+    return rows
+
+
+def _community_sites(
+    buildings: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    seeds: dict[str, np.ndarray],
+    rng: np.random.Generator,
+) -> list[dict[str, object]]:
+    """A 党委, a 警务室 and a 党群服务中心 per community, and a 党群服务站 for every
+    further 3,000 households."""
+    rows: list[dict[str, object]] = []
+    homes = buildings[buildings["planned_households"] > 0]
+    reps = shapely.point_on_surface(buildings.geometry.values)
+    by_comm = {
+        c: np.flatnonzero((buildings["community_code"] == c).to_numpy())
+        for c in communities["code"]
+    }
+
+    def near(code: str, xy: np.ndarray, offset: float) -> shapely.Point:
+        idx = by_comm.get(code)
+        if idx is None or len(idx) == 0:
+            return shapely.Point(xy)
+        d = shapely.distance(reps[idx], shapely.Point(xy))
+        p = reps[idx[np.argmin(d)]]
+        return shapely.Point(p.x + offset, p.y + offset / 2)
+
+    households = homes.groupby("community_code")["planned_households"].sum()
+    for c in communities.itertuples():
+        short = c.name.replace("社区居委会", "社区")
+        seed = seeds[c.code]
+        home_count = int(households.get(c.code, 0))
+        for kind, level, suffix, capacity, offset in (
+            ("party_org", "community", "党委", 0, 25.0),
+            ("police", "community", "警务室", 1, -25.0),
+            ("service_site", "centre", "党群服务中心", home_count, 35.0),
+        ):
+            where = near(c.code, seed, offset)  # no randomness: the phone's draw order is kept
+            rows.append(
+                _resource(
+                    kind,
+                    level,
+                    short + suffix,
+                    c.code,
+                    where,
+                    capacity=capacity,
+                    phone=_service_phone(rng),
+                )
+            )
+        idx = by_comm.get(c.code, np.empty(0, int))
+        n_stations = int(households.get(c.code, 0) // 3000)
+        home_idx = idx[(buildings["planned_households"].to_numpy()[idx] > 0)]
+        if n_stations and len(home_idx):
+            picks = rng.choice(home_idx, size=min(n_stations, len(home_idx)), replace=False)
+            for k, b in enumerate(picks, 1):
+                p = reps[b]
+                rows.append(
+                    _resource(
+                        "service_site",
+                        "station",
+                        f"{short}第{k}党群服务站",
+                        c.code,
+                        shapely.Point(p.x + 20, p.y + 20),
+                        capacity=3000,
+                        phone=_service_phone(rng),
+                    )
+                )
+    return rows

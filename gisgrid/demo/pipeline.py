@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,61 @@ def hotline_events(ws: Workspace, path: Path, *, n: int = 2000, seed: int = 0) -
     return path
 
 
+class _Stages:
+    """Announces each stage of the demo and times it."""
+
+    def __init__(self, announce: Callable[[str], None]) -> None:
+        self.announce = announce
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str, key: str) -> Iterator[None]:
+        self.announce(stage)
+        t = time.perf_counter()
+        yield
+        self.seconds[key] = time.perf_counter() - t
+
+
+def _write_workspace(
+    path: Path, layers: dict, rejected: pd.DataFrame, *, scale: float, seed: int
+) -> Workspace:
+    """A new workspace holding the district's layers, its CRS and its attribution."""
+    ws = Workspace(path)
+    ws.write(
+        {**layers, "rejected": rejected},
+        fresh=True,
+        meta={
+            "crs": layers["buildings"].crs.to_string(),
+            "gisgrid_version": gisgrid.__version__,
+            "attribution": ATTRIBUTION,
+            "demo_scale": str(scale),
+            "demo_seed": str(seed),
+        },
+    )
+    return ws
+
+
+_MAP_LAYERS = (
+    "streets",
+    "communities",
+    "grids",
+    "buildings",
+    "roads",
+    "water",
+    "resources",
+    "community_history",
+    "service_areas",
+    "uncovered",
+)
+
+
+def _draw_map(ws: Workspace, path: Path) -> Path:
+    """The offline map of the workspace, with each grid's public roster."""
+    stored = {name: ws.read(name) for name in _MAP_LAYERS if name in ws}
+    stored["rosters"] = rosters(ws, private=False)
+    return write_map(district_map(stored, title="石峰区 demo · gisgrid"), path)
+
+
 def run_demo(
     out: str | Path = "demo",
     *,
@@ -130,78 +186,29 @@ def run_demo(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    step = progress or (lambda name: None)
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-
-    step("generating the district")
-    layers = make_district(scale=scale, seed=seed)
-    seconds["generate"] = time.perf_counter() - t0
-
-    step("counting households from census points")
-    t = time.perf_counter()
-    rejected = count_households(layers)
-    seconds["households"] = time.perf_counter() - t
-
-    step("writing the workspace")
-    t = time.perf_counter()
-    ws = Workspace(out / "demo.gpkg")
-    crs = layers["buildings"].crs.to_string()
-    ws.write(
-        {**layers, "rejected": rejected},
-        fresh=True,
-        meta={
-            "crs": crs,
-            "gisgrid_version": gisgrid.__version__,
-            "attribution": ATTRIBUTION,
-            "demo_scale": str(scale),
-            "demo_seed": str(seed),
-        },
-    )
-    seconds["write"] = time.perf_counter() - t
-
-    step("delineating grids")
-    t = time.perf_counter()
-    run = delineate(ws, workers=workers)
-    seconds["delineate"] = time.perf_counter() - t
-
+    timed = _Stages(progress or (lambda name: None))
+    with timed("generating the district", "generate"):
+        layers = make_district(scale=scale, seed=seed)
+    with timed("counting households from census points", "households"):
+        rejected = count_households(layers)
+    with timed("writing the workspace", "write"):
+        ws = _write_workspace(out / "demo.gpkg", layers, rejected, scale=scale, seed=seed)
+    with timed("delineating grids", "delineate"):
+        run = delineate(ws, workers=workers)
     redivided: list[str] = []
     if redivide_over is not None:
-        step("re-dividing oversized communities")
-        t = time.perf_counter()
-        b = ws.read("buildings")
-        per = b.groupby("community_code")["households"].sum()
-        for code in sorted(c for c, h in per.items() if h > redivide_over):
-            redivide(ws, code, max_households=redivide_to, workers=workers)
-            redivided.append(code)
-        seconds["redivide"] = time.perf_counter() - t
-
-    step("assigning rosters and measuring coverage")
-    t = time.perf_counter()
-    assigned = assign(ws)
-    cov = coverage_of(ws)
-    seconds["assign"] = time.perf_counter() - t
-
+        with timed("re-dividing oversized communities", "redivide"):
+            per = ws.read("buildings").groupby("community_code")["households"].sum()
+            for code in sorted(c for c, h in per.items() if h > redivide_over):
+                redivide(ws, code, max_households=redivide_to, workers=workers)
+                redivided.append(code)
+    with timed("assigning rosters and measuring coverage", "assign"):
+        assigned = assign(ws)
+        cov = coverage_of(ws)
     hotline_events(ws, out / "hotline.csv", seed=seed)
-
-    step("drawing the map")
-    t = time.perf_counter()
-    names = (
-        "streets",
-        "communities",
-        "grids",
-        "buildings",
-        "roads",
-        "water",
-        "resources",
-        "community_history",
-        "service_areas",
-        "uncovered",
-    )
-    stored = {name: ws.read(name) for name in names if name in ws}
-    stored["rosters"] = rosters(ws, private=False)
-    html = write_map(district_map(stored, title="石峰区 demo · gisgrid"), out / "demo.html")
-    seconds["map"] = time.perf_counter() - t
+    with timed("drawing the map", "map"):
+        html = _draw_map(ws, out / "demo.html")
+    seconds = timed.seconds
     b = layers["buildings"]
     return DemoResult(
         workspace=ws.path,
