@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gisgrid.demo.pipeline import run_demo
+from gisgrid.io.workspace import Workspace
 from gisgrid.roster.assignment import assign
 from gisgrid.roster.coverage import coverage_of, suggest_sites
-from gisgrid.demo.pipeline import run_demo
 from gisgrid.roster.network import network_of
-from gisgrid.io.workspace import Workspace
 
 
 def greedy_workers(ws: Workspace, net) -> float:

@@ -36,13 +36,14 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid.delineate.cells import blocks_of, cell_graph, dissolve, tessellate
+from gisgrid.delineate.cells import blocks_of, dissolve, tessellate
 from gisgrid.delineate.community import Params
+from gisgrid.delineate.graph import cell_graph
+from gisgrid.delineate.metrics import METRIC_NAMES, grid_metrics
+from gisgrid.delineate.units import make_units
 from gisgrid.demo.district import make_district
 from gisgrid.demo.pipeline import count_households
 from gisgrid.io.ingest import import_layer
-from gisgrid.delineate.metrics import METRIC_NAMES, grid_metrics
-from gisgrid.delineate.units import make_units
 from gisgrid.io.workspace import Workspace
 
 PARAMS = Params()

@@ -33,11 +33,11 @@ import geopandas as gpd
 import httpx
 import numpy as np
 
-from gisgrid.publish.catalog import Catalog
+from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.gazetteer import Gazetteer, normalise
 from gisgrid.lookup.locator import GridLocator
+from gisgrid.publish.catalog import Catalog
 from gisgrid.publish.tiles import TileSource, tiles_covering
-from gisgrid.io.workspace import Workspace
 
 _CN = "零一二三四五六七八九"
 

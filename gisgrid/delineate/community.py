@@ -24,15 +24,9 @@ import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from gisgrid.delineate.cells import (
-    GRID_SIZE,
-    CellGraph,
-    blocks_of,
-    cell_graph,
-    dissolve,
-    tessellate,
-)
+from gisgrid.delineate.cells import GRID_SIZE, blocks_of, dissolve, tessellate
 from gisgrid.delineate.codes import grid_codes
+from gisgrid.delineate.graph import CellGraph, cell_graph
 from gisgrid.delineate.partition import Band, choose_k, partition
 from gisgrid.delineate.units import make_units
 from gisgrid.io.schema import DEDICATED_KINDS

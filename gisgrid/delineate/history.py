@@ -240,7 +240,8 @@ def record_run(
         The run's id, when the caller took it with :func:`next_run_id` to stamp
         grids; the next one otherwise.
     communities
-        The communities the run worked on (all that have grids when None).
+        The communities the run worked on (all that have grids when None); the row
+        counts the grids in them.
     metrics
         The run's DESIGN §5 metrics (empty when it measured none).
     seconds
@@ -265,7 +266,7 @@ def record_run(
         "params": json.dumps(params, ensure_ascii=False),
         "communities": json.dumps(communities),
         "input_digest": input_digest(comms, buildings),
-        "grids": len(grids),
+        "grids": int(grids["community_code"].astype(str).isin(communities).sum()),
         "metrics": json.dumps(metrics or {}),
         "gisgrid_version": gisgrid.__version__,
         "changes": json.dumps(changes),

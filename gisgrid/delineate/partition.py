@@ -20,7 +20,7 @@ The objective, summed over grids:
 - (households − target)² / target², a light pull to the target;
 - ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
   than ``ceil(households / ceiling)``;
-- ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.delineate.cells.CellGraph.cost`:
+- ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.delineate.graph.CellGraph.cost`:
   its length, dearer through a block, dearest through a compound).
 """
 
@@ -35,7 +35,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
-from gisgrid.delineate.cells import CellGraph
+from gisgrid.delineate.graph import CellGraph
 
 __all__ = ["Band", "choose_k", "partition"]
 
@@ -111,7 +111,7 @@ def partition(
     Parameters
     ----------
     graph
-        A connected :class:`~gisgrid.delineate.cells.CellGraph`.
+        A connected :class:`~gisgrid.delineate.graph.CellGraph`.
     k
         Number of grids to start from; repair may add or remove some.
     households, population

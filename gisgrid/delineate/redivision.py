@@ -27,8 +27,9 @@ import pandas as pd
 import shapely
 
 from gisgrid._errors import InputError, argument
-from gisgrid.delineate.cells import blocks_of, cell_graph, dissolve
+from gisgrid.delineate.cells import blocks_of, dissolve
 from gisgrid.delineate.community import Params
+from gisgrid.delineate.graph import cell_graph
 from gisgrid.delineate.partition import Band, partition
 from gisgrid.io.schema import WATER_KINDS
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
