@@ -2,6 +2,7 @@
 
 from gisgrid._errors import (
     AssetsMissingError,
+    ConflictError,
     CRSError,
     EmptyLayerError,
     GisgridError,
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AssetsMissingError",
     "CRSError",
+    "ConflictError",
     "EmptyLayerError",
     "GisgridError",
     "InputError",

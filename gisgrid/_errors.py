@@ -56,6 +56,23 @@ class WorkspaceError(GisgridError, OSError):
     """The workspace file cannot be opened, read or written."""
 
 
+class ConflictError(GisgridError, RuntimeError):
+    """Another writer changed what a write was based on; nothing was written.
+
+    Attributes
+    ----------
+    layers
+        The layers that changed.
+    revision
+        The workspace's revision now.
+    """
+
+    def __init__(self, message: str, *, layers: list[str], revision: int) -> None:
+        super().__init__(message)
+        self.layers = layers
+        self.revision = revision
+
+
 class LayerNotFoundError(WorkspaceError, KeyError):
     """A layer the operation needs is not in the workspace."""
 

@@ -248,7 +248,9 @@ def test_negative_and_non_numeric_counts_are_rejected(
 ):
     frame = buildings_frame.copy()
     frame["households"] = ["12", "-3", "abc", "2.5"]
-    import_layer(workspace_with_communities, "buildings", write(frame, tmp_path / "b.gpkg"))
+    import_layer(
+        workspace_with_communities, "buildings", write(frame, tmp_path / "b.gpkg"), max_rejected=1
+    )
     reasons = rejected(workspace_with_communities, "buildings").set_index("feature_id")["reason"]
     assert reasons.to_dict() == {
         "b2": "households is negative: -3",
@@ -291,7 +293,7 @@ def test_communities_with_bad_codes_or_unknown_street(tmp_path, streets_file):
         [square(0, 0, 100), square(100, 0, 100), square(200, 0, 100)],
         crs=4326,
     )
-    import_layer(ws, "communities", write(frame, tmp_path / "c.geojson"))
+    import_layer(ws, "communities", write(frame, tmp_path / "c.geojson"), max_rejected=1)
     reasons = rejected(ws, "communities").set_index("feature_id")["reason"].to_dict()
     assert reasons == {
         "4302": "bad code: '4302' is not a 12-digit 统计用区划代码",
@@ -339,9 +341,9 @@ def test_ambiguous_census_point_is_rejected(tmp_path, workspace_with_communities
         crs=4326,
     )
     import_layer(workspace_with_communities, "buildings", write(b, tmp_path / "b.gpkg"))
-    p = local_frame(
-        {"point_id": ["mid"], "households": [3], "population": [9]},
-        [shapely.Point(X0 + 115, Y0 + 105)],
+    p = local_frame(  # one point between the two buildings, one inside the left one
+        {"point_id": ["mid", "in"], "households": [3, 2], "population": [9, 6]},
+        [shapely.Point(X0 + 115, Y0 + 105), shapely.Point(X0 + 105, Y0 + 105)],
         crs=4326,
     )
     import_layer(workspace_with_communities, "census_points", write(p, tmp_path / "p.gpkg"))

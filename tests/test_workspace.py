@@ -6,7 +6,7 @@ import pytest
 import shapely
 
 from gisgrid import LayerNotFoundError
-from gisgrid.io import workspace as workspace_module
+from gisgrid.io import gpkg
 from gisgrid.io.workspace import Workspace
 
 
@@ -47,16 +47,16 @@ def test_crash_mid_write_leaves_the_previous_workspace_intact(tmp_path, monkeypa
     ws = Workspace(tmp_path / "w.gpkg")
     ws.write({"a": _points(["before"]), "b": _points(["before"])})
     before = ws.path.read_bytes()
-    real = workspace_module._write_layer
+    real = gpkg.write_layer
     calls = []
 
-    def crash_on_second(path, name, frame):
+    def crash_on_second(con, name, frame):
         calls.append(name)
         if len(calls) == 2:
             raise KeyboardInterrupt("power cut")
-        real(path, name, frame)
+        real(con, name, frame)
 
-    monkeypatch.setattr(workspace_module, "_write_layer", crash_on_second)
+    monkeypatch.setattr(gpkg, "write_layer", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         ws.write({"a": _points(["after"]), "b": _points(["after"])})
     assert ws.path.read_bytes() == before

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gisgrid._errors import InputError
@@ -54,13 +55,31 @@ def import_(
     ] = None,
     lon_col: Annotated[str | None, typer.Option(help="CSV longitude column.")] = None,
     lat_col: Annotated[str | None, typer.Option(help="CSV latitude column.")] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="replace the layer, append rows (ids already there are rejected), "
+            "or update (rows with an id already there replace it)."
+        ),
+    ] = "replace",
+    max_rejected: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Largest share of the file's rows that may be rejected; above it, "
+            "nothing is written.",
+        ),
+    ] = 0.5,
 ) -> None:
-    """Import FILE as LAYER of WORKSPACE, validating every row.
+    """Import FILE as LAYER of WORKSPACE, validating every row, in one transaction.
 
     Rows that cannot be used go to the workspace's [bold]rejected[/] table with a reason;
-    invalid geometries are repaired where possible. A summary follows.
+    invalid geometries are repaired where possible. An import that would write no row,
+    empty a layer or reject more than --max-rejected of the file writes nothing and exits
+    with status 2. A summary follows: rows read = written + rejected.
     """
-    from gisgrid.io.ingest import import_layer
+    from gisgrid.io.ingest import ImportMode, import_layer
 
     report = import_layer(
         workspace,
@@ -72,13 +91,18 @@ def import_(
         source_layer=source_layer,
         lon_col=lon_col,
         lat_col=lat_col,
+        mode=cast(ImportMode, mode),
+        max_rejected=max_rejected,
     )
     table = Table(title=f"{report.layer} ← {Path(report.source).name}", show_header=False)
     table.add_row("rows read", f"{report.read:,}")
-    table.add_row("imported", f"{report.imported:,}")
-    table.add_row("geometries repaired", f"{report.repaired:,}")
+    table.add_row("written", f"{report.written:,}")
     for reason, n in sorted(report.rejected.items()):
-        table.add_row(f"rejected: {reason}", f"[red]{n:,}[/]")
+        table.add_row(f"rejected: {escape(reason)}", f"[red]{n:,}[/]")
+    table.add_row(f"rows now in {report.layer}", f"{report.imported:,}")
+    table.add_row("geometries repaired", f"{report.repaired:,}")
+    for reason, n in sorted(report.other_rejected.items()):
+        table.add_row(f"re-checked, rejected: {escape(reason)}", f"[red]{n:,}[/]")
     table.add_row("workspace CRS", report.crs)
     console.print(table)
     for note in report.notes:

@@ -40,10 +40,10 @@ class MoveRefusedError(InputError):
         )
 
 
-def _grids(ws: Workspace) -> gpd.GeoDataFrame:
+def _grids(ws: Workspace, columns: list[str] | None = None) -> gpd.GeoDataFrame:
     if "grids" not in ws:
         raise InputError(f"{ws.path} has no grids yet; run `gisgrid delineate {ws.path}` first")
-    return ws.read("grids")
+    return ws.read("grids", columns=columns)
 
 
 def lock(workspace: WorkspaceLike, codes: list[str], *, locked: bool = True) -> int:
@@ -55,15 +55,12 @@ def lock(workspace: WorkspaceLike, codes: list[str], *, locked: bool = True) -> 
         How many grids changed.
     """
     ws = open_workspace(workspace)
-    grids = _grids(ws)
-    unknown = sorted(set(codes) - set(grids["grid_code"]))
+    known = set(_grids(ws, columns=["grid_code"])["grid_code"])
+    unknown = sorted(set(codes) - known)
     if unknown:
         raise InputError(f"no grid with code {', '.join(unknown)}")
-    hit = grids["grid_code"].isin(codes)
-    changed = int((grids.loc[hit, "locked"].astype(bool) != locked).sum())
-    grids.loc[hit, "locked"] = locked
-    ws.write({"grids": grids})
-    return changed
+    # only these rows: planners locking different grids at once never overwrite each other
+    return ws.update("grids", key="grid_code", keys=list(codes), values={"locked": locked})
 
 
 @dataclass

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import geopandas as gpd
 import numpy as np
@@ -28,7 +29,6 @@ from gisgrid.io.households import estimate_households, households_from_census
 from gisgrid.io.schema import LayerSchema, schema_for
 from gisgrid.io.source import read_source
 from gisgrid.io.validation import (
-    REJECTED_COLUMNS,
     SOURCE_ROW,
     Validated,
     rejected_rows,
@@ -42,6 +42,18 @@ __all__ = ["ImportReport", "derive_buildings", "import_layer"]
 logger = logging.getLogger(__name__)
 
 _JOIN_REASONS = ("no building", "ambiguous building")
+#: the layers an import of each layer reads to make its joins
+_JOINS: dict[str, tuple[str, ...]] = {
+    "communities": ("streets", "buildings", "census_points"),
+    "buildings": ("communities", "census_points"),
+    "census_points": ("communities", "buildings"),
+}
+ImportMode = Literal["replace", "append", "update"]
+IMPORT_MODES: tuple[str, ...] = ("replace", "append", "update")
+
+
+class ImportRefusedError(InputError):
+    """An import that would destroy data it cannot replace; nothing was written."""
 
 
 @dataclass
@@ -52,13 +64,16 @@ class ImportReport:
     ----------
     layer, source
         The workspace layer and the input file.
-    read, imported
-        Rows read from the file and rows now in the layer.
+    read, written, imported
+        Rows read from the file, rows of it written, and rows now in the layer
+        (``read == written + sum(rejected.values())``).
     repaired
         Invalid geometries repaired by ``make_valid``.
     rejected
-        Rejected rows by reason (this layer and rows of other layers this
-        import re-checked, such as census points or buildings).
+        The file's rejected rows, by reason.
+    other_rejected
+        Rows of other layers this import re-checked and rejected (census points
+        that no longer meet a building), by layer and reason.
     notes
         Other things worth knowing.
     crs
@@ -73,6 +88,8 @@ class ImportReport:
     rejected: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     crs: str = ""
+    written: int = 0
+    other_rejected: Counter[str] = field(default_factory=Counter)
 
 
 def import_layer(
@@ -86,8 +103,10 @@ def import_layer(
     source_layer: str | None = None,
     lon_col: str | None = None,
     lat_col: str | None = None,
+    mode: ImportMode = "replace",
+    max_rejected: float = 0.5,
 ) -> ImportReport:
-    """Import one file as a workspace layer, replacing that layer.
+    """Import one file into a workspace layer, in one transaction.
 
     Parameters
     ----------
@@ -109,6 +128,12 @@ def import_layer(
         The layer to read inside a multi-layer input file.
     lon_col, lat_col
         Coordinate columns of a CSV.
+    mode
+        ``replace`` the layer, ``append`` the rows (ids already there are rejected),
+        or ``update`` (rows whose id is there replace it, the others are added).
+    max_rejected
+        The largest share of the file's rows that may be rejected; above it the
+        import writes nothing.
 
     Returns
     -------
@@ -118,9 +143,16 @@ def import_layer(
     ------
     CRSError
         When the input has no CRS and none is declared.
+    ImportRefusedError
+        When the import would write no row, would empty a layer, or rejects more
+        than ``max_rejected`` of the file's rows: nothing is written.
     InputError
-        For unreadable input, missing fields, or no usable row at all.
+        For unreadable input or missing fields.
     """
+    if mode not in IMPORT_MODES:
+        raise InputError(f"{argument('mode')} must be one of {', '.join(IMPORT_MODES)}")
+    if not 0 <= max_rejected <= 1:
+        raise InputError(f"{argument('max_rejected')} is a share from 0 to 1, not {max_rejected}")
     ws = open_workspace(workspace)
     schema = schema_for(layer)
     path = Path(path)
@@ -150,21 +182,89 @@ def import_layer(
         report.notes.append("Shapefile field names restored: " + ", ".join(truncated))
     if declared and declared.shift:
         report.notes.append(f"coordinates converted from {declared.shift.upper()} to CGCS2000")
-    layers, rejected = _joined(ws, layer, validated, source=path.name, notes=report.notes)
-    report.rejected = Counter(r.split(":")[0] for r in rejected["reason"])
+    new, own = _combined(ws, layer, validated, mode=mode, source=path.name)
+    layers, others = _joined(ws, layer, new, source=path.name, notes=report.notes)
+    own = rejected_table([own, others[others["layer"] == layer]])
+    others = others[others["layer"] != layer]
+    report.rejected = Counter(r.split(":")[0] for r in own["reason"])
+    report.other_rejected = Counter(
+        f"{lyr}: {why.split(':')[0]}"
+        for lyr, why in zip(others["layer"], others["reason"], strict=True)
+    )
+    report.written = report.read - len(own)
     report.imported = len(layers[layer])
-    kept = _existing_rejected(ws)
-    kept = kept[kept["layer"] != layer]
-    if layer in ("buildings", "communities", "census_points") and "buildings" in layers:
-        census_join = (kept["layer"] == "census_points") & kept["reason"].str.startswith(
-            _JOIN_REASONS
-        )
-        kept = kept[~census_join]  # the join is made again
-    out = {name: layers[name] for name in (layer, "buildings") if name in layers}
-    out["rejected"] = rejected_table([kept, rejected])
-    ws.write(out, meta={"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
+    _refuse_destructive(ws, report, layers, max_rejected=max_rejected)
+    with ws.transaction() as tx:
+        for name in dict.fromkeys((layer, "buildings")):
+            if name in layers:
+                tx.replace(name, layers[name])
+        if mode == "replace":
+            tx.delete("rejected", {"layer": layer})
+        if "buildings" in layers:  # the census join was made again
+            for reason in _JOIN_REASONS:
+                tx.delete("rejected", {"layer": "census_points"}, prefix={"reason": reason})
+        tx.append("rejected", rejected_table([own, others]))
+        tx.set_meta({"crs": target.to_string(), "gisgrid_version": gisgrid.__version__})
     logger.info("imported %d of %d rows into %s", report.imported, report.read, layer)
     return report
+
+
+def _refuse_destructive(
+    ws: Workspace, report: ImportReport, layers: dict, *, max_rejected: float
+) -> None:
+    """Refuse an import that writes no row, empties a layer, or rejects too much."""
+    reasons = ", ".join(f"{why} {n:,}" for why, n in report.rejected.most_common())
+    n_rejected = sum(report.rejected.values())
+    if report.written == 0:
+        problem = f"all {report.read:,} rows of the file were rejected ({reasons})"
+    elif report.read and n_rejected / report.read > max_rejected:
+        problem = (
+            f"{n_rejected:,} of {report.read:,} rows were rejected ({reasons}), more than "
+            f"{max_rejected:.0%} ({argument('max_rejected')})"
+        )
+    else:
+        lost = [
+            f"{name} from {before:,} to {len(layers[name]):,} rows"
+            for name in layers
+            if name != report.layer
+            and name in ws
+            and (before := ws.count(name))
+            and (before - len(layers[name])) / before > max_rejected
+        ]
+        if not lost:
+            return
+        why = ", ".join(f"{k} {n:,}" for k, n in report.other_rejected.most_common())
+        problem = f"it would cut {'; '.join(lost)} ({why})"
+    raise ImportRefusedError(
+        f"nothing written: {problem}; check the file, its {argument('crs')} and its fields"
+    )
+
+
+def _combined(
+    ws: Workspace, layer: str, validated: Validated, *, mode: ImportMode, source: str
+) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
+    """The layer as the import leaves it (before joins), and the file's rows rejected as
+    duplicates of rows already there (``append``)."""
+    new = validated.frame.drop(columns=[SOURCE_ROW])
+    if mode == "replace" or layer not in ws:
+        return new, validated.rejected
+    old = ws.read(layer)
+    schema = schema_for(layer)
+    ids = new[schema.id_field].astype(str)
+    there = ids.isin(old[schema.id_field].astype(str))
+    if mode == "append":
+        dup = validated.frame[there.to_numpy()]
+        reasons = "duplicate id: " + ids[there] + " is already in the layer (use update mode)"
+        rejected = rejected_rows(dup, reasons, layer=layer, source=source, id_field=schema.id_field)
+        new = new[~there.to_numpy()]
+        kept = old
+    else:
+        kept = old[~old[schema.id_field].astype(str).isin(ids)]
+        rejected = rejected_table([])
+    both = pd.concat([kept, new], ignore_index=True)
+    return gpd.GeoDataFrame(both, geometry=old.geometry.name, crs=old.crs), rejected_table(
+        [validated.rejected, rejected]
+    )
 
 
 def _read(
@@ -206,18 +306,15 @@ def _read(
 
 
 def _joined(
-    ws: Workspace, layer: str, validated: Validated, *, source: str, notes: list[str]
+    ws: Workspace, layer: str, new: gpd.GeoDataFrame, *, source: str, notes: list[str]
 ) -> tuple[dict[str, gpd.GeoDataFrame], pd.DataFrame]:
     """The imported layer with the layers it joins (buildings with communities and census
-    points, recounted), and the rows rejected on the way."""
-    layers = {
-        name: ws.read(name)
-        for name in ("streets", "communities", "buildings", "census_points")
-        if name in ws
-    }
-    new = validated.frame.drop(columns=[SOURCE_ROW])
+    points, recounted), and the rows rejected on the way. Only the layers the join needs
+    are read, so imports of unrelated layers never conflict."""
+    needs = _JOINS.get(layer, ())
+    layers = {name: ws.read(name) for name in needs if name in ws}
     layers[layer] = new
-    added = [validated.rejected]
+    added: list[pd.DataFrame] = []
     if layer == "communities" and "streets" in layers:
         orphan = ~new["parent_code"].isin(layers["streets"]["code"])
         reasons = "unknown street: parent_code " + new["parent_code"] + " is not in streets"
@@ -253,12 +350,6 @@ def _untruncate(frame: gpd.GeoDataFrame, fields: list[str]) -> tuple[gpd.GeoData
         if len(f) > 10 and f not in frame.columns and f[:10] in frame.columns
     }
     return frame.rename(columns=renames), [f"{k} → {v}" for k, v in renames.items()]
-
-
-def _existing_rejected(ws: Workspace) -> pd.DataFrame:
-    if "rejected" in ws:
-        return rejected_table([pd.DataFrame(ws.read("rejected")).reindex(columns=REJECTED_COLUMNS)])
-    return rejected_table([])
 
 
 @dataclass

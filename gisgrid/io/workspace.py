@@ -4,27 +4,33 @@ A workspace opens in QGIS as it is. All layers share one metric CRS, the
 CGCS2000 Gauss–Krüger zone chosen at the first import, recorded in the
 ``gisgrid_meta`` table.
 
-Writes are atomic: :meth:`Workspace.write` copies the file, writes into the
-copy, and moves it over the original with :func:`os.replace`, so a crash
-mid-write leaves the previous workspace whole.
+Writes happen in place, in SQLite transactions with the WAL journal
+(:mod:`gisgrid.io.gpkg`): a command's layers and rows land together or not at
+all, readers never wait for a writer, and ``kill -9`` leaves the state before or
+after. Every committed write raises the workspace's **revision** and the
+revision of each layer it touched. A workspace object remembers the revision of
+each layer it read; a write whose inputs another writer changed in the meantime
+fails with :class:`~gisgrid.ConflictError` instead of overwriting them. Edits
+that touch only their rows (:meth:`Workspace.update`) do not conflict with
+each other.
 
 Examples
 --------
 >>> import tempfile, pathlib
 >>> ws = Workspace(pathlib.Path(tempfile.mkdtemp()) / "w.gpkg")
->>> ws.exists
-False
+>>> ws.exists, ws.revision
+(False, 0)
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import shutil
-import tempfile
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import geopandas as gpd
@@ -32,13 +38,20 @@ import pandas as pd
 import pyogrio
 import pyproj
 
-from gisgrid._errors import LayerNotFoundError, WorkspaceError
+from gisgrid._errors import ConflictError, LayerNotFoundError, WorkspaceError
+from gisgrid.io import gpkg
 
-__all__ = ["Workspace", "WorkspaceLike", "open_workspace"]
+__all__ = ["Transaction", "Workspace", "WorkspaceLike", "open_workspace"]
 
 logger = logging.getLogger(__name__)
 
 META_TABLE = "gisgrid_meta"
+_STATE = (
+    "CREATE TABLE IF NOT EXISTS gisgrid_layers "
+    "(layer TEXT PRIMARY KEY, revision INTEGER NOT NULL, changed_at TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS gisgrid_revision "
+    "(id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL, changed_at TEXT)",
+)
 
 
 class Workspace:
@@ -52,6 +65,7 @@ class Workspace:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._seen: dict[str, int] = {}  # layer → its revision when this object read it
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -66,8 +80,9 @@ class Workspace:
         if not self.exists:
             return []
         try:
-            return [str(name) for name, _ in pyogrio.list_layers(self.path)]
-        except pyogrio.errors.DataSourceError as exc:
+            with self._reader() as con:
+                return gpkg.layer_names(con)
+        except sqlite3.DatabaseError as exc:
             raise WorkspaceError(f"{self.path} is not a GeoPackage workspace: {exc}") from exc
 
     def __contains__(self, layer: object) -> bool:
@@ -77,8 +92,9 @@ class Workspace:
         """Key–value settings of the workspace (its CRS, the gisgrid version)."""
         if META_TABLE not in self:
             return {}
-        table = pyogrio.read_dataframe(self.path, layer=META_TABLE, read_geometry=False)
-        return dict(zip(table["key"].astype(str), table["value"].astype(str), strict=True))
+        with self._reader() as con:
+            rows = con.execute(f'SELECT key, value FROM "{META_TABLE}"').fetchall()
+        return {str(k): str(v) for k, v in rows}
 
     @property
     def crs(self) -> pyproj.CRS | None:
@@ -86,8 +102,37 @@ class Workspace:
         text = self.meta().get("crs")
         return pyproj.CRS.from_user_input(text) if text else None
 
+    @property
+    def revision(self) -> int:
+        """The workspace's revision: raised by every committed write (0 before the first)."""
+        if not self.exists:
+            return 0
+        with self._reader() as con:
+            if not gpkg._has_table(con, "gisgrid_revision"):
+                return 0
+            row = con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def layer_revisions(self, layers: Sequence[str] | None = None) -> dict[str, int]:
+        """The revision that last changed each layer (0 for one never written)."""
+        if not self.exists:
+            return dict.fromkeys(layers or [], 0)
+        with self._reader() as con:
+            if not gpkg._has_table(con, "gisgrid_layers"):
+                return dict.fromkeys(layers or [], 0)
+            found = dict(con.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
+        names = list(found) if layers is None else list(layers)
+        return {name: int(found.get(name, 0)) for name in names}
+
+    def count(self, layer: str) -> int:
+        """How many rows a layer holds (0 when it is not there)."""
+        if layer not in self:
+            return 0
+        with self._reader() as con:
+            return int(con.execute(f'SELECT COUNT(*) FROM "{layer}"').fetchone()[0])
+
     def read(self, layer: str, *, columns: list[str] | None = None) -> gpd.GeoDataFrame:
-        """Read one layer.
+        """Read one layer, remembering its revision for the conflict check of later writes.
 
         Parameters
         ----------
@@ -112,13 +157,9 @@ class Workspace:
                 f"layer {layer!r} is not in {self.path} (it has: {have}); "
                 f"add it with `gisgrid import {self.path} {layer} FILE`"
             )
+        seen = self.layer_revisions([layer])[layer]  # before reading: a later write conflicts
+        self._seen.setdefault(layer, seen)
         return pyogrio.read_dataframe(self.path, layer=layer, columns=columns, use_arrow=True)
-
-    def _mode(self) -> int:
-        """The file mode to give a new version: the old file's, else 0666 less the umask."""
-        if self.exists:
-            return self.path.stat().st_mode & 0o777
-        return 0o666 & ~_umask()
 
     def write(
         self,
@@ -126,11 +167,11 @@ class Workspace:
         *,
         meta: Mapping[str, str] | None = None,
         fresh: bool = False,
-    ) -> None:
-        """Replace layers atomically.
+    ) -> int:
+        """Replace layers in one transaction; the new revision.
 
         Every layer in ``layers`` is replaced as a whole; other layers are kept
-        (unless ``fresh``). The new file appears at once or not at all.
+        (unless ``fresh``).
 
         Parameters
         ----------
@@ -140,36 +181,189 @@ class Workspace:
         meta
             Settings to merge into the ``gisgrid_meta`` table.
         fresh
-            Start from an empty workspace: the file afterwards holds only
-            ``layers`` and ``meta``.
+            Start from an empty workspace: afterwards it holds only ``layers``
+            and ``meta``.
+
+        Raises
+        ------
+        ConflictError
+            When a layer this workspace object read was changed by another writer since.
+        """
+        with self.transaction(fresh=fresh) as tx:
+            for name, frame in layers.items():
+                tx.replace(name, frame)
+            if meta:
+                tx.set_meta(meta)
+        return tx.revision
+
+    def update(
+        self, layer: str, *, key: str, keys: Sequence[object], values: Mapping[str, object]
+    ) -> int:
+        """Set ``values`` on the rows of ``layer`` whose ``key`` is in ``keys``, touching no
+        other row; how many rows changed. Edits of different rows never conflict."""
+        with self.transaction(check=False) as tx:
+            changed = tx.update(layer, key=key, keys=keys, values=values)
+        return changed
+
+    @contextlib.contextmanager
+    def transaction(self, *, fresh: bool = False, check: bool = True) -> Iterator[Transaction]:
+        """One write transaction over the workspace.
+
+        It checks first that no layer this object read has changed since
+        (unless ``check`` is off), and commits with a new revision when the
+        block ends; nothing is written if the block raises.
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=".tmp.gpkg", dir=self.path.parent
-        )
-        os.close(fd)
-        tmp = Path(tmp_name)
+        _remove_leftovers(self.path)
+        created = not self.exists
         try:
-            if self.exists and not fresh:
-                shutil.copyfile(self.path, tmp)
-            else:
-                tmp.unlink()
-            for name, frame in layers.items():
-                _write_layer(tmp, name, frame)
-            if meta:
-                old = {} if fresh else self.meta()
-                merged = {**old, **{k: str(v) for k, v in meta.items()}}
-                table = pd.DataFrame({"key": list(merged), "value": list(merged.values())})
-                _write_layer(tmp, META_TABLE, table)
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.chmod(tmp, self._mode())  # mkstemp makes files private; keep the usual mode
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+            con = gpkg.connect(self.path)
+        except sqlite3.Error as exc:
+            raise WorkspaceError(f"cannot open {self.path} for writing: {exc}") from exc
+        try:
+            with gpkg.transaction(con):
+                for statement in _STATE:
+                    con.execute(statement)
+                if check:
+                    self._check(con)
+                tx = Transaction(con)
+                if fresh:
+                    for name in gpkg.layer_names(con):
+                        tx.drop(name)
+                yield tx
+                tx.commit()
+        except BaseException as exc:
+            con.close()
+            if created:  # a first write that failed leaves no file behind
+                for part in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(f"{self.path}{part}").unlink()
+            if isinstance(exc, sqlite3.Error):
+                raise WorkspaceError(f"cannot write {self.path}: {exc}") from exc
             raise
-        logger.info("wrote %s to %s", ", ".join(layers) or "settings", self.path)
+        con.close()
+        if created:
+            os.chmod(self.path, 0o666 & ~_umask())
+        self._seen.clear()  # a write ends what this object read for it
+        logger.info("wrote %s to %s (revision %d)", ", ".join(tx.touched), self.path, tx.revision)
+
+    def _check(self, con: sqlite3.Connection) -> None:
+        if not self._seen:
+            return
+        now = dict(con.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
+        changed = sorted(name for name, rev in self._seen.items() if now.get(name, 0) != rev)
+        if changed:
+            current = con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+            raise ConflictError(
+                f"{', '.join(changed)} changed in {self.path} while this was working "
+                f"(now revision {current[0] if current else 0}); nothing was written: "
+                "run it again on the current state",
+                layers=changed,
+                revision=int(current[0]) if current else 0,
+            )
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(str(self.path), timeout=gpkg.BUSY_MS / 1000)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+@dataclass
+class Transaction:
+    """The writes of one transaction (see :meth:`Workspace.transaction`)."""
+
+    con: sqlite3.Connection
+    touched: list[str] = field(default_factory=list)
+    revision: int = 0
+
+    def replace(self, name: str, frame: pd.DataFrame) -> None:
+        """Replace a whole layer (or create it)."""
+        if isinstance(frame, gpd.GeoDataFrame) and frame.crs is None:
+            raise WorkspaceError(f"layer {name!r} has no CRS; refusing to write it")
+        gpkg.write_layer(self.con, name, frame.reset_index(drop=True))
+        self._touch(name)
+
+    def append(self, name: str, frame: pd.DataFrame) -> None:
+        """Add rows to a layer (created when missing)."""
+        if name in gpkg.layer_names(self.con):
+            gpkg.write_rows(self.con, name, frame.reset_index(drop=True))
+            self._touch(name)
+        else:
+            self.replace(name, frame)
+
+    def delete(
+        self,
+        name: str,
+        where: Mapping[str, object],
+        *,
+        prefix: Mapping[str, str] | None = None,
+    ) -> int:
+        """Delete the rows of a layer where every ``column = value`` of ``where`` holds and
+        every column of ``prefix`` starts with its text; how many rows went."""
+        if name not in gpkg.layer_names(self.con):
+            return 0
+        tests = [f'"{c}" = ?' for c in where] + [f'substr("{c}", 1, ?) = ?' for c in prefix or {}]
+        params: list[object] = list(where.values())
+        for text in (prefix or {}).values():
+            params += [len(text), text]
+        cur = self.con.execute(f'DELETE FROM "{name}" WHERE {" AND ".join(tests)}', params)
+        if cur.rowcount:
+            self._touch(name)
+        return cur.rowcount
+
+    def update(
+        self, name: str, *, key: str, keys: Sequence[object], values: Mapping[str, object]
+    ) -> int:
+        """Set values on the rows whose ``key`` is in ``keys``; how many changed."""
+        if name not in gpkg.layer_names(self.con):
+            raise LayerNotFoundError(f"layer {name!r} is not in the workspace")
+        changed = gpkg.update_rows(self.con, name, key=key, keys=keys, values=dict(values))
+        if changed:
+            self._touch(name)
+        return changed
+
+    def drop(self, name: str) -> None:
+        """Remove a layer."""
+        gpkg.drop_layer(self.con, name)
+        self._touch(name)
+
+    def set_meta(self, meta: Mapping[str, str]) -> None:
+        """Merge settings into ``gisgrid_meta``."""
+        old: dict[str, str] = {}
+        if META_TABLE in gpkg.layer_names(self.con):
+            old = dict(self.con.execute(f'SELECT key, value FROM "{META_TABLE}"').fetchall())
+        merged = {**old, **{k: str(v) for k, v in meta.items()}}
+        self.replace(
+            META_TABLE, pd.DataFrame({"key": list(merged), "value": list(merged.values())})
+        )
+
+    def _touch(self, name: str) -> None:
+        if name not in self.touched:
+            self.touched.append(name)
+
+    def commit(self) -> None:
+        """Raise the revision, and stamp every touched layer with it (done by the workspace)."""
+        if not self.touched:
+            row = self.con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+            self.revision = int(row[0]) if row else 0
+            return
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        self.con.execute(
+            "INSERT INTO gisgrid_revision VALUES (1, 1, ?) ON CONFLICT (id) DO UPDATE "
+            "SET revision = revision + 1, changed_at = excluded.changed_at",
+            (now,),
+        )
+        self.revision = int(
+            self.con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()[0]
+        )
+        self.con.executemany(
+            "INSERT INTO gisgrid_layers VALUES (?, ?, ?) ON CONFLICT (layer) DO UPDATE "
+            "SET revision = excluded.revision, changed_at = excluded.changed_at",
+            [(name, self.revision, now) for name in self.touched],
+        )
 
 
 def _umask() -> int:
@@ -178,15 +372,13 @@ def _umask() -> int:
     return mask
 
 
-def _write_layer(path: Path, name: str, frame: pd.DataFrame) -> None:
-    """Write one layer into a GeoPackage, replacing a layer of that name."""
-    if isinstance(frame, gpd.GeoDataFrame) and frame.crs is None:
-        raise WorkspaceError(f"layer {name!r} has no CRS; refusing to write it")
-    frame = frame.reset_index(drop=True)
-    for column in frame.columns:  # GeoPackage has no list or dict fields
-        if frame[column].dtype == object and frame[column].map(type).isin([dict, list]).any():
-            frame[column] = frame[column].map(json.dumps, na_action="ignore")
-    pyogrio.write_dataframe(frame, path, layer=name, driver="GPKG")
+def _remove_leftovers(path: Path) -> None:
+    """Delete the temporary copies older versions of gisgrid left after a crash."""
+    if path.parent.is_dir():
+        for stray in path.parent.glob(f".{path.stem}.*.tmp.gpkg"):
+            with contextlib.suppress(OSError):
+                stray.unlink()
+                logger.info("removed %s, left by an interrupted write", stray)
 
 
 WorkspaceLike = Workspace | str | os.PathLike[str]

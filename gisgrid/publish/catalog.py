@@ -22,6 +22,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -179,7 +180,8 @@ class Catalog:
     ws: Workspace
     frames: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    version: tuple[int, int] = (0, 0)
+    revision: int = -1  # the workspace revision loaded (−1: nothing yet)
+    _stamp: tuple[int, ...] = ()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -187,20 +189,29 @@ class Catalog:
         """Call ``listener`` after every reload (caches clear themselves this way)."""
         self._listeners.append(listener)
 
-    def current(self) -> tuple[int, int]:
-        st = self.ws.path.stat()
-        return (st.st_mtime_ns, st.st_size)
+    def _files(self) -> tuple[int, ...]:
+        """Sizes and times of the file and its write-ahead log: the cheap test for a commit."""
+        out: list[int] = []
+        for part in ("", "-wal"):
+            try:
+                st = Path(f"{self.ws.path}{part}").stat()
+                out += [st.st_mtime_ns, st.st_size]
+            except FileNotFoundError:
+                out += [0, 0]
+        return tuple(out)
 
     def refresh(self) -> bool:
-        """Reload when the workspace file changed; True when it did."""
-        now = self.current()
-        if now == self.version:
+        """Reload when the workspace's revision changed; True when it did."""
+        stamp = self._files()
+        if stamp == self._stamp:
             return False
         with self._lock:
-            if now == self.version:
+            revision = self.ws.revision
+            self._stamp = stamp
+            if revision == self.revision:
                 return False
             self._load()
-            self.version = now
+            self.revision = revision
         for listener in self._listeners:
             listener()
         return True

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 import gisgrid
-from gisgrid._errors import GisgridError, InputError, LayerNotFoundError
+from gisgrid._errors import ConflictError, GisgridError, InputError, LayerNotFoundError
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.server.deps import AppState, State
@@ -95,6 +95,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError):
         return JSONResponse({"detail": str(exc), "suggestions": exc.suggestions}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        body = {"detail": str(exc), "revision": exc.revision, "layers": exc.layers}
+        return JSONResponse(body, status_code=409)
 
     @app.exception_handler(LayerNotFoundError)
     async def missing_layer(request: Request, exc: LayerNotFoundError):

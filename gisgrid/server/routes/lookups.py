@@ -6,11 +6,13 @@ from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from gisgrid._errors import InputError
 from gisgrid.crs.names import CRS_NAMES
 from gisgrid.delineate.edits import lock
+from gisgrid.io.workspace import Workspace
 from gisgrid.server.deps import AppState, Role
 from gisgrid.server.settings import Settings
 
@@ -86,12 +88,23 @@ def router(settings: Settings) -> APIRouter:
             out.to_json(orient="records", force_ascii=False), media_type="application/json"
         )
 
-    @api.post("/grids/{grid_code}/lock", tags=["planner"], summary="Lock a grid (planner)")
-    def lock_grid(grid_code: str, st: AppState, who: Role, locked: bool = True) -> dict:
+    @api.post(
+        "/grids/{grid_code}/lock",
+        tags=["planner"],
+        summary="Lock a grid (planner)",
+        responses={
+            401: {"description": "unknown API key"},
+            403: {"description": "not a planner's key"},
+            404: {"description": "no such grid"},
+            409: {"description": "another writer changed the grids; the body has the revision"},
+        },
+    )
+    async def lock_grid(grid_code: str, st: AppState, who: Role, locked: bool = True) -> dict:
         if who != "planner":
             raise HTTPException(403, "locking grids needs a planner key")
-        n = lock(st.ws, [grid_code], locked=locked)
-        return {"grid_code": grid_code, "locked": locked, "changed": n}
+        ws = Workspace(st.ws.path)  # a handle of this request's own: its reads are its own
+        n = await run_in_threadpool(lock, ws, [grid_code], locked=locked)
+        return {"grid_code": grid_code, "locked": locked, "changed": n, "revision": ws.revision}
 
     return api
 
