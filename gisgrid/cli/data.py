@@ -112,10 +112,8 @@ def import_(
 
 
 @command()
-def info(workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")]) -> None:
+def info(workspace: WorkspaceArg) -> None:
     """List the layers of WORKSPACE with their row counts, and rejected rows by reason."""
-    import pyogrio
-
     from gisgrid.io.workspace import Workspace
 
     ws = Workspace(workspace)
@@ -128,13 +126,11 @@ def info(workspace: Annotated[Path, typer.Argument(help="Workspace GeoPackage.")
     table.add_column("layer")
     table.add_column("geometry")
     table.add_column("rows", justify="right")
-    for name, geom in pyogrio.list_layers(ws.path):
-        if name == "gisgrid_meta":
-            continue
-        n = pyogrio.read_info(ws.path, layer=name)["features"]
-        table.add_row(str(name), str(geom or "table"), f"{n:,}")
+    for name, geom, n in ws.describe():
+        if name != "gisgrid_meta":
+            table.add_row(name, geom or "table", f"{n:,}")
     console.print(table)
-    console.print(f"CRS: {ws.crs.to_string() if ws.crs else 'not set'}")
+    console.print(f"CRS: {ws.crs.to_string() if ws.crs else 'not set'}; revision {ws.revision}")
     if "rejected" in ws:
         rej = pd.DataFrame(ws.read("rejected"))
         if len(rej):

@@ -1,10 +1,12 @@
 """A GeoPackage written by SQLite itself: in place, in transactions, with the WAL journal.
 
-GDAL (through pyogrio) reads the layers; this module writes them, so that a
+This module reads and writes the layers with Python's own SQLite, so that a
 command replaces several layers, or updates a few rows, in one SQLite
-transaction. Readers never wait for a writer (WAL) and see the state before the
-transaction or after it, never a half-written one; ``kill -9`` at any moment
-leaves one of the two. The file follows the GeoPackage 1.3 encoding
+transaction. (GDAL carries a SQLite of its own: two copies of SQLite in one
+process that hold the same file break each other's POSIX locks, so gisgrid
+never opens a workspace with GDAL.) Readers never wait for a writer (WAL) and
+see the state before the transaction or after it, never a half-written one;
+``kill -9`` at any moment leaves one of the two. The file follows the GeoPackage 1.3 encoding
 (``gpkg_contents``, ``gpkg_geometry_columns``, standard geometry blobs and the
 ``gpkg_rtree_index`` extension with its triggers), so QGIS and GDAL open it as
 it is.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import struct
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -42,6 +45,7 @@ __all__ = [
     "connect",
     "drop_layer",
     "layer_names",
+    "read_layer",
     "transaction",
     "update_rows",
     "write_layer",
@@ -125,7 +129,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
         con.execute(f"PRAGMA application_id = {GPKG_APPLICATION_ID}")
         con.execute(f"PRAGMA user_version = {GPKG_USER_VERSION}")
     if con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        con.execute("PRAGMA journal_mode = WAL")
+        _to_wal(con)
     con.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable at checkpoints, never torn
     if not _has_table(con, "gpkg_contents"):
         with transaction(con):
@@ -136,6 +140,22 @@ def connect(path: str | Path) -> sqlite3.Connection:
                 con.execute("INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)", row)
             _srs_id(con, pyproj.CRS.from_epsg(4326))
     return con
+
+
+def _to_wal(con: sqlite3.Connection) -> None:
+    """Switch a GeoPackage (one GDAL wrote, say) to the WAL journal, once and for all.
+
+    The switch needs the file to itself for a moment: retry while readers hold it.
+    """
+    for attempt in range(50):
+        try:
+            if con.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+        time.sleep(0.1)
+    raise sqlite3.OperationalError("the file stays in its old journal mode; is it read-only?")
 
 
 @contextmanager
@@ -152,7 +172,8 @@ def transaction(con: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield con
     except BaseException:
-        con.execute("ROLLBACK")
+        if con.in_transaction:  # SQLite may have rolled back already (a full disk, I/O)
+            con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
 
@@ -416,3 +437,74 @@ def _python_value(value: object) -> object:
     if isinstance(value, bool | int | float | str | bytes):
         return value
     return str(value)
+
+
+def read_layer(
+    con: sqlite3.Connection, name: str, *, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """A layer as a GeoDataFrame (features) or a DataFrame (attributes).
+
+    Read with this process's SQLite, never GDAL's: two copies of SQLite in one
+    process holding the same file break each other's POSIX locks.
+    """
+    info = con.execute(f'PRAGMA table_info("{name}")').fetchall()
+    geom = con.execute(
+        "SELECT column_name, srs_id FROM gpkg_geometry_columns WHERE table_name = ?", (name,)
+    ).fetchone()
+    geom_col = geom[0] if geom else None
+    declared = {r[1]: str(r[2]).upper() for r in info if r[5] == 0 and r[1] != geom_col}
+    wanted = [c for c in declared if columns is None or c in columns]
+    select = [*(f'"{c}"' for c in wanted), *([f'"{geom_col}"'] if geom_col else [])]
+    rows = con.execute(f'SELECT {", ".join(select) or "1"} FROM "{name}" ORDER BY rowid').fetchall()
+    data = list(zip(*rows, strict=True)) if rows else [()] * len(select)
+    frame = pd.DataFrame(
+        {c: _column(list(data[i]), declared[c]) for i, c in enumerate(wanted)},
+        index=pd.RangeIndex(len(rows)),
+    )
+    if geom_col is None:
+        return frame
+    geometry = _geometries(list(data[len(wanted)]) if rows else [])
+    return gpd.GeoDataFrame(frame, geometry=geometry, crs=_crs(con, int(geom[1])))
+
+
+def _column(values: list[object], sql_type: str) -> pd.Series:
+    if sql_type in ("BOOLEAN",):
+        if any(v is None for v in values):
+            return pd.Series([None if v is None else bool(v) for v in values], dtype=object)
+        return pd.Series([bool(v) for v in values], dtype=bool)
+    if sql_type in ("INTEGER", "INT", "MEDIUMINT", "SMALLINT", "TINYINT", "BIGINT"):
+        if any(v is None for v in values):
+            return pd.Series(values, dtype="float64")
+        return pd.Series(values, dtype="int64")
+    if sql_type in ("REAL", "DOUBLE", "FLOAT"):
+        return pd.Series(values, dtype="float64")
+    return pd.Series(values, dtype="str" if all(isinstance(v, str) for v in values) else None)
+
+
+def _geometries(blobs: list[bytes | None]) -> np.ndarray:
+    """Shapely geometries of GeoPackage blobs (None for NULL)."""
+    wkb: list[bytes | None] = []
+    for blob in blobs:
+        if blob is None or len(blob) < 8 or blob[:2] != b"GP":
+            wkb.append(None)
+            continue
+        envelope = (blob[3] >> 1) & 0b111
+        wkb.append(bytes(blob[8 + _ENVELOPE_BYTES[envelope] :]))
+    return shapely.from_wkb(np.array(wkb, dtype=object))
+
+
+_ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+
+
+def _crs(con: sqlite3.Connection, srs_id: int) -> pyproj.CRS | None:
+    row = con.execute(
+        "SELECT organization, organization_coordsys_id, definition FROM gpkg_spatial_ref_sys "
+        "WHERE srs_id = ?",
+        (srs_id,),
+    ).fetchone()
+    if row is None or srs_id in (-1, 0):
+        return None
+    org, code, definition = row
+    if str(org).upper() == "EPSG":
+        return pyproj.CRS.from_epsg(int(code))
+    return pyproj.CRS.from_user_input(definition)

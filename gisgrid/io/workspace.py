@@ -35,7 +35,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
-import pyogrio
 import pyproj
 
 from gisgrid._errors import ConflictError, LayerNotFoundError, WorkspaceError
@@ -66,6 +65,7 @@ class Workspace:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._seen: dict[str, int] = {}  # layer → its revision when this object read it
+        self.last_revision = 0  # the revision this object's last write committed
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -124,6 +124,23 @@ class Workspace:
         names = list(found) if layers is None else list(layers)
         return {name: int(found.get(name, 0)) for name in names}
 
+    def describe(self) -> list[tuple[str, str | None, int]]:
+        """Each layer's name, geometry type (None for a table) and row count."""
+        if not self.exists:
+            return []
+        with self._reader() as con:
+            types = dict(
+                con.execute("SELECT table_name, geometry_type_name FROM gpkg_geometry_columns")
+            )
+            return [
+                (
+                    name,
+                    types.get(name),
+                    int(con.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]),
+                )
+                for name in gpkg.layer_names(con)
+            ]
+
     def count(self, layer: str) -> int:
         """How many rows a layer holds (0 when it is not there)."""
         if layer not in self:
@@ -159,7 +176,8 @@ class Workspace:
             )
         seen = self.layer_revisions([layer])[layer]  # before reading: a later write conflicts
         self._seen.setdefault(layer, seen)
-        return pyogrio.read_dataframe(self.path, layer=layer, columns=columns, use_arrow=True)
+        with self._reader() as con:
+            return gpkg.read_layer(con, layer, columns=columns)
 
     def write(
         self,
@@ -195,6 +213,13 @@ class Workspace:
             if meta:
                 tx.set_meta(meta)
         return tx.revision
+
+    def prepare(self) -> None:
+        """Make a workspace written by other software (GDAL, QGIS, an older gisgrid) ready
+        for concurrent use: WAL journal and revision tables, changing no layer."""
+        if self.exists:
+            with self.transaction(check=False):
+                pass
 
     def update(
         self, layer: str, *, key: str, keys: Sequence[object], values: Mapping[str, object]
@@ -245,6 +270,7 @@ class Workspace:
         if created:
             os.chmod(self.path, 0o666 & ~_umask())
         self._seen.clear()  # a write ends what this object read for it
+        self.last_revision = tx.revision
         logger.info("wrote %s to %s (revision %d)", ", ".join(tx.touched), self.path, tx.revision)
 
     def _check(self, con: sqlite3.Connection) -> None:

@@ -21,6 +21,7 @@ class State:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ws = Workspace(settings.workspace)
+        self.ws.prepare()  # WAL before the first reader: writers then never block them
         self.catalog = Catalog(self.ws)
         self.catalog.refresh()
         self.tiles = {

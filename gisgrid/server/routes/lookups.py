@@ -104,7 +104,12 @@ def router(settings: Settings) -> APIRouter:
             raise HTTPException(403, "locking grids needs a planner key")
         ws = Workspace(st.ws.path)  # a handle of this request's own: its reads are its own
         n = await run_in_threadpool(lock, ws, [grid_code], locked=locked)
-        return {"grid_code": grid_code, "locked": locked, "changed": n, "revision": ws.revision}
+        return {
+            "grid_code": grid_code,
+            "locked": locked,
+            "changed": n,
+            "revision": ws.last_revision,
+        }
 
     return api
 

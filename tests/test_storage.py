@@ -1,0 +1,350 @@
+"""A workspace many people use at once: transactions, revisions, conflicts, crash safety.
+
+Real concurrency only: separate processes running the `gisgrid` command, real
+HTTP clients against `gisgrid serve`, and kill -9 at random moments.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import geopandas as gpd
+import httpx
+import pandas as pd
+import pyogrio
+import pytest
+import shapely
+
+from gisgrid import ConflictError
+from gisgrid.delineate.edits import move
+from gisgrid.io.digest import input_digest
+from gisgrid.io.workspace import Workspace
+
+from .test_server import KEYS, free_port, hash_key
+
+GISGRID = [sys.executable, "-m", "gisgrid.cli"]
+
+
+def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([*GISGRID, *args], capture_output=True, text=True, check=check)
+
+
+def state(path: Path) -> str:
+    """A digest of every layer (attributes and geometry), read by GDAL."""
+    parts = []
+    for name, _ in sorted(pyogrio.list_layers(path), key=lambda r: r[0]):
+        frame = pyogrio.read_dataframe(path, layer=name)
+        parts.append(frame.drop(columns=[c for c in ("started_at", "seconds") if c in frame]))
+    return input_digest(*parts)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*GISGRID, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _serve(source: Path, tmp_path: Path):
+    """A copy of a workspace served on a free port by its own process, with a planner key."""
+    path = tmp_path / "ws.gpkg"
+    shutil.copy(source, path)
+    config = tmp_path / "gisgrid.toml"
+    keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
+    config.write_text(f'workspace = "ws.gpkg"\n\n[api_keys]\n{keys}\n', "utf-8")
+    port = free_port()
+    proc = subprocess.Popen(
+        [*GISGRID, "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{base}/healthz").status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    try:
+        yield base, path
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def served_copy(small, tmp_path):
+    """The small demo (9 grids), served."""
+    yield from _serve(small, tmp_path)
+
+
+@pytest.fixture
+def served_demo(demo_full, tmp_path):
+    """The whole demo district (432 grids), served."""
+    yield from _serve(demo_full.workspace, tmp_path)
+
+
+def test_twelve_planners_lock_twelve_grids_at_once_over_http(served_demo):
+    base, path = served_demo
+    codes = pyogrio.read_dataframe(path, layer="grids")["grid_code"].tolist()[:12]
+    assert len(codes) == 12
+
+    def lock(code: str) -> int:
+        r = httpx.post(
+            f"{base}/grids/{code}/lock", headers={"X-API-Key": KEYS["planner"]}, timeout=60
+        )
+        return r.status_code
+
+    with ThreadPoolExecutor(12) as pool:
+        statuses = list(pool.map(lock, codes))
+    assert statuses == [200] * 12
+    grids = pyogrio.read_dataframe(path, layer="grids").set_index("grid_code")
+    assert grids.loc[codes, "locked"].astype(bool).all()
+    assert int(grids["locked"].astype(bool).sum()) == 12
+
+
+def test_two_imports_of_different_layers_at_once_both_land(small_copy, tmp_path):
+    roads = small_copy.read("roads").to_crs(4326)
+    water = small_copy.read("water").to_crs(4326)
+    for road, river in (("新路", "新水"), ("另一路", "另一水"), ("第三路", "第三水")):
+        roads.assign(name=road).to_file(tmp_path / "roads.geojson")
+        water.assign(name=river).to_file(tmp_path / "water.geojson")
+        procs = [
+            start("import", str(small_copy.path), "roads", str(tmp_path / "roads.geojson")),
+            start("import", str(small_copy.path), "water", str(tmp_path / "water.geojson")),
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err.decode()
+        assert set(small_copy.read("roads")["name"]) == {road}
+        assert set(small_copy.read("water")["name"]) == {river}
+
+
+def test_a_move_beside_a_full_redelineation_lands_or_conflicts_never_vanishes(small_copy):
+    b = small_copy.read("buildings")
+    grids = small_copy.read("grids")
+    row = b.iloc[0]
+    target = next(
+        c
+        for c, g in zip(grids["grid_code"], grids.geometry, strict=True)
+        if c != row["grid_code"] and g.distance(row.geometry) < 50
+    )
+    full = start("delineate", str(small_copy.path), "--full")
+    time.sleep(0.5)  # the delineation has read the workspace and is working
+    moved = run(
+        "move", str(small_copy.path), "--building", row["building_id"], "--to", target, "--force"
+    )
+    _, err = full.communicate(timeout=300)
+    assert moved.returncode in (0, 2), moved.stderr
+    runs = pd.DataFrame(small_copy.read("runs"))
+    final = small_copy.read("buildings").set_index("building_id").loc[row["building_id"]]
+    if moved.returncode == 0 and full.returncode == 0:
+        # both landed: the move came first and the delineation redrew around it, or the
+        # move came after it; either way the move is in the history
+        assert "move" in runs["kind"].tolist()
+    elif moved.returncode == 2:
+        assert "changed" in moved.stderr and "nothing was written" in moved.stderr
+    else:  # the delineation lost: the move landed under it and it was refused
+        assert full.returncode == 2 and b"changed" in err
+        assert final["grid_code"] == target
+
+
+def test_two_writers_of_the_same_rows_one_wins_the_other_gets_a_conflict(small_copy):
+    b = small_copy.read("buildings")
+    grids = small_copy.read("grids")
+    row = b.iloc[0]
+    near = [
+        c
+        for c, g in zip(grids["grid_code"], grids.geometry, strict=True)
+        if c != row["grid_code"] and g.distance(row.geometry) < 50
+    ]
+    first, second = Workspace(small_copy.path), Workspace(small_copy.path)
+    first.read("grids"), first.read("buildings")  # both read the same state …
+    second.read("grids"), second.read("buildings")
+    move(first, building=row["building_id"], to=near[0], force=True)  # … one writes …
+    before = state(small_copy.path)
+    with pytest.raises(ConflictError, match=r"buildings.*grids.*nothing was written") as info:
+        move(second, building=row["building_id"], to=row["grid_code"], force=True)
+    assert info.value.revision == Workspace(small_copy.path).revision
+    assert state(small_copy.path) == before  # … and the second wrote nothing
+
+
+def test_conflict_is_exit_2_naming_what_changed(small_copy, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gisgrid.cli import app
+    from gisgrid.delineate import run as run_module
+
+    real = run_module._read_inputs
+
+    def read_then_someone_writes(ws):  # another planner locks a grid right after our read
+        inputs = real(ws)
+        Workspace(ws.path).update(
+            "grids",
+            key="grid_code",
+            keys=[inputs.previous["grid_code"].iloc[0]],
+            values={"locked": True},
+        )
+        return inputs
+
+    monkeypatch.setattr(run_module, "_read_inputs", read_then_someone_writes)
+    before = Workspace(small_copy.path).revision
+    result = CliRunner().invoke(app, ["delineate", str(small_copy.path), "--full"])
+    assert result.exit_code == 2
+    assert "grids changed" in result.output and "nothing was written" in result.output
+    assert Workspace(small_copy.path).revision == before + 1  # only the lock landed
+
+
+BAD_BUILDINGS = {
+    "another city": lambda f: f.set_geometry(f.geometry.translate(2.0, 5.0)),
+    "swapped lat/lon": lambda f: f.set_geometry(
+        shapely.transform(f.geometry.values, lambda xy: xy[:, ::-1])
+    ),
+    "floors -1": lambda f: f.assign(floors=-1),
+    "households -5": lambda f: f.assign(households=-5),
+    "lines as buildings": lambda f: f.set_geometry(f.geometry.boundary),
+    "points as buildings": lambda f: f.set_geometry(f.geometry.representative_point()),
+    "empty geometries": lambda f: f.set_geometry([shapely.Polygon()] * len(f)),
+    "no ids": lambda f: f.assign(building_id=None),
+    "one id for all": lambda f: f.assign(building_id="B1"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_BUILDINGS)
+def test_an_import_that_rejects_every_row_changes_nothing(small_copy, tmp_path, case):
+    good = small_copy.read("buildings").to_crs(4326)[["building_id", "kind", "floors", "geometry"]]
+    good["households"] = 3
+    bad = BAD_BUILDINGS[case](good)
+    path = tmp_path / "bad.gpkg"
+    gpd.GeoDataFrame(bad, crs=4326).to_file(path)
+    before = small_copy.path.read_bytes()
+    result = run("import", str(small_copy.path), "buildings", str(path))
+    assert result.returncode == 2, (case, result.stdout, result.stderr)
+    assert "nothing" in result.stderr and "Traceback" not in result.stderr
+    assert small_copy.path.read_bytes() == before
+    assert len(small_copy.read("buildings")) == len(good)
+
+
+def test_an_import_that_would_gut_the_buildings_is_refused(small_copy, tmp_path):
+    comms = small_copy.read("communities").to_crs(4326)
+    comms = comms.set_geometry(comms.geometry.translate(1.0, 1.0))  # the wrong place
+    comms.to_file(tmp_path / "c.geojson")
+    before = small_copy.path.read_bytes()
+    result = run("import", str(small_copy.path), "communities", str(tmp_path / "c.geojson"))
+    assert result.returncode == 2 and "would cut buildings" in result.stderr, result.stderr
+    assert small_copy.path.read_bytes() == before
+
+
+def test_append_and_update_modes(small_copy, tmp_path):
+    sites = small_copy.read("resources").to_crs(4326)
+    first = sites.iloc[:3].copy()
+    first["name"] = "改名"
+    extra = sites.iloc[:1].copy()
+    extra["resource_id"] = "NEW1"
+    path = tmp_path / "r.geojson"
+    pd.concat([first, extra]).pipe(gpd.GeoDataFrame, crs=4326).to_file(path)
+    n = len(sites)
+    appended = run(
+        "import",
+        str(small_copy.path),
+        "resources",
+        str(path),
+        "--mode",
+        "append",
+        "--max-rejected",
+        "1",
+    )
+    assert appended.returncode == 0, appended.stderr
+    after = small_copy.read("resources")
+    assert len(after) == n + 1 and "NEW1" in set(after["resource_id"])
+    assert "duplicate id" in appended.stdout  # the three already there were rejected
+    updated = run("import", str(small_copy.path), "resources", str(path), "--mode", "update")
+    assert updated.returncode == 0, updated.stderr
+    after = small_copy.read("resources").set_index("resource_id")
+    assert len(after) == n + 1
+    assert (after.loc[first["resource_id"], "name"] == "改名").all()
+
+
+def test_readers_see_before_or_after_never_wait(small_copy):
+    """GDAL reads while a writer holds the write transaction open."""
+    con = sqlite3.connect(small_copy.path, isolation_level=None)
+    con.execute("BEGIN IMMEDIATE")
+    con.execute('DELETE FROM "grids"')
+    t0 = time.perf_counter()
+    grids = pyogrio.read_dataframe(small_copy.path, layer="grids")
+    waited = time.perf_counter() - t0
+    con.execute("ROLLBACK")
+    con.close()
+    assert len(grids) > 0 and waited < 5  # the committed state, at once
+
+
+def test_leftovers_of_old_versions_are_removed(small_copy):
+    stray = small_copy.path.parent / f".{small_copy.path.stem}.abc123.tmp.gpkg"
+    stray.write_bytes(b"x" * 1000)
+    small_copy.update("grids", key="grid_code", keys=["nothing"], values={"locked": True})
+    assert not stray.exists()
+
+
+OPERATIONS = [
+    ("lock", lambda ws, code, roads: ["lock", ws, code]),
+    ("unlock", lambda ws, code, roads: ["unlock", ws, code]),
+    ("import", lambda ws, code, roads: ["import", ws, "roads", roads]),
+    ("delineate", lambda ws, code, roads: ["delineate", ws, "--full"]),
+]
+
+
+def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_copy, tmp_path):
+    rng = random.Random(11)
+    roads = tmp_path / "roads.geojson"
+    r = small_copy.read("roads").to_crs(4326)
+    r["name"] = "杀"
+    r.to_file(roads)
+    code = small_copy.read("grids")["grid_code"].iloc[0]
+    folder = tmp_path / "w"
+    folder.mkdir()
+    before = state(small_copy.path)
+    after = {}  # each operation's state after an uninterrupted run
+    for name, make in OPERATIONS:
+        done = tmp_path / f"{name}.gpkg"
+        shutil.copy(small_copy.path, done)
+        assert run(*make(str(done), code, str(roads))).returncode == 0
+        after[name] = state(done)
+    kills = 0
+    for i in range(50):
+        name, make = OPERATIONS[i % len(OPERATIONS)]
+        work = folder / "ws.gpkg"
+        shutil.copy(small_copy.path, work)
+        proc = start(*make(str(work), code, str(roads)))
+        time.sleep(rng.uniform(0.5, 5.0 if name == "delineate" else 2.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(60)
+        con = sqlite3.connect(work)  # opening recovers an interrupted transaction
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.close()
+        assert state(work) in (before, after[name]), (i, name)
+        assert sorted(p.name for p in folder.iterdir()) == ["ws.gpkg"], (i, name)
+        work.unlink()
+    assert kills >= 20  # most runs were really interrupted
+
+
+def test_readers_over_http_never_wait_for_a_committing_delineation(served_copy):
+    base, path = served_copy
+    full = start("delineate", str(path), "--full")
+    slowest, answered = 0.0, 0
+    with httpx.Client(base_url=base, timeout=30) as http:
+        while full.poll() is None:
+            t0 = time.perf_counter()
+            assert http.get("/collections/grids/items", params={"limit": 5}).status_code == 200
+            slowest = max(slowest, time.perf_counter() - t0)
+            answered += 1
+    _, err = full.communicate()
+    assert full.returncode == 0, err
+    assert answered > 5 and slowest < 2.0  # (benchmarks/RESULTS.md has the figures)
