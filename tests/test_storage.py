@@ -309,11 +309,13 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
     folder = tmp_path / "w"
     folder.mkdir()
     before = state(small_copy.path)
-    after = {}  # each operation's state after an uninterrupted run
+    after, took = {}, {}  # each operation's state after an uninterrupted run, and its time
     for name, make in OPERATIONS:
         done = tmp_path / f"{name}.gpkg"
         shutil.copy(small_copy.path, done)
+        t0 = time.perf_counter()
         assert run(*make(str(done), code, str(roads))).returncode == 0
+        took[name] = time.perf_counter() - t0
         after[name] = state(done)
     kills = 0
     for i in range(50):
@@ -321,7 +323,7 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
         work = folder / "ws.gpkg"
         shutil.copy(small_copy.path, work)
         proc = start(*make(str(work), code, str(roads)))
-        time.sleep(rng.uniform(0.5, 5.0 if name == "delineate" else 2.5))
+        time.sleep(rng.uniform(0.5, 1.0) * took[name])  # late: where the writing is
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -332,7 +334,7 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
         assert state(work) in (before, after[name]), (i, name)
         assert sorted(p.name for p in folder.iterdir()) == ["ws.gpkg"], (i, name)
         work.unlink()
-    assert kills >= 20  # most runs were really interrupted
+    assert kills >= 35  # most runs were really interrupted
 
 
 def test_readers_over_http_never_wait_for_a_committing_delineation(served_copy):
