@@ -55,7 +55,9 @@ def lock(workspace: WorkspaceLike, codes: list[str], *, locked: bool = True) -> 
         How many grids changed.
     """
     ws = open_workspace(workspace)
-    known = set(_grids(ws, columns=["grid_code"])["grid_code"])
+    if "grids" not in ws:
+        raise InputError(f"{ws.path} has no grids yet; delineate the workspace first")
+    known = set(ws.values("grids", "grid_code"))
     unknown = sorted(set(codes) - known)
     if unknown:
         raise InputError(f"no grid with code {', '.join(unknown)}")

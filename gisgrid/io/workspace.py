@@ -141,6 +141,11 @@ class Workspace:
                 for name in gpkg.layer_names(con)
             ]
 
+    def values(self, layer: str, column: str) -> list[object]:
+        """One column of a layer, read without its geometry (for checks of ids)."""
+        with self._reader() as con:
+            return [r[0] for r in con.execute(f'SELECT "{column}" FROM "{layer}"')]
+
     def count(self, layer: str) -> int:
         """How many rows a layer holds (0 when it is not there)."""
         if layer not in self:

@@ -182,6 +182,7 @@ class Catalog:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     revision: int = -1  # the workspace revision loaded (−1: nothing yet)
     _stamp: tuple[int, ...] = ()
+    _loading: int = -1  # the revision being loaded in the background (−1: none)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -200,23 +201,43 @@ class Catalog:
                 out += [0, 0]
         return tuple(out)
 
-    def refresh(self) -> bool:
-        """Reload when the workspace's revision changed; True when it did."""
+    def refresh(self, *, wait: bool = False) -> bool:
+        """Notice a new revision of the workspace; True when a reload started or ran.
+
+        The first load, and any with ``wait``, happen at once; later ones run in the
+        background while readers keep the previous state, so no reader waits for a
+        reload (a writer that wants to read its own write passes ``wait``).
+        """
         stamp = self._files()
-        if stamp == self._stamp:
+        if stamp == self._stamp and not wait:
             return False
         with self._lock:
             revision = self.ws.revision
             self._stamp = stamp
-            if revision == self.revision:
+            if revision == self.revision or (revision == self._loading and not wait):
                 return False
-            self._load()
-            self.revision = revision
-        for listener in self._listeners:
-            listener()
+            now = wait or self.revision < 0
+            self._loading = revision
+        if now:
+            self._reload(revision)
+        else:
+            threading.Thread(target=self._reload, args=(revision,), daemon=True).start()
         return True
 
-    def _load(self) -> None:
+    def _reload(self, revision: int) -> None:
+        try:
+            frames, tables = self._load()
+            with self._lock:
+                if revision >= self.revision:
+                    self.frames, self.tables, self.revision = frames, tables, revision
+            for listener in self._listeners:
+                listener()
+        finally:
+            with self._lock:
+                if self._loading == revision:
+                    self._loading = -1
+
+    def _load(self) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, pd.DataFrame]]:
         have = set(self.ws.layers())
         frames: dict[str, gpd.GeoDataFrame] = {}
         for c in COLLECTIONS:
@@ -238,8 +259,8 @@ class Catalog:
             for name in ("assignments", "streets", "communities", "grids")
             if name in have
         }
-        self.frames, self.tables = frames, tables
         logger.info("loaded %d collections from %s", len(frames), self.ws.path)
+        return frames, tables
 
     def bounds(
         self, collections: Iterable[str] | None = None

@@ -34,7 +34,11 @@ class State:
             self._directory = Directory(self.ws)  # built now, not on the first request
 
     def _reset(self) -> None:
-        self._directory = None
+        """Build the new directory before swapping it in: lookups never wait for it."""
+        try:
+            self._directory = Directory(self.ws)
+        except InputError:  # no grids any more
+            self._directory = None
 
     @property
     def directory(self) -> Directory:

@@ -104,6 +104,7 @@ def router(settings: Settings) -> APIRouter:
             raise HTTPException(403, "locking grids needs a planner key")
         ws = Workspace(st.ws.path)  # a handle of this request's own: its reads are its own
         n = await run_in_threadpool(lock, ws, [grid_code], locked=locked)
+        await run_in_threadpool(st.catalog.refresh, wait=True)  # the planner sees the lock
         return {
             "grid_code": grid_code,
             "locked": locked,
