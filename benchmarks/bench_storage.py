@@ -109,6 +109,9 @@ def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
                 if ended is None and writer.poll() is not None:
                     ended = time.perf_counter()
         around = [d for t, d in samples if ended - 1.0 <= t <= ended + 3.0]
+        worst = sorted(samples, key=lambda s: -s[1])[:5]
+        shown = [(round(t - ended, 2), round(1000 * d)) for t, d in worst]
+        print("  slowest five (seconds after the writer ended, ms):", shown)
         return {
             "requests": len(samples),
             "slowest_ms": 1000 * max(d for _, d in samples),

@@ -440,7 +440,11 @@ def _python_value(value: object) -> object:
 
 
 def read_layer(
-    con: sqlite3.Connection, name: str, *, columns: Sequence[str] | None = None
+    con: sqlite3.Connection,
+    name: str,
+    *,
+    columns: Sequence[str] | None = None,
+    geometry: bool = True,
 ) -> pd.DataFrame:
     """A layer as a GeoDataFrame (features) or a DataFrame (attributes).
 
@@ -453,6 +457,8 @@ def read_layer(
     ).fetchone()
     geom_col = geom[0] if geom else None
     declared = {r[1]: str(r[2]).upper() for r in info if r[5] == 0 and r[1] != geom_col}
+    if not geometry:
+        geom_col = None
     wanted = [c for c in declared if columns is None or c in columns]
     select = [*(f'"{c}"' for c in wanted), *([f'"{geom_col}"'] if geom_col else [])]
     rows = con.execute(f'SELECT {", ".join(select) or "1"} FROM "{name}" ORDER BY rowid').fetchall()
@@ -463,8 +469,8 @@ def read_layer(
     )
     if geom_col is None:
         return frame
-    geometry = _geometries(list(data[len(wanted)]) if rows else [])
-    return gpd.GeoDataFrame(frame, geometry=geometry, crs=_crs(con, int(geom[1])))
+    shapes = _geometries(list(data[len(wanted)]) if rows else [])
+    return gpd.GeoDataFrame(frame, geometry=shapes, crs=_crs(con, int(geom[1])))
 
 
 def _column(values: list[object], sql_type: str) -> pd.Series:

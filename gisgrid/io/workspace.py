@@ -153,7 +153,9 @@ class Workspace:
         with self._reader() as con:
             return int(con.execute(f'SELECT COUNT(*) FROM "{layer}"').fetchone()[0])
 
-    def read(self, layer: str, *, columns: list[str] | None = None) -> gpd.GeoDataFrame:
+    def read(
+        self, layer: str, *, columns: list[str] | None = None, geometry: bool = True
+    ) -> gpd.GeoDataFrame:
         """Read one layer, remembering its revision for the conflict check of later writes.
 
         Parameters
@@ -162,6 +164,8 @@ class Workspace:
             Layer or table name.
         columns
             Fields to read; all when None.
+        geometry
+            Read the geometry too (a DataFrame without it otherwise).
 
         Returns
         -------
@@ -182,7 +186,7 @@ class Workspace:
         seen = self.layer_revisions([layer])[layer]  # before reading: a later write conflicts
         self._seen.setdefault(layer, seen)
         with self._reader() as con:
-            return gpkg.read_layer(con, layer, columns=columns)
+            return gpkg.read_layer(con, layer, columns=columns, geometry=geometry)
 
     def write(
         self,

@@ -183,6 +183,9 @@ class Catalog:
     revision: int = -1  # the workspace revision loaded (−1: nothing yet)
     _stamp: tuple[int, ...] = ()
     _loading: int = -1  # the revision being loaded in the background (−1: none)
+    _kept: dict[str, tuple[tuple[int, ...], gpd.GeoDataFrame]] = field(
+        default_factory=dict, repr=False
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
@@ -238,22 +241,19 @@ class Catalog:
                     self._loading = -1
 
     def _load(self) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, pd.DataFrame]]:
+        """Every published collection and table; a layer whose revision did not change
+        is kept from the last load, not read again."""
         have = set(self.ws.layers())
+        revisions = self.ws.layer_revisions()
         frames: dict[str, gpd.GeoDataFrame] = {}
         for c in COLLECTIONS:
             if c.layer not in have:
                 continue
-            frame = self.ws.read(c.layer)
-            if c.rows is not None:
-                frame = frame[c.rows(frame)]
-            if c.id == "communities" and "buildings" in have:
-                counts = self.ws.read(
-                    "buildings", columns=["community_code", "households", "population"]
-                )
-                per = counts.groupby("community_code")[["households", "population"]].sum()
-                frame = frame.join(per, on="code")
-            frame = frame.drop(columns=[f for f in NEVER if f in frame.columns])
-            frames[c.id] = frame.to_crs(4326).reset_index(drop=True)
+            uses = (c.layer, "buildings") if c.id == "communities" else (c.layer,)
+            key = tuple(revisions.get(name, 0) for name in uses)
+            cached = self._kept.get(c.id)
+            frames[c.id] = cached[1] if cached and cached[0] == key else self._collection(c, have)
+            self._kept[c.id] = (key, frames[c.id])
         tables: dict[str, pd.DataFrame] = {
             name: self.ws.read(name)
             for name in ("assignments", "streets", "communities", "grids")
@@ -261,6 +261,19 @@ class Catalog:
         }
         logger.info("loaded %d collections from %s", len(frames), self.ws.path)
         return frames, tables
+
+    def _collection(self, c: Collection, have: set[str]) -> gpd.GeoDataFrame:
+        frame = self.ws.read(c.layer)
+        if c.rows is not None:
+            frame = frame[c.rows(frame)]
+        if c.id == "communities" and "buildings" in have:
+            counts = self.ws.read(
+                "buildings", columns=["community_code", "households", "population"], geometry=False
+            )
+            per = counts.groupby("community_code")[["households", "population"]].sum()
+            frame = frame.join(per, on="code")
+        frame = frame.drop(columns=[f for f in NEVER if f in frame.columns])
+        return frame.to_crs(4326).reset_index(drop=True)
 
     def bounds(
         self, collections: Iterable[str] | None = None
