@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import geopandas as gpd
 import pytest
@@ -98,3 +105,56 @@ def small_copy(small, tmp_path):
     path = tmp_path / "ws.gpkg"
     shutil.copy(small, path)
     return Workspace(path)
+
+
+KEYS = {"staff": "staff-secret", "planner": "planner-secret"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(source: Path, folder: Path, *, settings: str = "") -> Iterator[tuple[str, Path]]:
+    """A copy of a workspace served by `gisgrid serve` in its own process on a free loopback
+    port, with a staff and a planner key: (base URL, the copy's path)."""
+    import httpx
+
+    from gisgrid.server import hash_key
+
+    path = folder / "ws.gpkg"
+    shutil.copy(source, path)
+    config = folder / "gisgrid.toml"
+    keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
+    config.write_text(f'workspace = "ws.gpkg"\n{settings}\n[api_keys]\n{keys}\n', "utf-8")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gisgrid.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                if proc.poll() is not None:
+                    raise RuntimeError(proc.stdout.read().decode()) from None
+                time.sleep(0.1)
+        yield base, path
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -7,10 +7,6 @@ import gzip
 import io
 import json
 import shutil
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import numpy as np
@@ -23,55 +19,21 @@ from gisgrid.cli import app as cli
 from gisgrid.crs.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
 from gisgrid.io.workspace import Workspace
 from gisgrid.publish.tiles import tiles_covering
-from gisgrid.server import hash_key
+
+from .conftest import KEYS, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-KEYS = {"staff": "staff-secret", "planner": "planner-secret"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def served(small, tmp_path_factory):
     """The small demo served by `gisgrid serve` in its own process on a free loopback port:
     (base URL, workspace)."""
-    folder = tmp_path_factory.mktemp("served")
-    path = folder / "ws.gpkg"
-    shutil.copy(small, path)
-    port = free_port()
-    config = folder / "gisgrid.toml"
-    keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
-    config.write_text(f'workspace = "ws.gpkg"\nmax_batch = 50\n\n[api_keys]\n{keys}\n', "utf-8")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gisgrid.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read().decode()) from None
-            time.sleep(0.1)
-    yield base, Workspace(path)
-    proc.terminate()
-    proc.wait(10)
+    with serving(small, tmp_path_factory.mktemp("served"), settings="max_batch = 50\n") as (
+        base,
+        path,
+    ):
+        yield base, Workspace(path)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from gisgrid.delineate.edits import move
 from gisgrid.io.digest import input_digest
 from gisgrid.io.workspace import Workspace
 
-from .test_server import KEYS, free_port, hash_key
+from .conftest import KEYS, serving
 
 GISGRID = [sys.executable, "-m", "gisgrid.cli"]
 
@@ -51,43 +51,18 @@ def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([*GISGRID, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _serve(source: Path, tmp_path: Path):
-    """A copy of a workspace served on a free port by its own process, with a planner key."""
-    path = tmp_path / "ws.gpkg"
-    shutil.copy(source, path)
-    config = tmp_path / "gisgrid.toml"
-    keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
-    config.write_text(f'workspace = "ws.gpkg"\n\n[api_keys]\n{keys}\n', "utf-8")
-    port = free_port()
-    proc = subprocess.Popen(
-        [*GISGRID, "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    try:
-        yield base, path
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 @pytest.fixture
 def served_copy(small, tmp_path):
     """The small demo (9 grids), served."""
-    yield from _serve(small, tmp_path)
+    with serving(small, tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
 def served_demo(demo_full, tmp_path):
     """The whole demo district (432 grids), served."""
-    yield from _serve(demo_full.workspace, tmp_path)
+    with serving(demo_full.workspace, tmp_path) as served:
+        yield served
 
 
 def test_twelve_planners_lock_twelve_grids_at_once_over_http(served_demo):
