@@ -480,3 +480,35 @@ def test_request_logs_are_json_lines():
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "request" and line["path"] == "/lookup" and line["status"] == 200
     assert line["level"] == "info" and line["time"].endswith("+00:00")
+
+
+def test_staff_layers_are_not_tiles_for_the_public(demo_full, tmp_path):
+    """The catalog's one table decides for tiles too: no staff-only tileset, TileJSON or
+    tile reaches the public, and staff tiles are not for shared caches."""
+    with (
+        serving(demo_full.workspace, tmp_path) as (base, path),
+        httpx.Client(base_url=base, timeout=30) as http,
+    ):
+        _staff_only_tiles(http, Workspace(path))
+
+
+def _staff_only_tiles(http: httpx.Client, ws: Workspace) -> None:
+    points = ws.read("uncovered").to_crs(4326)  # the district's households beyond 15 minutes
+    assert len(points)
+    lon, lat = points.geometry.iloc[0].x, points.geometry.iloc[0].y
+    ((z, x, y),) = tiles_covering((lon, lat, lon, lat), 14)
+    staff = {"X-API-Key": KEYS["staff"]}
+    assert http.get(f"/tiles/uncovered/{z}/{x}/{y}.mvt").status_code == 404
+    assert http.get("/tiles/uncovered.json").status_code == 404
+    public_sets = {t["id"] for t in http.get("/tiles").json()["tilesets"]}
+    assert "uncovered" not in public_sets and "redmap" in public_sets
+    landing = {link["href"] for link in http.get("/").json()["links"]}
+    assert not any("uncovered" in href for href in landing)
+    tile = http.get(f"/tiles/uncovered/{z}/{x}/{y}.mvt", headers=staff)
+    assert tile.status_code == 200 and tile.headers["cache-control"].startswith("private")
+    doc = http.get("/tiles/uncovered.json", headers=staff)
+    assert doc.status_code == 200 and doc.headers["cache-control"].startswith("private")
+    public = http.get(f"/tiles/redmap/{z}/{x}/{y}.mvt")
+    assert public.headers["cache-control"].startswith("public")
+    layers = {v["id"] for v in http.get("/tiles/redmap.json").json()["vector_layers"]}
+    assert "uncovered" not in layers

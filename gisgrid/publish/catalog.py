@@ -27,6 +27,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
+from gisgrid._errors import LayerNotFoundError
 from gisgrid.io.workspace import Workspace
 
 __all__ = ["COLLECTIONS", "COLLECTIONS_BY_ID", "ROLES", "Catalog", "Collection"]
@@ -294,9 +295,17 @@ class Catalog:
         return [c for c in COLLECTIONS if c.visible_to(role) and c.id in self.frames]
 
     def frame(self, collection: str, role: str) -> gpd.GeoDataFrame:
-        """A collection's rows with the fields a role may see (and geometry)."""
+        """A collection's rows with the fields a role may see (and geometry).
+
+        Raises
+        ------
+        LayerNotFoundError
+            When the role may not see the collection at all (as if it were not there).
+        """
         self.refresh()
         c = COLLECTIONS_BY_ID[collection]
+        if not c.visible_to(role):
+            raise LayerNotFoundError(f"no collection {collection!r}")
         frame = self.frames[collection]
         cols = [f for f in c.fields_for(role) if f in frame.columns]
         return frame[[*cols, frame.geometry.name]]

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid._errors import InputError
-from gisgrid.publish.catalog import COLLECTIONS, Catalog
+from gisgrid._errors import InputError, LayerNotFoundError
+from gisgrid.publish.catalog import COLLECTIONS, COLLECTIONS_BY_ID, Catalog
 from gisgrid.publish.mvt import EXTENT, Column, encode_tile, prepare
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "TileSource",
     "tile_bounds",
     "tiles_covering",
+    "tilesets_for",
     "write_pmtiles",
 ]
 
@@ -180,6 +181,8 @@ class TileSource:
         if collection not in self._layers:
             if collection not in self.catalog.frames:
                 return None
+            if not COLLECTIONS_BY_ID[collection].visible_to(self.role):
+                return None  # a layer of the combined tileset this role may not see
             frame = self.catalog.frame(collection, self.role).to_crs(3857)
             frame = frame[~frame.geometry.is_empty & frame.geometry.notna()].reset_index(drop=True)
             props = frame.drop(columns=frame.geometry.name)
@@ -189,8 +192,16 @@ class TileSource:
         return self._layers[collection]
 
     def cached(self, tileset: str, z: int, x: int, y: int) -> Tile | None:
-        """The tile if it is in the cache (as :meth:`tile`), else None."""
+        """The tile if it is in the cache (as :meth:`tile`), else None.
+
+        Raises
+        ------
+        LayerNotFoundError
+            For a tileset of layers this role may not see (as if it were not there).
+        """
         check_tile(tileset, z, x, y)
+        if tileset not in tilesets_for(self.role):
+            raise LayerNotFoundError(f"no tileset {tileset!r}")
         self.catalog.refresh()
         key = (tileset, z, x, y)
         with self._lock:
@@ -245,12 +256,28 @@ class TileSource:
         return encode_tile(layers, bounds=bounds) if layers else b""
 
 
-def tilejson(tileset: str, base_url: str, catalog: Catalog) -> dict:
-    """A TileJSON 3.0.0 document with absolute tile URLs."""
+def tilesets_for(role: str) -> list[str]:
+    """The tilesets a role may see: those with a layer the role may see (the catalog's
+    table decides, as for features and lookups)."""
+    return [
+        name
+        for name, specs in TILESETS.items()
+        if any(COLLECTIONS_BY_ID[s.collection].visible_to(role) for s in specs)
+    ]
+
+
+def tilejson(tileset: str, base_url: str, catalog: Catalog, *, role: str = "public") -> dict:
+    """A TileJSON 3.0.0 document with absolute tile URLs, for what ``role`` may see."""
     check_tile(tileset, 0, 0, 0)
-    box = catalog.bounds(s.collection for s in TILESETS[tileset])
+    if tileset not in tilesets_for(role):
+        raise LayerNotFoundError(f"no tileset {tileset!r}")
+    specs = [
+        s
+        for s in TILESETS[tileset]
+        if s.collection in catalog.frames and COLLECTIONS_BY_ID[s.collection].visible_to(role)
+    ]
+    box = catalog.bounds(s.collection for s in specs)
     bounds = [round(v, 6) for v in box] if box else [-180, -85.0511, 180, 85.0511]
-    specs = [s for s in TILESETS[tileset] if s.collection in catalog.frames]
     return {
         "tilejson": "3.0.0",
         "name": tileset,
@@ -266,7 +293,7 @@ def tilejson(tileset: str, base_url: str, catalog: Catalog) -> dict:
                 "id": s.collection,
                 "fields": {
                     f: "String"
-                    for f in catalog.frame(s.collection, "public").columns
+                    for f in catalog.frame(s.collection, role).columns
                     if f != "geometry"
                 },
                 "minzoom": s.minzoom,

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from gisgrid._errors import InputError
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
-from gisgrid.publish.tiles import TILESETS
+from gisgrid.publish.tiles import tilesets_for
 from gisgrid.server.deps import AppState, Role, State, base_url
 from gisgrid.server.settings import Settings
 
@@ -64,7 +64,7 @@ def _link(rel: str, href: str, kind: str = "application/json", title: str = "") 
     return {"rel": rel, "type": kind, **({"title": title} if title else {}), "href": href}
 
 
-def _landing_links(base: str) -> list[dict]:
+def _landing_links(base: str, role: str) -> list[dict]:
     """The landing page's links: the API, conformance, data, maps and tiles."""
     return [
         _link("self", f"{base}/", title="this document"),
@@ -81,7 +81,7 @@ def _landing_links(base: str) -> list[dict]:
         _link("describedby", f"{base}/styles/redmap.json", title="红地图 MapLibre style"),
         *(
             _link("tiles", f"{base}/tiles/{name}.json", title=f"{name} tiles (TileJSON)")
-            for name in TILESETS
+            for name in tilesets_for(role)
         ),
     ]
 
@@ -179,8 +179,8 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
     """The landing page, conformance, and the collections' descriptions."""
 
     @api.get("/", summary="Landing page")
-    def landing(request: Request, f: Format = "json") -> Any:
-        links = _landing_links(base_url(request))
+    def landing(request: Request, who: Role, f: Format = "json") -> Any:
+        links = _landing_links(base_url(request), who)
         if f == "html":
             return _page(settings.title, _links_html(links))
         return {

@@ -9,28 +9,37 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
 from gisgrid.publish.style import map_page, redmap_style
-from gisgrid.publish.tiles import TILESETS, tilejson
+from gisgrid.publish.tiles import tilejson, tilesets_for
 from gisgrid.roster.policy import load_policy
 from gisgrid.server.deps import AppState, Role, base_url
 
 MVT = "application/vnd.mapbox-vector-tile"
-CACHE = "public, max-age=300"
+
+
+def _cache(role: str) -> str:
+    """Shared caches may keep public answers only; staff answers are the caller's."""
+    return "public, max-age=300" if role == "public" else "private, max-age=300"
 
 
 def router() -> APIRouter:
     api = APIRouter()
 
-    @api.get("/tiles", tags=["tiles"], summary="Tilesets")
-    def tilesets(request: Request) -> dict:
+    @api.get("/tiles", tags=["tiles"], summary="Tilesets (those the caller may see)")
+    def tilesets(request: Request, who: Role) -> dict:
         base = base_url(request)
-        return {
-            "tilesets": [{"id": name, "tilejson": f"{base}/tiles/{name}.json"} for name in TILESETS]
-        }
+        names = tilesets_for(who)
+        return {"tilesets": [{"id": n, "tilejson": f"{base}/tiles/{n}.json"} for n in names]}
 
-    @api.get("/tiles/{tileset}.json", tags=["tiles"], summary="TileJSON 3.0 of a tileset")
-    def tileset_json(request: Request, tileset: str, st: AppState) -> dict:
+    @api.get(
+        "/tiles/{tileset}.json",
+        tags=["tiles"],
+        summary="TileJSON 3.0 of a tileset",
+        responses={404: {"description": "no such tileset, or not one for this key"}},
+    )
+    def tileset_json(request: Request, tileset: str, st: AppState, who: Role) -> JSONResponse:
         st.catalog.refresh()
-        return tilejson(tileset, base_url(request), st.catalog)
+        doc = tilejson(tileset, base_url(request), st.catalog, role=who)
+        return JSONResponse(doc, headers={"Cache-Control": _cache(who)})
 
     @api.get(
         "/tiles/{tileset}/{z}/{x}/{y}.mvt",
@@ -44,11 +53,11 @@ def router() -> APIRouter:
         if got is None:
             got = await run_in_threadpool(source.tile, tileset, z, x, y)
         if got.empty:
-            return Response(status_code=204, headers={"Cache-Control": CACHE})
+            return Response(status_code=204, headers={"Cache-Control": _cache(who)})
         body, etag = got.body, got.etag
         headers = {
             "ETag": f'"{etag}"',
-            "Cache-Control": CACHE,
+            "Cache-Control": _cache(who),
             "Vary": "Accept-Encoding, X-API-Key",
         }
         if request.headers.get("if-none-match") == f'"{etag}"':
