@@ -512,3 +512,27 @@ def _staff_only_tiles(http: httpx.Client, ws: Workspace) -> None:
     assert public.headers["cache-control"].startswith("public")
     layers = {v["id"] for v in http.get("/tiles/redmap.json").json()["vector_layers"]}
     assert "uncovered" not in layers
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"filter": "households > 490"},
+        {"sortby": "-households"},
+        {"households": "448"},
+        {"crs": "EPSG:4547"},
+        {"limit": "5", "bbox-crs": "EPSG:4547"},
+    ],
+)
+def test_unknown_parameters_are_an_error_naming_them(http, query):
+    r = http.get("/collections/grids/items", params=query)
+    assert r.status_code == 400, r.text
+    unknown = sorted(set(query) - {"limit"})
+    assert f"unknown parameter {', '.join(unknown)}" in r.json()["detail"]
+    assert "limit" in r.json()["detail"]  # and it says what the route takes
+
+
+def test_known_parameters_still_work(http):
+    r = http.get("/collections/grids/items", params={"limit": 2, "f": "json"})
+    assert r.status_code == 200 and len(r.json()["features"]) == 2
+    assert http.get("/healthz", params={"x": "1"}).status_code == 400

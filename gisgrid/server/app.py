@@ -11,7 +11,7 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -19,7 +19,7 @@ import gisgrid
 from gisgrid._errors import ConflictError, GisgridError, InputError, LayerNotFoundError
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import NotFoundError
-from gisgrid.server.deps import AppState, State
+from gisgrid.server.deps import AppState, State, known_parameters
 from gisgrid.server.routes import features, lookups, maps
 from gisgrid.server.settings import Settings
 
@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="OGC API – Features, vector tiles, the 红地图 style and dashboard, "
         "and grid lookup for grid-based governance (网格化管理).",
         lifespan=lifespan,
+        dependencies=[Depends(known_parameters)],
     )
 
     app.add_middleware(RequestLog)

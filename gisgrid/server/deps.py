@@ -4,6 +4,7 @@ import contextlib
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request
+from fastapi.dependencies.models import Dependant
 
 from gisgrid._errors import InputError
 from gisgrid.io.workspace import Workspace
@@ -12,7 +13,7 @@ from gisgrid.publish.catalog import Catalog
 from gisgrid.publish.tiles import TileSource
 from gisgrid.server.settings import Settings
 
-__all__ = ["AppState", "Role", "State", "base_url"]
+__all__ = ["AppState", "Role", "State", "base_url", "known_parameters"]
 
 
 class State:
@@ -75,3 +76,26 @@ async def role(
 
 Role = Annotated[str, Depends(role)]
 AppState = Annotated[State, Depends(state)]
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """Every query parameter a route (and its dependencies) declares, by its name in URLs."""
+    names = {p.alias or p.name for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_parameters(request: Request) -> None:
+    """Refuse a query parameter the route does not know (400 naming it): a parameter that
+    is silently ignored gives a script wrong data and no error."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        allowed = ", ".join(sorted(_query_names(dependant))) or "none"
+        raise InputError(
+            f"unknown parameter {', '.join(unknown)} for {request.url.path} (it takes: {allowed})"
+        )
