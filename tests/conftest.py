@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -117,18 +118,25 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(source: Path, folder: Path, *, settings: str = "") -> Iterator[tuple[str, Path]]:
-    """A copy of a workspace served by `gisgrid serve` in its own process on a free loopback
-    port, with a staff and a planner key: (base URL, the copy's path)."""
+def serving(
+    source: Path | str, folder: Path, *, settings: str = ""
+) -> Iterator[tuple[str, Path | str]]:
+    """A workspace served by `gisgrid serve` in its own process on a free loopback port,
+    with a staff and a planner key: (base URL, what is served). A GeoPackage is copied
+    first; a PostGIS URL is served as it is."""
     import httpx
 
     from gisgrid.server import hash_key
 
-    path = folder / "ws.gpkg"
-    shutil.copy(source, path)
+    if str(source).startswith("postgresql://"):
+        path: Path | str = str(source)
+    else:
+        path = folder / "ws.gpkg"
+        shutil.copy(source, path)
     config = folder / "gisgrid.toml"
     keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
-    config.write_text(f'workspace = "ws.gpkg"\n{settings}\n[api_keys]\n{keys}\n', "utf-8")
+    where = path if isinstance(path, str) else "ws.gpkg"
+    config.write_text(f'workspace = "{where}"\n{settings}\n[api_keys]\n{keys}\n', "utf-8")
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -158,3 +166,42 @@ def serving(source: Path, folder: Path, *, settings: str = "") -> Iterator[tuple
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+POSTGRES = os.environ.get("GISGRID_TEST_POSTGRES", "postgresql://postgres@127.0.0.1/gisgrid_test")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """The test database (PostgreSQL with PostGIS; `.ci/run` sets it up). Unreachable is a
+    failure, not a skip: the PostGIS backend is tested on a real server or not at all."""
+    import psycopg
+
+    try:
+        with psycopg.connect(POSTGRES, connect_timeout=10) as con:
+            con.execute("SELECT postgis_version()")
+    except psycopg.Error as exc:
+        pytest.fail(f"the PostGIS test database {POSTGRES} is not there: {exc}")
+    return POSTGRES
+
+
+@pytest.fixture
+def pg_schema(postgres) -> Iterator[str]:
+    """A workspace URL in a schema of its own, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield f"{postgres}?schema={schema}"
+    with psycopg.connect(postgres, autocommit=True) as con:
+        con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_small(small, pg_schema) -> str:
+    """The small demo copied into its own PostGIS schema: its URL."""
+    from gisgrid.io.workspace import copy_workspace
+
+    copy_workspace(small, pg_schema)
+    return pg_schema

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
@@ -51,7 +50,12 @@ console = Console()
 err = Console(stderr=True)
 
 WorkspaceArg = Annotated[
-    Path, typer.Argument(help="The workspace: a GeoPackage file.", show_default=False)
+    str,
+    typer.Argument(
+        help="The workspace: a GeoPackage file, or postgresql://user@host/db?schema=NAME.",
+        show_default=False,
+        metavar="WORKSPACE",
+    ),
 ]
 
 WorkersOpt = Annotated[

@@ -137,3 +137,26 @@ def info(workspace: WorkspaceArg) -> None:
             why = rej.groupby(["layer", rej["reason"].str.split(":").str[0]]).size()
             for (lyr, reason), n in why.items():
                 console.print(f"  rejected {lyr}: {reason}: {n:,}", highlight=False)
+
+
+@command()
+def copy(
+    source: WorkspaceArg,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="Where to copy it: a GeoPackage file or postgresql://user@host/db?schema=NAME.",
+            show_default=False,
+            metavar="TARGET",
+        ),
+    ],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the layers TARGET already holds.")
+    ] = False,
+) -> None:
+    """Copy a workspace, every layer with its history and retired codes, between a
+    GeoPackage and PostGIS (either way), in one transaction."""
+    from gisgrid.io.workspace import copy_workspace
+
+    n = copy_workspace(source, target, replace=replace)
+    console.print(f"copied {n} layers to {target}")

@@ -16,7 +16,14 @@ from gisgrid.cli._common import WorkspaceArg, command, console, progress_bar
 
 @command()
 def serve(
-    workspace: Annotated[Path | None, typer.Argument(help="Workspace GeoPackage to serve.")] = None,
+    workspace: Annotated[
+        str | None,
+        typer.Argument(
+            help="The workspace to serve: a GeoPackage file, or "
+            "postgresql://user@host/db?schema=NAME.",
+            metavar="WORKSPACE",
+        ),
+    ] = None,
     host: Annotated[
         str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
     ] = None,

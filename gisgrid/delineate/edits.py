@@ -42,7 +42,9 @@ class MoveRefusedError(InputError):
 
 def _grids(ws: Workspace, columns: list[str] | None = None) -> gpd.GeoDataFrame:
     if "grids" not in ws:
-        raise InputError(f"{ws.path} has no grids yet; run `gisgrid delineate {ws.path}` first")
+        raise InputError(
+            f"{ws.location} has no grids yet; run `gisgrid delineate {ws.location}` first"
+        )
     return ws.read("grids", columns=columns)
 
 
@@ -56,7 +58,7 @@ def lock(workspace: WorkspaceLike, codes: list[str], *, locked: bool = True) -> 
     """
     ws = open_workspace(workspace)
     if "grids" not in ws:
-        raise InputError(f"{ws.path} has no grids yet; delineate the workspace first")
+        raise InputError(f"{ws.location} has no grids yet; delineate the workspace first")
     known = set(ws.values("grids", "grid_code"))
     unknown = sorted(set(codes) - known)
     if unknown:
@@ -120,7 +122,7 @@ def move(
         chosen = buildings[buildings["compound_id"].astype(str) == compound]
         what = f"compound {compound}"
     if chosen.empty:
-        raise InputError(f"no {what} in {ws.path}")
+        raise InputError(f"no {what} in {ws.location}")
     sources = [c for c in chosen["grid_code"].dropna().unique() if c != to]
     if not sources:
         raise InputError(f"{what} is already in grid {to}")

@@ -179,12 +179,12 @@ def snapshot_layers(
 
 def _snapshot(ws: Workspace, run: int) -> tuple[gpd.GeoDataFrame, pd.DataFrame]:
     if "grid_history" not in ws:
-        raise InputError(f"{ws.path} has no run history yet; run `gisgrid delineate` first")
+        raise InputError(f"{ws.location} has no run history yet; run `gisgrid delineate` first")
     history = ws.read("grid_history")
     runs = sorted(int(r) for r in pd.to_numeric(history["run_id"]).unique())
     if run not in runs:
         raise InputError(
-            f"no run {run} in the history of {ws.path} (runs: {', '.join(map(str, runs))})"
+            f"no run {run} in the history of {ws.location} (runs: {', '.join(map(str, runs))})"
         )
     grids = history[pd.to_numeric(history["run_id"]) == run].drop(columns="run_id")
     members = pd.DataFrame(ws.read("building_history"))

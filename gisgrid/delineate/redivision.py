@@ -97,7 +97,7 @@ def plan_redivision(
     comms = ws.read("communities")
     match = comms[comms["code"] == community]
     if match.empty:
-        raise InputError(f"no community with code {community} in {ws.path}")
+        raise InputError(f"no community with code {community} in {ws.location}")
     old = match.iloc[0]
     buildings = ws.read("buildings")
     mine = buildings[buildings["community_code"] == community].reset_index(drop=True)

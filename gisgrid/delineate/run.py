@@ -194,7 +194,7 @@ def _wanted(
     wanted = list(comms["code"]) if communities is None else list(communities)
     unknown = sorted(set(wanted) - set(comms["code"]))
     if unknown:
-        raise InputError(f"no community with code {', '.join(unknown)} in {ws.path}")
+        raise InputError(f"no community with code {', '.join(unknown)} in {ws.location}")
     if params.band[0] > params.target_households or params.band[1] < params.target_households:
         raise InputError(
             f"the band {params.band[0]}-{params.band[1]} does not contain the target "

@@ -25,7 +25,9 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import struct
 import time
@@ -42,6 +44,8 @@ import pyproj
 import shapely
 
 __all__ = [
+    "GeoPackage",
+    "Session",
     "connect",
     "drop_layer",
     "layer_names",
@@ -514,3 +518,119 @@ def _crs(con: sqlite3.Connection, srs_id: int) -> pyproj.CRS | None:
     if str(org).upper() == "EPSG":
         return pyproj.CRS.from_epsg(int(code))
     return pyproj.CRS.from_user_input(definition)
+
+
+class Session:
+    """One SQLite connection to a GeoPackage, as the workspace uses it (see
+    :class:`gisgrid.io.postgis.Session` for the same on PostGIS)."""
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self.con = con
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        return self.con.execute(sql, list(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        self.con.executemany(sql, rows)
+
+    def has_table(self, name: str) -> bool:
+        return _has_table(self.con, name)
+
+    def layer_names(self) -> list[str]:
+        return layer_names(self.con)
+
+    def geometry_types(self) -> dict[str, str]:
+        rows = self.con.execute("SELECT table_name, geometry_type_name FROM gpkg_geometry_columns")
+        return dict(rows.fetchall())
+
+    def read_layer(
+        self, name: str, *, columns: Sequence[str] | None = None, geometry: bool = True
+    ) -> pd.DataFrame:
+        return read_layer(self.con, name, columns=columns, geometry=geometry)
+
+    def write_layer(self, name: str, frame: pd.DataFrame) -> None:
+        write_layer(self.con, name, frame)
+
+    def write_rows(self, name: str, frame: pd.DataFrame) -> None:
+        write_rows(self.con, name, frame)
+
+    def update_rows(self, name: str, *, key: str, keys: Sequence[object], values: dict) -> int:
+        return update_rows(self.con, name, key=key, keys=keys, values=values)
+
+    def drop_layer(self, name: str) -> None:
+        drop_layer(self.con, name)
+
+    def table_of(self, name: str) -> str:
+        """The table holding a layer (the layer's own name in a GeoPackage)."""
+        return name
+
+
+class GeoPackage:
+    """A workspace stored in one GeoPackage file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def stamp(self) -> tuple[int, ...]:
+        """Sizes and times of the file and its write-ahead log: the cheap test for a commit."""
+        out: list[int] = []
+        for part in ("", "-wal"):
+            try:
+                st = Path(f"{self.path}{part}").stat()
+                out += [st.st_mtime_ns, st.st_size]
+            except FileNotFoundError:
+                out += [0, 0]
+        return tuple(out)
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        con = sqlite3.connect(str(self.path), timeout=BUSY_MS / 1000)
+        try:
+            yield Session(con)
+        finally:
+            con.close()
+
+    @contextmanager
+    def writer(self) -> Iterator[Session]:
+        """A write transaction; a first write that fails leaves no file behind."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(self.path)
+        created = not self.exists()
+        try:
+            con = connect(self.path)
+        except sqlite3.Error as exc:
+            raise OSError(f"cannot open {self.path} for writing: {exc}") from exc
+        try:
+            with transaction(con):
+                yield Session(con)
+        except BaseException:
+            con.close()
+            if created:
+                for part in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(f"{self.path}{part}").unlink()
+            raise
+        con.close()
+        if created:
+            os.chmod(self.path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete the temporary copies older versions of gisgrid left after a crash."""
+    if path.parent.is_dir():
+        for stray in path.parent.glob(f".{path.stem}.*.tmp.gpkg"):
+            with contextlib.suppress(OSError):
+                stray.unlink()

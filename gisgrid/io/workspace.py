@@ -32,19 +32,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
+import psycopg
 import pyproj
 
-from gisgrid._errors import ConflictError, LayerNotFoundError, WorkspaceError
-from gisgrid.io import gpkg
+from gisgrid._errors import (
+    ConflictError,
+    InputError,
+    LayerNotFoundError,
+    WorkspaceError,
+    argument,
+)
+from gisgrid.io import gpkg, postgis
+from gisgrid.io.gpkg import GeoPackage
+from gisgrid.io.postgis import PostGIS, is_postgres
 
-__all__ = ["Transaction", "Workspace", "WorkspaceLike", "open_workspace"]
+__all__ = ["Transaction", "Workspace", "WorkspaceLike", "copy_workspace", "open_workspace"]
 
 logger = logging.getLogger(__name__)
 
 META_TABLE = "gisgrid_meta"
+Store = GeoPackage | PostGIS
+Session = gpkg.Session | postgis.Session
 _STATE = (
     "CREATE TABLE IF NOT EXISTS gisgrid_layers "
     "(layer TEXT PRIMARY KEY, revision INTEGER NOT NULL, changed_at TEXT NOT NULL)",
@@ -54,36 +66,53 @@ _STATE = (
 
 
 class Workspace:
-    """A GeoPackage file of gisgrid layers.
+    """A workspace: a GeoPackage file, or a PostGIS schema.
 
     Parameters
     ----------
-    path
-        The ``.gpkg`` file. It need not exist yet: the first write creates it.
+    target
+        The ``.gpkg`` file (it need not exist yet: the first write creates it), or
+        ``postgresql://user@host/db?schema=NAME``.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    def __init__(self, target: str | os.PathLike[str]) -> None:
+        self.store: Store = (
+            PostGIS(str(target)) if is_postgres(target) else GeoPackage(Path(target))
+        )
+        self.path = Path(target) if isinstance(self.store, GeoPackage) else Path(self.store.schema)
         self._seen: dict[str, int] = {}  # layer → its revision when this object read it
         self.last_revision = 0  # the revision this object's last write committed
 
     def __repr__(self) -> str:
-        return f"Workspace({str(self.path)!r})"
+        return f"Workspace({self.location!r})"
+
+    @property
+    def location(self) -> str:
+        """Where the workspace is: its file, or its database URL."""
+        return self.store.location
 
     @property
     def exists(self) -> bool:
-        """Whether the file exists."""
-        return self.path.is_file()
+        """Whether the workspace holds anything yet."""
+        try:
+            return self.store.exists()
+        except OSError:
+            return False
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[Session]:
+        try:
+            with self.store.reader() as session:
+                yield session
+        except sqlite3.DatabaseError as exc:
+            raise WorkspaceError(f"{self.location} is not a GeoPackage workspace: {exc}") from exc
 
     def layers(self) -> list[str]:
         """Names of the layers and tables in the workspace."""
         if not self.exists:
             return []
-        try:
-            with self._reader() as con:
-                return gpkg.layer_names(con)
-        except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"{self.path} is not a GeoPackage workspace: {exc}") from exc
+        with self._reader() as s:
+            return s.layer_names()
 
     def __contains__(self, layer: object) -> bool:
         return layer in self.layers()
@@ -92,8 +121,8 @@ class Workspace:
         """Key–value settings of the workspace (its CRS, the gisgrid version)."""
         if META_TABLE not in self:
             return {}
-        with self._reader() as con:
-            rows = con.execute(f'SELECT key, value FROM "{META_TABLE}"').fetchall()
+        with self._reader() as s:
+            rows = s.execute(f'SELECT key, value FROM "{s.table_of(META_TABLE)}"').fetchall()
         return {str(k): str(v) for k, v in rows}
 
     @property
@@ -107,20 +136,20 @@ class Workspace:
         """The workspace's revision: raised by every committed write (0 before the first)."""
         if not self.exists:
             return 0
-        with self._reader() as con:
-            if not gpkg._has_table(con, "gisgrid_revision"):
+        with self._reader() as s:
+            if not s.has_table("gisgrid_revision"):
                 return 0
-            row = con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+            row = s.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
 
     def layer_revisions(self, layers: Sequence[str] | None = None) -> dict[str, int]:
         """The revision that last changed each layer (0 for one never written)."""
         if not self.exists:
             return dict.fromkeys(layers or [], 0)
-        with self._reader() as con:
-            if not gpkg._has_table(con, "gisgrid_layers"):
+        with self._reader() as s:
+            if not s.has_table("gisgrid_layers"):
                 return dict.fromkeys(layers or [], 0)
-            found = dict(con.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
+            found = dict(s.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
         names = list(found) if layers is None else list(layers)
         return {name: int(found.get(name, 0)) for name in names}
 
@@ -128,30 +157,29 @@ class Workspace:
         """Each layer's name, geometry type (None for a table) and row count."""
         if not self.exists:
             return []
-        with self._reader() as con:
-            types = dict(
-                con.execute("SELECT table_name, geometry_type_name FROM gpkg_geometry_columns")
-            )
+        with self._reader() as s:
+            types = s.geometry_types()
+            count = 'SELECT COUNT(*) FROM "{}"'
             return [
                 (
                     name,
                     types.get(name),
-                    int(con.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0]),
+                    int(_one(s, count.format(s.table_of(name)))),
                 )
-                for name in gpkg.layer_names(con)
+                for name in s.layer_names()
             ]
 
     def values(self, layer: str, column: str) -> list[object]:
         """One column of a layer, read without its geometry (for checks of ids)."""
-        with self._reader() as con:
-            return [r[0] for r in con.execute(f'SELECT "{column}" FROM "{layer}"')]
+        with self._reader() as s:
+            return [r[0] for r in s.execute(f'SELECT "{column}" FROM "{s.table_of(layer)}"')]
 
     def count(self, layer: str) -> int:
         """How many rows a layer holds (0 when it is not there)."""
         if layer not in self:
             return 0
-        with self._reader() as con:
-            return int(con.execute(f'SELECT COUNT(*) FROM "{layer}"').fetchone()[0])
+        with self._reader() as s:
+            return int(_one(s, f'SELECT COUNT(*) FROM "{s.table_of(layer)}"'))
 
     def read(
         self, layer: str, *, columns: list[str] | None = None, geometry: bool = True
@@ -185,8 +213,8 @@ class Workspace:
             )
         seen = self.layer_revisions([layer])[layer]  # before reading: a later write conflicts
         self._seen.setdefault(layer, seen)
-        with self._reader() as con:
-            return gpkg.read_layer(con, layer, columns=columns, geometry=geometry)
+        with self._reader() as s:
+            return s.read_layer(layer, columns=columns, geometry=geometry)
 
     def write(
         self,
@@ -247,70 +275,52 @@ class Workspace:
         (unless ``check`` is off), and commits with a new revision when the
         block ends; nothing is written if the block raises.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_leftovers(self.path)
-        created = not self.exists
         try:
-            con = gpkg.connect(self.path)
-        except sqlite3.Error as exc:
-            raise WorkspaceError(f"cannot open {self.path} for writing: {exc}") from exc
-        try:
-            with gpkg.transaction(con):
+            with self.store.writer() as session:
                 for statement in _STATE:
-                    con.execute(statement)
+                    session.execute(statement)
                 if check:
-                    self._check(con)
-                tx = Transaction(con)
+                    self._check(session)
+                tx = Transaction(session)
                 if fresh:
-                    for name in gpkg.layer_names(con):
+                    for name in session.layer_names():
                         tx.drop(name)
                 yield tx
                 tx.commit()
-        except BaseException as exc:
-            con.close()
-            if created:  # a first write that failed leaves no file behind
-                for part in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(f"{self.path}{part}").unlink()
-            if isinstance(exc, sqlite3.Error):
-                raise WorkspaceError(f"cannot write {self.path}: {exc}") from exc
-            raise
-        con.close()
-        if created:
-            os.chmod(self.path, 0o666 & ~_umask())
+        except (sqlite3.Error, psycopg.Error) as exc:
+            raise WorkspaceError(f"cannot write {self.location}: {exc}") from exc
+        except OSError as exc:
+            if isinstance(exc, WorkspaceError):
+                raise
+            raise WorkspaceError(str(exc)) from exc
         self._seen.clear()  # a write ends what this object read for it
         self.last_revision = tx.revision
-        logger.info("wrote %s to %s (revision %d)", ", ".join(tx.touched), self.path, tx.revision)
+        logger.info(
+            "wrote %s to %s (revision %d)", ", ".join(tx.touched), self.location, tx.revision
+        )
 
-    def _check(self, con: sqlite3.Connection) -> None:
+    def _check(self, session: Session) -> None:
         if not self._seen:
             return
-        now = dict(con.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
+        now = dict(session.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
         changed = sorted(name for name, rev in self._seen.items() if now.get(name, 0) != rev)
         if changed:
-            current = con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+            row = session.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+            current = int(row[0]) if row else 0
             raise ConflictError(
-                f"{', '.join(changed)} changed in {self.path} while this was working "
-                f"(now revision {current[0] if current else 0}); nothing was written: "
-                "run it again on the current state",
+                f"{', '.join(changed)} changed in {self.location} while this was working "
+                f"(now revision {current}); nothing was written: run it again on the current "
+                "state",
                 layers=changed,
-                revision=int(current[0]) if current else 0,
+                revision=current,
             )
-
-    @contextlib.contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(str(self.path), timeout=gpkg.BUSY_MS / 1000)
-        try:
-            yield con
-        finally:
-            con.close()
 
 
 @dataclass
 class Transaction:
     """The writes of one transaction (see :meth:`Workspace.transaction`)."""
 
-    con: sqlite3.Connection
+    session: Session
     touched: list[str] = field(default_factory=list)
     revision: int = 0
 
@@ -318,13 +328,13 @@ class Transaction:
         """Replace a whole layer (or create it)."""
         if isinstance(frame, gpd.GeoDataFrame) and frame.crs is None:
             raise WorkspaceError(f"layer {name!r} has no CRS; refusing to write it")
-        gpkg.write_layer(self.con, name, frame.reset_index(drop=True))
+        self.session.write_layer(name, frame.reset_index(drop=True))
         self._touch(name)
 
     def append(self, name: str, frame: pd.DataFrame) -> None:
         """Add rows to a layer (created when missing)."""
-        if name in gpkg.layer_names(self.con):
-            gpkg.write_rows(self.con, name, frame.reset_index(drop=True))
+        if name in self.session.layer_names():
+            self.session.write_rows(name, frame.reset_index(drop=True))
             self._touch(name)
         else:
             self.replace(name, frame)
@@ -338,38 +348,40 @@ class Transaction:
     ) -> int:
         """Delete the rows of a layer where every ``column = value`` of ``where`` holds and
         every column of ``prefix`` starts with its text; how many rows went."""
-        if name not in gpkg.layer_names(self.con):
+        if name not in self.session.layer_names():
             return 0
         tests = [f'"{c}" = ?' for c in where] + [f'substr("{c}", 1, ?) = ?' for c in prefix or {}]
         params: list[object] = list(where.values())
         for text in (prefix or {}).values():
             params += [len(text), text]
-        cur = self.con.execute(f'DELETE FROM "{name}" WHERE {" AND ".join(tests)}', params)
+        table = self.session.table_of(name)
+        cur = self.session.execute(f'DELETE FROM "{table}" WHERE {" AND ".join(tests)}', params)
         if cur.rowcount:
             self._touch(name)
-        return cur.rowcount
+        return int(cur.rowcount)
 
     def update(
         self, name: str, *, key: str, keys: Sequence[object], values: Mapping[str, object]
     ) -> int:
         """Set values on the rows whose ``key`` is in ``keys``; how many changed."""
-        if name not in gpkg.layer_names(self.con):
+        if name not in self.session.layer_names():
             raise LayerNotFoundError(f"layer {name!r} is not in the workspace")
-        changed = gpkg.update_rows(self.con, name, key=key, keys=keys, values=dict(values))
+        changed = self.session.update_rows(name, key=key, keys=keys, values=dict(values))
         if changed:
             self._touch(name)
         return changed
 
     def drop(self, name: str) -> None:
         """Remove a layer."""
-        gpkg.drop_layer(self.con, name)
+        self.session.drop_layer(name)
         self._touch(name)
 
     def set_meta(self, meta: Mapping[str, str]) -> None:
         """Merge settings into ``gisgrid_meta``."""
         old: dict[str, str] = {}
-        if META_TABLE in gpkg.layer_names(self.con):
-            old = dict(self.con.execute(f'SELECT key, value FROM "{META_TABLE}"').fetchall())
+        if META_TABLE in self.session.layer_names():
+            table = self.session.table_of(META_TABLE)
+            old = dict(self.session.execute(f'SELECT key, value FROM "{table}"').fetchall())
         merged = {**old, **{k: str(v) for k, v in meta.items()}}
         self.replace(
             META_TABLE, pd.DataFrame({"key": list(merged), "value": list(merged.values())})
@@ -382,38 +394,60 @@ class Transaction:
     def commit(self) -> None:
         """Raise the revision, and stamp every touched layer with it (done by the workspace)."""
         if not self.touched:
-            row = self.con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
+            row = self.session.execute(
+                "SELECT revision FROM gisgrid_revision WHERE id = 1"
+            ).fetchone()
             self.revision = int(row[0]) if row else 0
             return
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        self.con.execute(
+        self.session.execute(
             "INSERT INTO gisgrid_revision VALUES (1, 1, ?) ON CONFLICT (id) DO UPDATE "
-            "SET revision = revision + 1, changed_at = excluded.changed_at",
+            "SET revision = gisgrid_revision.revision + 1, changed_at = excluded.changed_at",
             (now,),
         )
         self.revision = int(
-            self.con.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()[0]
+            _one(self.session, "SELECT revision FROM gisgrid_revision WHERE id = 1")
         )
-        self.con.executemany(
+        self.session.executemany(
             "INSERT INTO gisgrid_layers VALUES (?, ?, ?) ON CONFLICT (layer) DO UPDATE "
             "SET revision = excluded.revision, changed_at = excluded.changed_at",
             [(name, self.revision, now) for name in self.touched],
         )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def copy_workspace(source: WorkspaceLike, target: WorkspaceLike, *, replace: bool = False) -> int:
+    """Copy every layer and table of a workspace into another, in one transaction; how many
+    layers. Works between GeoPackage and PostGIS both ways, losing nothing: rows, codes,
+    the CRS, the run history and the retired codes.
+
+    Raises
+    ------
+    InputError
+        When ``source`` holds nothing, or ``target`` holds layers and ``replace`` is off.
+    """
+    src, dst = open_workspace(source), open_workspace(target)
+    names = src.layers()
+    if not names:
+        raise InputError(f"{src.location} holds no layer to copy")
+    if dst.layers() and not replace:
+        raise InputError(
+            f"{dst.location} already holds layers; copy into an empty workspace, or give "
+            f"{argument('replace')} to replace them"
+        )
+    frames = {name: src.read(name) for name in names}
+    with dst.transaction(fresh=True, check=False) as tx:
+        for name, frame in frames.items():
+            tx.replace(name, frame)
+    logger.info("copied %d layers from %s to %s", len(names), src.location, dst.location)
+    return len(names)
 
 
-def _remove_leftovers(path: Path) -> None:
-    """Delete the temporary copies older versions of gisgrid left after a crash."""
-    if path.parent.is_dir():
-        for stray in path.parent.glob(f".{path.stem}.*.tmp.gpkg"):
-            with contextlib.suppress(OSError):
-                stray.unlink()
-                logger.info("removed %s, left by an interrupted write", stray)
+def _one(session: Session, query: str) -> Any:
+    """The first value of the first row a query returns."""
+    row = session.execute(query).fetchone()
+    if row is None:
+        raise WorkspaceError(f"the workspace answered nothing to {query}")
+    return row[0]
 
 
 WorkspaceLike = Workspace | str | os.PathLike[str]

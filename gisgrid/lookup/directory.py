@@ -58,7 +58,7 @@ class Directory:
 
     def __post_init__(self) -> None:
         if "grids" not in self.ws:
-            raise InputError(f"{self.ws.path} has no grids; run `gisgrid delineate` first")
+            raise InputError(f"{self.ws.location} has no grids; run `gisgrid delineate` first")
         grids = self.ws.read("grids")
         self.locator = GridLocator(grids)
         streets = (

@@ -22,7 +22,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -195,15 +194,8 @@ class Catalog:
         self._listeners.append(listener)
 
     def _files(self) -> tuple[int, ...]:
-        """Sizes and times of the file and its write-ahead log: the cheap test for a commit."""
-        out: list[int] = []
-        for part in ("", "-wal"):
-            try:
-                st = Path(f"{self.ws.path}{part}").stat()
-                out += [st.st_mtime_ns, st.st_size]
-            except FileNotFoundError:
-                out += [0, 0]
-        return tuple(out)
+        """The cheap test for a commit (file times, or a tick for a database)."""
+        return self.ws.store.stamp()
 
     def refresh(self, *, wait: bool = False) -> bool:
         """Notice a new revision of the workspace; True when a reload started or ran.
@@ -260,7 +252,7 @@ class Catalog:
             for name in ("assignments", "streets", "communities", "grids")
             if name in have
         }
-        logger.info("loaded %d collections from %s", len(frames), self.ws.path)
+        logger.info("loaded %d collections from %s", len(frames), self.ws.location)
         return frames, tables
 
     def _collection(self, c: Collection, have: set[str]) -> gpd.GeoDataFrame:

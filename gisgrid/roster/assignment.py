@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gisgrid._errors import InputError
-from gisgrid.io.workspace import Workspace
+from gisgrid.io.workspace import WorkspaceLike, open_workspace
 from gisgrid.roster.matching import UNREACHABLE, solve
 from gisgrid.roster.network import Network, network_of
 from gisgrid.roster.policy import KNOWN_KINDS, Policy, PolicyError, Role, load_policy
@@ -71,7 +71,7 @@ class AssignmentRun:
 
 
 def assign(
-    ws: Workspace,
+    workspace: WorkspaceLike,
     *,
     policy: Policy | None = None,
     pins: Mapping[tuple[str, str], str] | None = None,
@@ -100,6 +100,7 @@ def assign(
         When the workspace has no grids or resources, or a pin names an unknown
         role, scope or resource.
     """
+    ws = open_workspace(workspace)
     t0 = time.perf_counter()
     policy = policy or load_policy()
     step = progress or (lambda name: None)
@@ -108,7 +109,7 @@ def assign(
         ("resources", "gisgrid import WS resources FILE"),
     ):
         if needed not in ws:
-            raise InputError(f"{ws.path} has no {needed} layer; run `{fix}` first")
+            raise InputError(f"{ws.location} has no {needed} layer; run `{fix}` first")
     grids = ws.read("grids")
     communities = ws.read("communities")
     buildings = ws.read(

@@ -29,7 +29,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csgraph, csr_array
 
 from gisgrid._errors import InputError, argument
-from gisgrid.io.workspace import Workspace
+from gisgrid.io.workspace import WorkspaceLike, open_workspace
 from gisgrid.roster.network import Network, network_of
 from gisgrid.roster.policy import Policy, load_policy
 
@@ -184,20 +184,22 @@ def _area(net: Network, dist: np.ndarray, limit: float, access_m: float) -> shap
 
 
 def coverage_of(
-    ws: Workspace, *, policy: Policy | None = None, minutes: float | None = None
+    workspace: WorkspaceLike, *, policy: Policy | None = None, minutes: float | None = None
 ) -> Coverage:
     """Compute coverage for a workspace and write ``service_areas``, ``uncovered``
     and the ``coverage`` table (one row per grid and per community)."""
+    ws = open_workspace(workspace)
     policy = policy or load_policy()
     minutes = policy.coverage_minutes if minutes is None else minutes
     t0 = time.perf_counter()
     if "resources" not in ws:
-        raise InputError(f"{ws.path} has no resources layer; import service sites first")
+        raise InputError(f"{ws.location} has no resources layer; import service sites first")
     resources = ws.read("resources")
     sites = resources[resources["kind"].isin(policy.coverage_kinds)].reset_index(drop=True)
     if sites.empty:
         raise InputError(
-            f"no service sites (resources of kind {', '.join(policy.coverage_kinds)}) in {ws.path}"
+            f"no service sites (resources of kind {', '.join(policy.coverage_kinds)}) "
+            f"in {ws.location}"
         )
     buildings = ws.read(
         "buildings", columns=["building_id", "grid_code", "community_code", "households"]

@@ -80,7 +80,7 @@ def rosters(
         if name not in t:
             if name not in ws:
                 fix = "gisgrid assign" if name == "assignments" else "gisgrid delineate"
-                raise InputError(f"{ws.path} has no {name}; run `{fix}` first")
+                raise InputError(f"{ws.location} has no {name}; run `{fix}` first")
             t[name] = ws.read(name)
     out = grid_table(t["grids"], t["communities"], t["streets"])
     phones = dict(
@@ -122,5 +122,5 @@ def roster(
     table = rosters(ws, policy=policy, private=private)
     row = table[table["grid_code"] == str(grid_code)]
     if row.empty:
-        raise InputError(f"no grid {grid_code!r} in {ws.path}; grid codes have 15 digits")
+        raise InputError(f"no grid {grid_code!r} in {ws.location}; grid codes have 15 digits")
     return row.iloc[0].to_dict()

@@ -133,7 +133,12 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/healthz", tags=["service"], summary="Liveness and what is served")
     def healthz(st: AppState) -> dict:
         st.catalog.refresh()
-        return {"status": "ok", "workspace": st.ws.path.name, "collections": len(st.catalog.frames)}
+        return {
+            "status": "ok",
+            "workspace": st.ws.path.name,  # the file's name, or the schema's
+            "revision": st.catalog.revision,
+            "collections": len(st.catalog.frames),
+        }
 
     app.include_router(features.router(settings))
     app.include_router(maps.router())

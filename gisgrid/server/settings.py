@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gisgrid._errors import InputError
+from gisgrid.io.postgis import is_postgres
 
 __all__ = ["Settings", "hash_key"]
 
@@ -37,7 +38,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="GISGRID_", extra="forbid")
 
-    workspace: Path = Field(description="The workspace GeoPackage served.")
+    workspace: str = Field(
+        description="The workspace served: a GeoPackage file, or postgresql://user@host/db"
+        "?schema=NAME."
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     title: str = "gisgrid 红地图"
@@ -65,8 +69,9 @@ class Settings(BaseSettings):
             raise InputError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"config file {path} is not valid TOML: {exc}") from None
-        if "workspace" in data and not Path(data["workspace"]).is_absolute():
-            data["workspace"] = path.parent / data["workspace"]
+        where = str(data.get("workspace", ""))
+        if where and not is_postgres(where) and not Path(where).is_absolute():
+            data["workspace"] = str(path.parent / where)
         return cls.checked(**{**data, **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod

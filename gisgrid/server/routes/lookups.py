@@ -102,7 +102,7 @@ def router(settings: Settings) -> APIRouter:
     async def lock_grid(grid_code: str, st: AppState, who: Role, locked: bool = True) -> dict:
         if who != "planner":
             raise HTTPException(403, "locking grids needs a planner key")
-        ws = Workspace(st.ws.path)  # a handle of this request's own: its reads are its own
+        ws = Workspace(st.ws.location)  # a handle of this request's own: its reads are its own
         n = await run_in_threadpool(lock, ws, [grid_code], locked=locked)
         await run_in_threadpool(st.catalog.refresh, wait=True)  # the planner sees the lock
         return {
