@@ -13,6 +13,10 @@ processes:
    ``/healthz`` in turn for the whole run; the slowest answer, and the slowest
    in the second around the commit (when the delineation's process exits).
 
+With ``--postgres URL`` it also copies the workspace into a fresh schema there and
+measures today's lock on PostGIS, and HTTP point lookups (p50/p99 of 2,000 over one
+connection) served from the GeoPackage and from PostGIS.
+
 The baseline is checked out with ``git worktree`` into a temporary folder; its
 web assets are linked from this tree.
 """
@@ -37,13 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LOCK = """
 import json, sys, time
-import pyogrio
 ws, n = sys.argv[1], int(sys.argv[2])
 try:
     from gisgrid.delineate.edits import lock
+    from gisgrid.io.workspace import Workspace
 except ImportError:
     from gisgrid.edits import lock
-codes = pyogrio.read_dataframe(ws, layer="grids", columns=["grid_code"])["grid_code"].tolist()
+    from gisgrid.workspace import Workspace
+codes = Workspace(ws).read("grids", columns=["grid_code"])["grid_code"].tolist()
 out = []
 for code in codes[:n]:
     t0 = time.perf_counter()
@@ -63,7 +68,7 @@ def env_for(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
-def locks(tree: Path, ws: Path, n: int = 20) -> list[float]:
+def locks(tree: Path, ws: Path | str, n: int = 20) -> list[float]:
     out = subprocess.run(
         [sys.executable, "-c", LOCK, str(ws), str(n)],
         env=env_for(tree),
@@ -123,10 +128,63 @@ def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
         server.wait(10)
 
 
+def lookups(target: str, n: int = 2000) -> tuple[float, float]:
+    """p50 and p99 (ms) of HTTP point lookups at grid centres, served from ``target``."""
+    from gisgrid.io.workspace import Workspace
+
+    grids = Workspace(target).read("grids").to_crs(4326)
+    points = [g.representative_point() for g in grids.geometry.values]
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gisgrid.cli", "serve", target, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        times = []
+        with httpx.Client(base_url=base) as http:
+            for i in range(n):
+                p = points[i % len(points)]
+                t0 = time.perf_counter()
+                http.get("/lookup", params={"lon": p.x, "lat": p.y}).raise_for_status()
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        return 1000 * times[len(times) // 2], 1000 * times[int(len(times) * 0.99)]
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def postgres(url: str, workspace: Path) -> None:
+    """Today's lock and point lookups on PostGIS, against the GeoPackage in the same run."""
+    import uuid
+
+    from gisgrid.io.workspace import copy_workspace
+
+    target = f"{url}?schema=bench_{uuid.uuid4().hex[:8]}"
+    copy_workspace(workspace, target)
+    times = sorted(locks(ROOT, target))
+    print(
+        f"PostGIS: lock median {1000 * times[len(times) // 2]:.1f} ms, "
+        f"max {1000 * times[-1]:.1f} ms ({len(times)} locks)"
+    )
+    for name, where in (("GeoPackage", str(workspace)), ("PostGIS", target)):
+        p50, p99 = lookups(where)
+        print(f"{name}: HTTP point lookup p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workspace", type=Path, default=ROOT / "demo" / "demo.gpkg")
     parser.add_argument("--baseline", default="67f8047")
+    parser.add_argument("--postgres", help="postgresql://… of a database with PostGIS")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
     base_tree = tmp / "baseline"
@@ -154,6 +212,10 @@ def main() -> None:
                 f"median {r['median_ms']:.1f} ms, slowest {r['slowest_ms']:.0f} ms, "
                 f"slowest around the commit {r['slowest_around_commit_ms']:.0f} ms"
             )
+        if args.postgres:
+            ws = tmp / "lookups.gpkg"
+            shutil.copy(args.workspace, ws)
+            postgres(args.postgres, ws)
     finally:
         subprocess.run(
             ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)],
