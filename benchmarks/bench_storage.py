@@ -33,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -79,12 +81,13 @@ def locks(tree: Path, ws: Path | str, n: int = 20) -> list[float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
+@contextmanager
+def serving(tree: Path, target: str) -> Iterator[str]:
+    """``gisgrid serve`` of ``tree``'s code on ``target``, in its own process: its URL."""
     port = free_port()
-    env = env_for(tree)
     server = subprocess.Popen(
-        [sys.executable, "-m", "gisgrid.cli", "serve", str(ws), "--port", str(port)],
-        env=env,
+        [sys.executable, "-m", "gisgrid.cli", "serve", target, "--port", str(port)],
+        env=env_for(tree),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -96,6 +99,15 @@ def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
                     break
             except httpx.TransportError:
                 time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
+    env = env_for(tree)
+    with serving(tree, str(ws)) as base:
         writer = subprocess.Popen(
             [sys.executable, "-m", "gisgrid.cli", "delineate", str(ws), "--full"],
             env=env,
@@ -123,9 +135,6 @@ def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
             "slowest_around_commit_ms": 1000 * max(around),
             "median_ms": 1000 * sorted(d for _, d in samples)[len(samples) // 2],
         }
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def lookups(target: str, n: int = 2000) -> tuple[float, float]:
@@ -134,20 +143,7 @@ def lookups(target: str, n: int = 2000) -> tuple[float, float]:
 
     grids = Workspace(target).read("grids").to_crs(4326)
     points = [g.representative_point() for g in grids.geometry.values]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gisgrid.cli", "serve", target, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(1200):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(ROOT, target) as base:
         times = []
         with httpx.Client(base_url=base) as http:
             for i in range(n):
@@ -157,9 +153,6 @@ def lookups(target: str, n: int = 2000) -> tuple[float, float]:
                 times.append(time.perf_counter() - t0)
         times.sort()
         return 1000 * times[len(times) // 2], 1000 * times[int(len(times) * 0.99)]
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def postgres(url: str, workspace: Path) -> None:

@@ -32,7 +32,8 @@ import shapely
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from gisgrid.io.gpkg import _python_value, _python_values, _sql_type
+from gisgrid.io.gpkg import _column as gpkg_column
+from gisgrid.io.gpkg import _geometry_type, _python_value, _python_values, _sql_type
 
 __all__ = ["PostGIS", "Session", "is_postgres"]
 
@@ -336,18 +337,20 @@ def _schema_exists(con: psycopg.Connection, schema: str) -> bool:
     return row is not None
 
 
+_GPKG_TYPES = {
+    "boolean": "BOOLEAN",
+    "bigint": "INTEGER",
+    "integer": "INTEGER",
+    "smallint": "INTEGER",
+    "double precision": "REAL",
+    "real": "REAL",
+    "numeric": "REAL",
+}
+
+
 def _column(values: list[object], data_type: str) -> pd.Series:
-    if data_type == "boolean":
-        if any(v is None for v in values):
-            return pd.Series(values, dtype=object)
-        return pd.Series(values, dtype=bool)
-    if data_type in ("bigint", "integer", "smallint"):
-        if any(v is None for v in values):
-            return pd.Series(values, dtype="float64")
-        return pd.Series(values, dtype="int64")
-    if data_type in ("double precision", "real", "numeric"):
-        return pd.Series(values, dtype="float64")
-    return pd.Series(values, dtype="str" if all(isinstance(v, str) for v in values) else None)
+    """A column read back, typed as the same column of a GeoPackage is."""
+    return gpkg_column(values, _GPKG_TYPES.get(data_type, "TEXT"))
 
 
 def _srid(crs: Any) -> int:
@@ -361,12 +364,3 @@ def _srid(crs: Any) -> int:
 
 def _crs(srid: int) -> pyproj.CRS | None:
     return pyproj.CRS.from_epsg(srid) if srid > 0 else None
-
-
-def _geometry_type(frame: pd.DataFrame) -> str:
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    present = geoms[~shapely.is_missing(geoms)]
-    kinds = set(shapely.get_type_id(present).tolist()) if len(present) else set()
-    names = {0: "POINT", 1: "LINESTRING", 3: "POLYGON", 4: "MULTIPOINT"}
-    names |= {5: "MULTILINESTRING", 6: "MULTIPOLYGON", 7: "GEOMETRYCOLLECTION"}
-    return names[kinds.pop()] if len(kinds) == 1 and next(iter(kinds)) in names else "GEOMETRY"
