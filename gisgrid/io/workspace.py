@@ -147,9 +147,7 @@ class Workspace:
         if not self.exists:
             return dict.fromkeys(layers or [], 0)
         with self._reader() as s:
-            if not s.has_table("gisgrid_layers"):
-                return dict.fromkeys(layers or [], 0)
-            found = dict(s.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
+            found = _revisions(s)
         names = list(found) if layers is None else list(layers)
         return {name: int(found.get(name, 0)) for name in names}
 
@@ -205,15 +203,15 @@ class Workspace:
         LayerNotFoundError
             When the layer is not in the workspace.
         """
-        if layer not in self:
-            have = ", ".join(self.layers()) or "none"
+        have = self.layers()
+        if layer not in have:
             raise LayerNotFoundError(
-                f"layer {layer!r} is not in {self.path} (it has: {have}); "
-                f"add it with `gisgrid import {self.path} {layer} FILE`"
+                f"layer {layer!r} is not in {self.location} (it has: "
+                f"{', '.join(have) or 'none'}); add it with "
+                f"`gisgrid import {self.location} {layer} FILE`"
             )
-        seen = self.layer_revisions([layer])[layer]  # before reading: a later write conflicts
-        self._seen.setdefault(layer, seen)
-        with self._reader() as s:
+        with self._reader() as s:  # the revision before the rows: a later write conflicts
+            self._seen.setdefault(layer, _revisions(s).get(layer, 0))
             return s.read_layer(layer, columns=columns, geometry=geometry)
 
     def write(
@@ -302,7 +300,7 @@ class Workspace:
     def _check(self, session: Session) -> None:
         if not self._seen:
             return
-        now = dict(session.execute("SELECT layer, revision FROM gisgrid_layers").fetchall())
+        now = _revisions(session)
         changed = sorted(name for name, rev in self._seen.items() if now.get(name, 0) != rev)
         if changed:
             row = session.execute("SELECT revision FROM gisgrid_revision WHERE id = 1").fetchone()
@@ -440,6 +438,14 @@ def copy_workspace(source: WorkspaceLike, target: WorkspaceLike, *, replace: boo
             tx.replace(name, frame)
     logger.info("copied %d layers from %s to %s", len(names), src.location, dst.location)
     return len(names)
+
+
+def _revisions(session: Session) -> dict[str, int]:
+    """The revision that last changed each layer that has one."""
+    if not session.has_table("gisgrid_layers"):
+        return {}
+    rows = session.execute("SELECT layer, revision FROM gisgrid_layers").fetchall()
+    return {str(name): int(rev) for name, rev in rows}
 
 
 def _one(session: Session, query: str) -> Any:

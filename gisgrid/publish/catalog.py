@@ -193,10 +193,6 @@ class Catalog:
         """Call ``listener`` after every reload (caches clear themselves this way)."""
         self._listeners.append(listener)
 
-    def _files(self) -> tuple[int, ...]:
-        """The cheap test for a commit (file times, or a tick for a database)."""
-        return self.ws.store.stamp()
-
     def refresh(self, *, wait: bool = False) -> bool:
         """Notice a new revision of the workspace; True when a reload started or ran.
 
@@ -204,7 +200,7 @@ class Catalog:
         background while readers keep the previous state, so no reader waits for a
         reload (a writer that wants to read its own write passes ``wait``).
         """
-        stamp = self._files()
+        stamp = self.ws.store.stamp()  # file times, or a tick for a database
         if stamp == self._stamp and not wait:
             return False
         with self._lock:
