@@ -211,7 +211,8 @@ def write_layer(con: sqlite3.Connection, name: str, frame: pd.DataFrame) -> None
     columns = [str(c) for c in attrs.columns]
     types = [_sql_type(attrs[c]) for c in attrs.columns]
     body = ", ".join(f'"{c}" {t}' for c, t in zip(columns, types, strict=True))
-    geom_sql = f', "{GEOMETRY_COLUMN}" {_geometry_type(frame)}' if spatial else ""
+    geometry_type = _geometry_type(frame) if spatial else ""
+    geom_sql = f', "{GEOMETRY_COLUMN}" {geometry_type}' if spatial else ""
     con.execute(
         f'CREATE TABLE "{name}" ("{FID}" INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL'
         f"{geom_sql}{', ' + body if body else ''})"
@@ -235,7 +236,7 @@ def write_layer(con: sqlite3.Connection, name: str, frame: pd.DataFrame) -> None
     )
     con.execute(
         "INSERT INTO gpkg_geometry_columns VALUES (?, ?, ?, ?, 0, 0)",
-        (name, GEOMETRY_COLUMN, _geometry_type(frame), srs),
+        (name, GEOMETRY_COLUMN, geometry_type, srs),
     )
     write_rows(con, name, gframe)
     _index(con, name)
