@@ -98,14 +98,56 @@ def small(tmp_path_factory):
     return run_demo(tmp_path_factory.mktemp("small"), scale=0.02, seed=0).workspace
 
 
+BACKENDS = ("gpkg", "postgis")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """The kind of workspace a test runs on: each test that asks runs on both."""
+    return request.param
+
+
 @pytest.fixture
-def small_copy(small, tmp_path):
-    """A copy of the small demo workspace that a test may change."""
+def put(backend, request, tmp_path):
+    """A function that copies a GeoPackage workspace onto the test's backend (a file, or a
+    schema of the test database of its own, dropped afterwards) and opens it there."""
+    from gisgrid.io.workspace import Workspace, copy_workspace
+
+    made = 0
+
+    def place(source: Path):
+        nonlocal made
+        made += 1
+        if backend == "gpkg":
+            path = tmp_path / f"ws{made}.gpkg"
+            shutil.copy(source, path)
+            return Workspace(path)
+        url = request.getfixturevalue("pg_schema")
+        if made > 1:  # one schema per call
+            url = url.replace("?schema=", f"?schema=n{made}_")
+            request.addfinalizer(lambda: _drop_schema(url))
+        copy_workspace(source, url)
+        return Workspace(url)
+
+    return place
+
+
+def snapshot(ws) -> object:
+    """Everything a workspace holds, to compare before and after: a GeoPackage's bytes, or
+    a PostGIS schema's revision and every layer's rows."""
+    from gisgrid.io.digest import input_digest
     from gisgrid.io.workspace import Workspace
 
-    path = tmp_path / "ws.gpkg"
-    shutil.copy(small, path)
-    return Workspace(path)
+    if ws.location.endswith(".gpkg"):
+        return ws.path.read_bytes()
+    fresh = Workspace(ws.location)
+    return fresh.revision, input_digest(*(fresh.read(name) for name in sorted(fresh.layers())))
+
+
+@pytest.fixture
+def small_copy(small, put):
+    """A copy of the small demo workspace that a test may change, on each backend."""
+    return put(small)
 
 
 KEYS = {"staff": "staff-secret", "planner": "planner-secret"}
@@ -190,11 +232,16 @@ def pg_schema(postgres) -> Iterator[str]:
     """A workspace URL in a schema of its own, dropped afterwards."""
     import uuid
 
-    import psycopg
-
     schema = f"t_{uuid.uuid4().hex[:12]}"
     yield f"{postgres}?schema={schema}"
-    with psycopg.connect(postgres, autocommit=True) as con:
+    _drop_schema(f"{postgres}?schema={schema}")
+
+
+def _drop_schema(url: str) -> None:
+    import psycopg
+
+    base, schema = url.split("?schema=")
+    with psycopg.connect(base, autocommit=True) as con:
         con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 

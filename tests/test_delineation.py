@@ -126,10 +126,10 @@ def lattice(n_x, n_y, *, hh, x0=20.0, y0=20.0, step=(45.0, 45.0), size=(20.0, 15
     ]
 
 
-def test_invariants_on_a_plain_town(tmp_path):
+def test_invariants_on_a_plain_town(tmp_path, put):
     # 9 blocks of 200 m, 4 buildings of 100 households each: a grid per block fits exactly
     buildings = nine_blocks(hh=100, step=(80, 80))
-    ws = make_town(tmp_path / "t.gpkg", buildings)
+    ws = put(make_town(tmp_path / "t.gpkg", buildings).path)
     run = delineate(ws)
     m = run.metrics
     assert m["in_band_households"] == 1.0 and m["basic_grids"] == 9
@@ -250,9 +250,9 @@ def test_island_cut_off_by_a_river_gets_its_own_grid(tmp_path):
     assert run.metrics["contiguity"] == 1.0 and run.metrics["coverage_min"] > 1 - 1e-9
 
 
-def test_locked_grids_are_kept_and_the_rest_delineated_around_them(tmp_path):
+def test_locked_grids_are_kept_and_the_rest_delineated_around_them(tmp_path, put):
     buildings = nine_blocks(hh=50, step=(80, 80))
-    ws = make_town(tmp_path / "t.gpkg", buildings)
+    ws = put(make_town(tmp_path / "t.gpkg", buildings).path)
     delineate(ws)
     grids = ws.read("grids")
     keep = grids["grid_code"].iloc[2]
@@ -308,10 +308,10 @@ def test_bad_parameters_are_refused(tmp_path):
     assert '"in_band_households"' in result.output
 
 
-def test_runs_table_records_parameters_digest_and_metrics(tmp_path):
+def test_runs_table_records_parameters_digest_and_metrics(tmp_path, put):
     import json
 
-    ws = make_town(tmp_path / "t.gpkg", lattice(3, 3, hh=50))
+    ws = put(make_town(tmp_path / "t.gpkg", lattice(3, 3, hh=50)).path)
     delineate(ws)
     delineate(ws, params=Params(target_households=350, band=(250, 450)))
     runs = ws.read("runs")
@@ -431,16 +431,8 @@ def test_a_run_adds_grid_codes_and_leaves_the_buildings_data_alone(tmp_path):
     assert after["grid_code"].notna().all()
 
 
-def _demo_copy(tmp_path, demo_full):
-    import shutil
-
-    path = tmp_path / "demo.gpkg"
-    shutil.copy(demo_full.workspace, path)
-    return Workspace(path)
-
-
-def test_incremental_run_keeps_untouched_grids_and_codes(tmp_path, demo_full):
-    ws = _demo_copy(tmp_path, demo_full)
+def test_incremental_run_keeps_untouched_grids_and_codes(demo_full, put):
+    ws = put(demo_full.workspace)
     before = ws.read("grids").set_index("grid_code")
     b = ws.read("buildings")
     rng = np.random.default_rng(0)
@@ -466,9 +458,9 @@ def test_incremental_run_keeps_untouched_grids_and_codes(tmp_path, demo_full):
     assert not set(retired) & set(after.index)  # a retired code is never given again
 
 
-def test_full_run_redraws_everything_and_retired_codes_stay_retired(tmp_path):
+def test_full_run_redraws_everything_and_retired_codes_stay_retired(tmp_path, put):
     buildings = nine_blocks(hh=100, step=(80, 80))
-    ws = make_town(tmp_path / "t.gpkg", buildings)
+    ws = put(make_town(tmp_path / "t.gpkg", buildings).path)
     delineate(ws)
     b = ws.read("buildings")
     b.loc[:3, "households"] = 10  # the south-west block empties: its grid drops out of band

@@ -9,17 +9,18 @@ from gisgrid.cli import app
 from gisgrid.delineate.edits import MoveRefusedError, lock, move
 from gisgrid.delineate.run import delineate
 
+from .conftest import snapshot
 from .test_delineation import make_town, nine_blocks
 
 
 @pytest.fixture
-def town(tmp_path):
-    # 9 blocks, 4 buildings of 100 households each: one grid per block; the east column
-    # of each block stands 5 m from the road
+def town(tmp_path, put):
+    """9 blocks, 4 buildings of 100 households each: one grid per block; the east column
+    of each block stands 5 m from the road. Delineated, then on each backend."""
     buildings = nine_blocks(hh=100, step=(135, 80))
     ws = make_town(tmp_path / "t.gpkg", buildings)
     delineate(ws)
-    return ws
+    return put(ws.path)
 
 
 def _neighbour_pair(ws):
@@ -45,11 +46,11 @@ def test_lock_and_unlock(town):
 
 def test_move_that_breaks_contiguity_is_refused_with_the_reason(town):
     bid, _, _, far = _neighbour_pair(town)
-    before = town.path.read_bytes()
+    before = snapshot(town)
     with pytest.raises(MoveRefusedError, match="would not be one piece") as info:
         move(town, building=bid, to=far)
     assert any("does not border it" in r for r in info.value.reasons)
-    assert town.path.read_bytes() == before
+    assert snapshot(town) == before
 
 
 def test_move_that_leaves_the_band_is_refused_then_forced_and_flagged(town):
@@ -80,9 +81,9 @@ def test_locked_grids_do_not_take_or_give(town):
 
 def test_cli_move_refusal_exits_2(town):
     bid, _, _, far = _neighbour_pair(town)
-    result = CliRunner().invoke(app, ["move", str(town.path), "--building", bid, "--to", far])
+    result = CliRunner().invoke(app, ["move", town.location, "--building", bid, "--to", far])
     assert result.exit_code == 2 and "move refused" in result.output
-    result = CliRunner().invoke(app, ["lock", str(town.path), far])
+    result = CliRunner().invoke(app, ["lock", town.location, far])
     assert result.exit_code == 0 and "locked 1" in result.output
 
 

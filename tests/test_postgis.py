@@ -1,36 +1,30 @@
-"""The PostGIS backend on a real PostgreSQL: the same storage, edits, runs and service.
+"""What only the PostGIS backend has, on a real PostgreSQL: copies both ways, runs equal
+to a GeoPackage's, row-level writers.
 
-Every workspace here is a schema of the test database that `.ci/run` sets up
-(PostgreSQL 15 with PostGIS 3 on 127.0.0.1:5432).
+The storage, edit, delineation and service tests run on both backends (the ``put``,
+``small_copy`` and ``served`` fixtures); every PostGIS workspace is a schema of the
+test database that `.ci/run` sets up (PostgreSQL 15 with PostGIS 3 on 127.0.0.1:5432).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import geopandas as gpd
-import httpx
 import pandas as pd
 import pytest
 import shapely
 
-from gisgrid import ConflictError
-from gisgrid.delineate.edits import move
 from gisgrid.delineate.run import delineate
 from gisgrid.io.digest import input_digest
 from gisgrid.io.workspace import Workspace
 from gisgrid.roster.assignment import assign
 from gisgrid.roster.coverage import coverage_of
-
-from .conftest import KEYS, serving
 
 GISGRID = [sys.executable, "-m", "gisgrid.cli"]
 
@@ -95,92 +89,40 @@ def test_runs_on_postgis_give_what_they_give_on_a_geopackage(small, pg_small, tm
     assert a1 == a2 and c1 == pytest.approx(c2)
 
 
-def test_two_writers_of_the_same_rows_on_postgis(pg_small):
-    b = Workspace(pg_small).read("buildings")
-    grids = Workspace(pg_small).read("grids")
-    row = b.iloc[0]
-    near = next(
-        c
-        for c, g in zip(grids["grid_code"], grids.geometry, strict=True)
-        if c != row["grid_code"] and g.distance(row.geometry) < 50
-    )
-    first, second = Workspace(pg_small), Workspace(pg_small)
-    for ws in (first, second):
-        ws.read("grids"), ws.read("buildings")
-    move(first, building=row["building_id"], to=near, force=True)
-    before = state(pg_small)
-    with pytest.raises(ConflictError, match=r"buildings.*grids.*nothing was written"):
-        move(second, building=row["building_id"], to=row["grid_code"], force=True)
-    assert state(pg_small) == before
-
-
-def test_concurrent_imports_and_a_refused_import_on_postgis(pg_small, tmp_path):
+def test_planners_editing_different_grids_never_wait_on_each_other(pg_small):
+    """One planner's edit holds its transaction open; another's, of a different grid,
+    commits meanwhile (row locks, not one lock per workspace); one of the same grid waits
+    for it and then finds nothing left to change."""
     ws = Workspace(pg_small)
-    roads, water = ws.read("roads").to_crs(4326), ws.read("water").to_crs(4326)
-    roads.assign(name="新路").to_file(tmp_path / "roads.geojson")
-    water.assign(name="新水").to_file(tmp_path / "water.geojson")
-    procs = [
-        subprocess.Popen([*GISGRID, "import", pg_small, layer, str(tmp_path / f"{layer}.geojson")])
-        for layer in ("roads", "water")
-    ]
-    assert [p.wait(300) for p in procs] == [0, 0]
-    assert set(ws.read("roads")["name"]) == {"新路"} and set(ws.read("water")["name"]) == {"新水"}
-    bad = ws.read("buildings").to_crs(4326)[["building_id", "geometry"]]
-    bad = bad.set_geometry(bad.geometry.translate(3.0, 3.0))  # another city
-    gpd.GeoDataFrame(bad, crs=4326).to_file(tmp_path / "bad.gpkg")
-    before, revision = state(pg_small), ws.revision
-    result = run("import", pg_small, "buildings", str(tmp_path / "bad.gpkg"))
-    assert result.returncode == 2 and "nothing written" in result.stderr, result.stderr
-    assert state(pg_small) == before and ws.revision == revision
+    first, second = ws.read("grids")["grid_code"].tolist()[:2]
+    inside, done = threading.Event(), threading.Event()
 
+    def slow_edit() -> None:
+        with ws.transaction(check=False, rows=True) as tx:
+            tx.update("grids", key="grid_code", keys=[first], values={"locked": True})
+            inside.set()
+            done.wait(30)
 
-def test_the_service_on_postgis(pg_small, tmp_path):
-    ws = Workspace(pg_small)
-    codes = ws.read("grids")["grid_code"].tolist()
-    with serving(pg_small, tmp_path) as (base, _), httpx.Client(base_url=base, timeout=60) as http:
-        items = http.get("/collections/grids/items", params={"limit": 100}).json()
-        assert items["numberMatched"] == len(codes)
-        grids = ws.read("grids").to_crs(4326)
-        p = grids.geometry.iloc[0].representative_point()
-        hit = http.get("/lookup", params={"lon": p.x, "lat": p.y}).json()
-        assert hit["grid"]["code"] == grids["grid_code"].iloc[0]
-
-        def lock(code: str) -> int:
-            r = http.post(f"/grids/{code}/lock", headers={"X-API-Key": KEYS["planner"]})
-            return r.status_code
-
-        with ThreadPoolExecutor(len(codes)) as pool:
-            assert list(pool.map(lock, codes)) == [200] * len(codes)
-    assert ws.read("grids")["locked"].astype(bool).all()
-
-
-def test_kill_9_during_writes_on_postgis(pg_small):
-    """Each killed run leaves the state before it (same revision, same runs) or after it
-    (one revision and one run more, the grids those of that run), nothing between."""
-    rng = random.Random(5)
-    ws = Workspace(pg_small)
-    t0 = time.perf_counter()
-    assert run("delineate", pg_small, "--full").returncode == 0
-    took = time.perf_counter() - t0
-    kills = 0
-    for _ in range(10):
-        revision, runs = ws.revision, len(ws.read("runs"))
-        proc = subprocess.Popen(
-            [*GISGRID, "delineate", pg_small, "--full"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    thread = threading.Thread(target=slow_edit)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        t0 = time.perf_counter()
+        other = Workspace(pg_small)
+        assert other.update("grids", key="grid_code", keys=[second], values={"locked": True})
+        assert time.perf_counter() - t0 < 5  # it did not wait for the open edit (30 s)
+        same = ThreadPoolExecutor(1).submit(
+            Workspace(pg_small).update,
+            "grids",
+            key="grid_code",
+            keys=[first],
+            values={"locked": True},
         )
-        time.sleep(rng.uniform(0.4, 0.9) * took)  # late: where the writing is
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(60)
-        now = Workspace(pg_small)
-        landed = now.revision - revision
-        assert landed in (0, 1)
-        assert len(now.read("runs")) == runs + landed
-        last = int(pd.to_numeric(now.read("runs")["run_id"]).max())
-        history = now.read("grid_history")
-        snapshot = history[pd.to_numeric(history["run_id"]) == last]
-        assert sorted(snapshot["grid_code"]) == sorted(now.read("grids")["grid_code"])
-    assert kills >= 4  # most runs were really interrupted
+        time.sleep(0.5)
+        assert not same.done()  # the same row: it waits for the open edit …
+    finally:
+        done.set()
+        thread.join(30)
+    assert same.result(30) == 0  # … then finds the grid already locked
+    assert ws.read("grids").set_index("grid_code").loc[[first, second], "locked"].all()
+    assert Workspace(pg_small).revision >= 3

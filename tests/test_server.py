@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import shutil
+import uuid
 
 import httpx
 import numpy as np
@@ -17,23 +18,26 @@ from typer.testing import CliRunner
 
 from gisgrid.cli import app as cli
 from gisgrid.crs.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
-from gisgrid.io.workspace import Workspace
+from gisgrid.io.workspace import Workspace, copy_workspace
 from gisgrid.publish.tiles import tiles_covering
 
-from .conftest import KEYS, serving
+from .conftest import BACKENDS, KEYS, _drop_schema, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="module")
-def served(small, tmp_path_factory):
-    """The small demo served by `gisgrid serve` in its own process on a free loopback port:
-    (base URL, workspace)."""
-    with serving(small, tmp_path_factory.mktemp("served"), settings="max_batch = 50\n") as (
-        base,
-        path,
-    ):
-        yield base, Workspace(path)
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(request, small, tmp_path_factory):
+    """The small demo served by `gisgrid serve` in its own process on a free loopback port,
+    from a GeoPackage and from PostGIS: (base URL, workspace)."""
+    source: str = str(small)
+    if request.param == "postgis":
+        source = f"{request.getfixturevalue('postgres')}?schema=s_{uuid.uuid4().hex[:12]}"
+        copy_workspace(small, source)
+        request.addfinalizer(lambda: _drop_schema(source))
+    folder = tmp_path_factory.mktemp("served")
+    with serving(source, folder, settings="max_batch = 50\n") as (base, where):
+        yield base, Workspace(where)
 
 
 @pytest.fixture
@@ -302,7 +306,7 @@ def test_cli_lookup_csv_with_counts(served, tmp_path):
         cli,
         [
             "lookup",
-            str(ws.path),
+            ws.location,
             "--csv",
             str(src),
             "--lon-col",
@@ -320,11 +324,11 @@ def test_cli_lookup_csv_with_counts(served, tmp_path):
     assert table["grid_code"].tolist() == [code, code, ""]
     per = pd.read_csv(counts, dtype={"grid_code": str}, encoding="utf-8-sig")
     assert per.set_index("grid_code")["rows"].to_dict() == {code: 2}
-    single = CliRunner().invoke(cli, ["lookup", str(ws.path), "--lon", str(lon), "--lat", str(lat)])
+    single = CliRunner().invoke(cli, ["lookup", ws.location, "--lon", str(lon), "--lat", str(lat)])
     assert json.loads(single.output)["grid"]["code"] == code
     assert (
         CliRunner()
-        .invoke(cli, ["lookup", str(ws.path), "--csv", str(src), "--out", str(out)])
+        .invoke(cli, ["lookup", ws.location, "--csv", str(src), "--out", str(out)])
         .exit_code
         == 2
     )
@@ -335,7 +339,7 @@ def test_pmtiles_export(served, tmp_path):
 
     out = tmp_path / "redmap.pmtiles"
     r = CliRunner().invoke(
-        cli, ["tiles", str(served[1].path), "--pmtiles", str(out), "--max-zoom", "15"]
+        cli, ["tiles", served[1].location, "--pmtiles", str(out), "--max-zoom", "15"]
     )
     assert r.exit_code == 0, r.output
     with open(out, "rb") as f:

@@ -1,11 +1,14 @@
 """A workspace many people use at once: transactions, revisions, conflicts, crash safety.
 
 Real concurrency only: separate processes running the `gisgrid` command, real
-HTTP clients against `gisgrid serve`, and kill -9 at random moments.
+HTTP clients against `gisgrid serve`, and kill -9 at random moments. Every test
+that takes ``small_copy`` (or ``put``) runs twice: on a GeoPackage and on a
+PostGIS schema of the real test database.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -13,13 +16,16 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
 import httpx
 import pandas as pd
+import psycopg
 import pyogrio
 import pytest
 import shapely
@@ -27,9 +33,9 @@ import shapely
 from gisgrid import ConflictError
 from gisgrid.delineate.edits import move
 from gisgrid.io.digest import input_digest
-from gisgrid.io.workspace import Workspace
+from gisgrid.io.workspace import Workspace, copy_workspace
 
-from .conftest import KEYS, serving
+from .conftest import KEYS, _drop_schema, serving, snapshot
 
 GISGRID = [sys.executable, "-m", "gisgrid.cli"]
 
@@ -38,13 +44,19 @@ def run(*args: str, check: bool = False) -> subprocess.CompletedProcess:
     return subprocess.run([*GISGRID, *args], capture_output=True, text=True, check=check)
 
 
-def state(path: Path) -> str:
-    """A digest of every layer (attributes and geometry), read by GDAL."""
+def state(where: str) -> str:
+    """A digest of every layer (attributes and geometry): read by GDAL from a GeoPackage,
+    by the workspace from PostGIS."""
     parts = []
-    for name, _ in sorted(pyogrio.list_layers(path), key=lambda r: r[0]):
-        frame = pyogrio.read_dataframe(path, layer=name)
-        parts.append(frame.drop(columns=[c for c in ("started_at", "seconds") if c in frame]))
-    return input_digest(*parts)
+    if where.endswith(".gpkg"):
+        for name, _ in sorted(pyogrio.list_layers(where), key=lambda r: r[0]):
+            parts.append(pyogrio.read_dataframe(where, layer=name))
+    else:
+        ws = Workspace(where)
+        parts = [ws.read(name) for name in sorted(ws.layers())]
+    return input_digest(
+        *(f.drop(columns=[c for c in ("started_at", "seconds") if c in f]) for f in parts)
+    )
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -52,22 +64,29 @@ def start(*args: str) -> subprocess.Popen:
 
 
 @pytest.fixture
-def served_copy(small, tmp_path):
-    """The small demo (9 grids), served."""
-    with serving(small, tmp_path) as served:
+def served_copy(small_copy, tmp_path):
+    """The small demo (9 grids), served, on each backend."""
+    with serving(small_copy.location, tmp_path) as served:
         yield served
 
 
 @pytest.fixture
-def served_demo(demo_full, tmp_path):
-    """The whole demo district (432 grids), served."""
-    with serving(demo_full.workspace, tmp_path) as served:
+def served_demo(demo_full, put, tmp_path):
+    """The whole demo district (432 grids), served, on each backend."""
+    with serving(put(demo_full.workspace).location, tmp_path) as served:
         yield served
 
 
+@pytest.fixture
+def small_gpkg(small, tmp_path) -> Workspace:
+    """A copy of the small demo as a GeoPackage, for what only a file has."""
+    shutil.copy(small, tmp_path / "small.gpkg")
+    return Workspace(tmp_path / "small.gpkg")
+
+
 def test_twelve_planners_lock_twelve_grids_at_once_over_http(served_demo):
-    base, path = served_demo
-    codes = pyogrio.read_dataframe(path, layer="grids")["grid_code"].tolist()[:12]
+    base, where = served_demo
+    codes = Workspace(str(where)).read("grids")["grid_code"].tolist()[:12]
     assert len(codes) == 12
 
     def lock(code: str) -> int:
@@ -79,7 +98,7 @@ def test_twelve_planners_lock_twelve_grids_at_once_over_http(served_demo):
     with ThreadPoolExecutor(12) as pool:
         statuses = list(pool.map(lock, codes))
     assert statuses == [200] * 12
-    grids = pyogrio.read_dataframe(path, layer="grids").set_index("grid_code")
+    grids = Workspace(str(where)).read("grids").set_index("grid_code")
     assert grids.loc[codes, "locked"].astype(bool).all()
     assert int(grids["locked"].astype(bool).sum()) == 12
 
@@ -91,8 +110,8 @@ def test_two_imports_of_different_layers_at_once_both_land(small_copy, tmp_path)
         roads.assign(name=road).to_file(tmp_path / "roads.geojson")
         water.assign(name=river).to_file(tmp_path / "water.geojson")
         procs = [
-            start("import", str(small_copy.path), "roads", str(tmp_path / "roads.geojson")),
-            start("import", str(small_copy.path), "water", str(tmp_path / "water.geojson")),
+            start("import", small_copy.location, "roads", str(tmp_path / "roads.geojson")),
+            start("import", small_copy.location, "water", str(tmp_path / "water.geojson")),
         ]
         for p in procs:
             _, err = p.communicate(timeout=300)
@@ -110,10 +129,10 @@ def test_a_move_beside_a_full_redelineation_lands_or_conflicts_never_vanishes(sm
         for c, g in zip(grids["grid_code"], grids.geometry, strict=True)
         if c != row["grid_code"] and g.distance(row.geometry) < 50
     )
-    full = start("delineate", str(small_copy.path), "--full")
+    full = start("delineate", small_copy.location, "--full")
     time.sleep(0.5)  # the delineation has read the workspace and is working
     moved = run(
-        "move", str(small_copy.path), "--building", row["building_id"], "--to", target, "--force"
+        "move", small_copy.location, "--building", row["building_id"], "--to", target, "--force"
     )
     _, err = full.communicate(timeout=300)
     assert moved.returncode in (0, 2), moved.stderr
@@ -139,15 +158,15 @@ def test_two_writers_of_the_same_rows_one_wins_the_other_gets_a_conflict(small_c
         for c, g in zip(grids["grid_code"], grids.geometry, strict=True)
         if c != row["grid_code"] and g.distance(row.geometry) < 50
     ]
-    first, second = Workspace(small_copy.path), Workspace(small_copy.path)
+    first, second = Workspace(small_copy.location), Workspace(small_copy.location)
     first.read("grids"), first.read("buildings")  # both read the same state …
     second.read("grids"), second.read("buildings")
     move(first, building=row["building_id"], to=near[0], force=True)  # … one writes …
-    before = state(small_copy.path)
+    before = snapshot(small_copy)
     with pytest.raises(ConflictError, match=r"buildings.*grids.*nothing was written") as info:
         move(second, building=row["building_id"], to=row["grid_code"], force=True)
-    assert info.value.revision == Workspace(small_copy.path).revision
-    assert state(small_copy.path) == before  # … and the second wrote nothing
+    assert info.value.revision == Workspace(small_copy.location).revision
+    assert snapshot(small_copy) == before  # … and the second wrote nothing
 
 
 def test_conflict_is_exit_2_naming_what_changed(small_copy, monkeypatch):
@@ -160,7 +179,7 @@ def test_conflict_is_exit_2_naming_what_changed(small_copy, monkeypatch):
 
     def read_then_someone_writes(ws):  # another planner locks a grid right after our read
         inputs = real(ws)
-        Workspace(ws.path).update(
+        Workspace(ws.location).update(
             "grids",
             key="grid_code",
             keys=[inputs.previous["grid_code"].iloc[0]],
@@ -169,11 +188,11 @@ def test_conflict_is_exit_2_naming_what_changed(small_copy, monkeypatch):
         return inputs
 
     monkeypatch.setattr(run_module, "_read_inputs", read_then_someone_writes)
-    before = Workspace(small_copy.path).revision
-    result = CliRunner().invoke(app, ["delineate", str(small_copy.path), "--full"])
+    before = Workspace(small_copy.location).revision
+    result = CliRunner().invoke(app, ["delineate", small_copy.location, "--full"])
     assert result.exit_code == 2
     assert "grids changed" in result.output and "nothing was written" in result.output
-    assert Workspace(small_copy.path).revision == before + 1  # only the lock landed
+    assert Workspace(small_copy.location).revision == before + 1  # only the lock landed
 
 
 BAD_BUILDINGS = {
@@ -198,11 +217,11 @@ def test_an_import_that_rejects_every_row_changes_nothing(small_copy, tmp_path, 
     bad = BAD_BUILDINGS[case](good)
     path = tmp_path / "bad.gpkg"
     gpd.GeoDataFrame(bad, crs=4326).to_file(path)
-    before = small_copy.path.read_bytes()
-    result = run("import", str(small_copy.path), "buildings", str(path))
+    before = snapshot(small_copy)
+    result = run("import", small_copy.location, "buildings", str(path))
     assert result.returncode == 2, (case, result.stdout, result.stderr)
     assert "nothing" in result.stderr and "Traceback" not in result.stderr
-    assert small_copy.path.read_bytes() == before
+    assert snapshot(small_copy) == before  # a GeoPackage byte for byte
     assert len(small_copy.read("buildings")) == len(good)
 
 
@@ -210,10 +229,10 @@ def test_an_import_that_would_gut_the_buildings_is_refused(small_copy, tmp_path)
     comms = small_copy.read("communities").to_crs(4326)
     comms = comms.set_geometry(comms.geometry.translate(1.0, 1.0))  # the wrong place
     comms.to_file(tmp_path / "c.geojson")
-    before = small_copy.path.read_bytes()
-    result = run("import", str(small_copy.path), "communities", str(tmp_path / "c.geojson"))
+    before = snapshot(small_copy)
+    result = run("import", small_copy.location, "communities", str(tmp_path / "c.geojson"))
     assert result.returncode == 2 and "would cut buildings" in result.stderr, result.stderr
-    assert small_copy.path.read_bytes() == before
+    assert snapshot(small_copy) == before
 
 
 def test_append_and_update_modes(small_copy, tmp_path):
@@ -227,7 +246,7 @@ def test_append_and_update_modes(small_copy, tmp_path):
     n = len(sites)
     appended = run(
         "import",
-        str(small_copy.path),
+        small_copy.location,
         "resources",
         str(path),
         "--mode",
@@ -239,7 +258,7 @@ def test_append_and_update_modes(small_copy, tmp_path):
     after = small_copy.read("resources")
     assert len(after) == n + 1 and "NEW1" in set(after["resource_id"])
     assert "duplicate id" in appended.stdout  # the three already there were rejected
-    updated = run("import", str(small_copy.path), "resources", str(path), "--mode", "update")
+    updated = run("import", small_copy.location, "resources", str(path), "--mode", "update")
     assert updated.returncode == 0, updated.stderr
     after = small_copy.read("resources").set_index("resource_id")
     assert len(after) == n + 1
@@ -247,22 +266,41 @@ def test_append_and_update_modes(small_copy, tmp_path):
 
 
 def test_readers_see_before_or_after_never_wait(small_copy):
-    """GDAL reads while a writer holds the write transaction open."""
-    con = sqlite3.connect(small_copy.path, isolation_level=None)
-    con.execute("BEGIN IMMEDIATE")
-    con.execute('DELETE FROM "grids"')
-    t0 = time.perf_counter()
-    grids = pyogrio.read_dataframe(small_copy.path, layer="grids")
-    waited = time.perf_counter() - t0
-    con.execute("ROLLBACK")
-    con.close()
-    assert len(grids) > 0 and waited < 5  # the committed state, at once
+    """A reader answers at once, with the committed state, while a writer holds its
+    transaction open having emptied the grids (GDAL reads the GeoPackage too)."""
+    inside, done = threading.Event(), threading.Event()
+    empty = small_copy.read("grids").iloc[:0]
+
+    class RollBackError(Exception):
+        pass
+
+    def writer() -> None:
+        with contextlib.suppress(RollBackError), small_copy.transaction(check=False) as tx:
+            tx.replace("grids", empty)
+            inside.set()
+            done.wait(30)
+            raise RollBackError
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        t0 = time.perf_counter()
+        grids = Workspace(small_copy.location).read("grids")
+        if small_copy.location.endswith(".gpkg"):
+            assert len(pyogrio.read_dataframe(small_copy.path, layer="grids")) == len(grids)
+        waited = time.perf_counter() - t0
+    finally:
+        done.set()
+        thread.join(30)
+    assert len(grids) > 0 and waited < 2  # the committed state, at once
+    assert len(Workspace(small_copy.location).read("grids")) == len(grids)  # rolled back
 
 
-def test_leftovers_of_old_versions_are_removed(small_copy):
-    stray = small_copy.path.parent / f".{small_copy.path.stem}.abc123.tmp.gpkg"
+def test_leftovers_of_old_versions_are_removed(small_gpkg):
+    stray = small_gpkg.path.parent / f".{small_gpkg.path.stem}.abc123.tmp.gpkg"
     stray.write_bytes(b"x" * 1000)
-    small_copy.update("grids", key="grid_code", keys=["nothing"], values={"locked": True})
+    small_gpkg.update("grids", key="grid_code", keys=["nothing"], values={"locked": True})
     assert not stray.exists()
 
 
@@ -274,6 +312,47 @@ OPERATIONS = [
 ]
 
 
+@contextlib.contextmanager
+def trial(source: Workspace, folder: Path, name: str) -> Iterator[str]:
+    """A copy of a workspace for one trial, removed afterwards: a file alone in ``folder``,
+    or a schema of its own."""
+    if source.location.endswith(".gpkg"):
+        work = folder / "ws.gpkg"
+        shutil.copy(source.path, work)
+        yield str(work)
+        work.unlink()
+        return
+    url = source.location.replace("?schema=", f"?schema={name}_")
+    copy_workspace(source.location, url)
+    try:
+        yield url
+    finally:
+        _drop_schema(url)
+
+
+def strays(where: str, folder: Path) -> list[str]:
+    """What a write left that nothing uses: files beside the GeoPackage, or tables of the
+    schema that no layer holds and that are not queued to be dropped."""
+    if where.endswith(".gpkg"):
+        con = sqlite3.connect(where)  # opening recovers an interrupted transaction
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.close()
+        return sorted(p.name for p in folder.iterdir() if p.name != "ws.gpkg")
+    base, schema = where.split("?schema=")
+    with psycopg.connect(base) as con:
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            )
+        }
+        con.execute(f'SET search_path TO "{schema}"')
+        used = {r[0] for r in con.execute("SELECT physical FROM gisgrid_contents")}
+        used |= {r[0] for r in con.execute("SELECT physical FROM gisgrid_garbage")}
+    return sorted(t for t in tables - used if not t.startswith("gisgrid_"))
+
+
 def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_copy, tmp_path):
     rng = random.Random(11)
     roads = tmp_path / "roads.geojson"
@@ -283,32 +362,27 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
     code = small_copy.read("grids")["grid_code"].iloc[0]
     folder = tmp_path / "w"
     folder.mkdir()
-    before = state(small_copy.path)
+    with trial(small_copy, folder, "before") as where:
+        before = state(where)
     after, took = {}, {}  # each operation's state after an uninterrupted run, and its time
     for name, make in OPERATIONS:
-        done = tmp_path / f"{name}.gpkg"
-        shutil.copy(small_copy.path, done)
-        t0 = time.perf_counter()
-        assert run(*make(str(done), code, str(roads))).returncode == 0
-        took[name] = time.perf_counter() - t0
-        after[name] = state(done)
+        with trial(small_copy, folder, name) as where:
+            t0 = time.perf_counter()
+            assert run(*make(where, code, str(roads))).returncode == 0
+            took[name] = time.perf_counter() - t0
+            after[name] = state(where)
     kills = 0
     for i in range(50):
         name, make = OPERATIONS[i % len(OPERATIONS)]
-        work = folder / "ws.gpkg"
-        shutil.copy(small_copy.path, work)
-        proc = start(*make(str(work), code, str(roads)))
-        time.sleep(rng.uniform(0.4, 0.9) * took[name])  # late: where the writing is
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            kills += 1
-        proc.wait(60)
-        con = sqlite3.connect(work)  # opening recovers an interrupted transaction
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        con.close()
-        assert state(work) in (before, after[name]), (i, name)
-        assert sorted(p.name for p in folder.iterdir()) == ["ws.gpkg"], (i, name)
-        work.unlink()
+        with trial(small_copy, folder, f"k{i}") as where:
+            proc = start(*make(where, code, str(roads)))
+            time.sleep(rng.uniform(0.4, 0.9) * took[name])  # late: where the writing is
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                kills += 1
+            proc.wait(60)
+            assert strays(where, folder) == [], (i, name)
+            assert state(where) in (before, after[name]), (i, name)
     assert kills >= 25  # most runs were really interrupted
 
 

@@ -599,8 +599,9 @@ class GeoPackage:
             con.close()
 
     @contextmanager
-    def writer(self) -> Iterator[Session]:
-        """A write transaction; a first write that fails leaves no file behind."""
+    def writer(self, *, rows: bool = False) -> Iterator[Session]:
+        """A write transaction; a first write that fails leaves no file behind. SQLite
+        has one writer at a time, so ``rows`` (an edit of rows only) changes nothing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_leftovers(self.path)
         created = not self.exists()

@@ -6,10 +6,13 @@ and a GiST index; ``gisgrid_contents`` lists the layers in order and says which
 physical table holds each. Replacing a layer writes a new physical table and
 points the layer at it in the same transaction, so readers (MVCC) keep reading
 the old one until the commit and never wait for the writer; the old table is
-dropped afterwards, when no reader holds it. Writers of one workspace take a
-transaction-level advisory lock, so they queue instead of interleaving (as
-SQLite's ``BEGIN IMMEDIATE`` does for a GeoPackage). Connections come from a
-pool (psycopg 3).
+dropped afterwards, when no reader holds it. A writer that replaces, adds or
+drops layers takes the schema's transaction-level advisory lock, so such writers
+queue instead of interleaving (as SQLite's ``BEGIN IMMEDIATE`` does for a
+GeoPackage); a row-level edit (a lock, a pin) takes that lock shared, so edits of
+different rows run side by side and wait only on PostgreSQL's row locks of the
+rows they change (and, for an instant at commit, on the revision counter).
+Connections come from a pool (psycopg 3).
 """
 
 from __future__ import annotations
@@ -243,7 +246,7 @@ class Session:
         )
         params = [_python_value(v) for v in values.values()]
         changed = 0
-        for k in keys:
+        for k in sorted(keys, key=str):  # one order for every writer: no deadlock between two
             changed += self.con.execute(query, [*params, _python_value(k), *params]).rowcount
         return changed
 
@@ -305,15 +308,17 @@ class PostGIS:
             yield Session(con, self.schema)
 
     @contextmanager
-    def writer(self) -> Iterator[Session]:
-        """A write transaction, after every other writer of this schema (advisory lock)."""
+    def writer(self, *, rows: bool = False) -> Iterator[Session]:
+        """A write transaction, after every other writer of this schema (advisory lock);
+        with ``rows``, one that only updates rows, beside other such writers."""
         with self._connection() as con:
             if not _schema_exists(con, self.schema):
                 con.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
                 )
             with con.transaction():
-                con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                take = "pg_advisory_xact_lock_shared" if rows else "pg_advisory_xact_lock"
+                con.execute(f"SELECT {take}(hashtext(%s))", (self.schema,))
                 yield Session(con, self.schema)
             self._collect(con)
 

@@ -261,25 +261,29 @@ class Workspace:
     ) -> int:
         """Set ``values`` on the rows of ``layer`` whose ``key`` is in ``keys``, touching no
         other row; how many rows changed. Edits of different rows never conflict."""
-        with self.transaction(check=False) as tx:
+        with self.transaction(check=False, rows=True) as tx:
             changed = tx.update(layer, key=key, keys=keys, values=values)
         return changed
 
     @contextlib.contextmanager
-    def transaction(self, *, fresh: bool = False, check: bool = True) -> Iterator[Transaction]:
+    def transaction(
+        self, *, fresh: bool = False, check: bool = True, rows: bool = False
+    ) -> Iterator[Transaction]:
         """One write transaction over the workspace.
 
         It checks first that no layer this object read has changed since
         (unless ``check`` is off), and commits with a new revision when the
-        block ends; nothing is written if the block raises.
+        block ends; nothing is written if the block raises. A transaction with
+        ``rows`` only updates rows (:meth:`Transaction.update`); on PostGIS such
+        transactions run side by side, each waiting only on the rows it changes.
         """
         try:
-            with self.store.writer() as session:
+            with self.store.writer(rows=rows) as session:
                 for statement in _STATE:
                     session.execute(statement)
                 if check:
                     self._check(session)
-                tx = Transaction(session)
+                tx = Transaction(session, rows_only=rows)
                 if fresh:
                     for name in session.layer_names():
                         tx.drop(name)
@@ -319,11 +323,17 @@ class Transaction:
     """The writes of one transaction (see :meth:`Workspace.transaction`)."""
 
     session: Session
+    rows_only: bool = False
     touched: list[str] = field(default_factory=list)
     revision: int = 0
 
+    def _whole_layers(self, what: str) -> None:
+        if self.rows_only:
+            raise WorkspaceError(f"{what} in a row-level transaction; open it without rows=True")
+
     def replace(self, name: str, frame: pd.DataFrame) -> None:
         """Replace a whole layer (or create it)."""
+        self._whole_layers(f"replacing layer {name!r}")
         if isinstance(frame, gpd.GeoDataFrame) and frame.crs is None:
             raise WorkspaceError(f"layer {name!r} has no CRS; refusing to write it")
         self.session.write_layer(name, frame.reset_index(drop=True))
@@ -331,6 +341,7 @@ class Transaction:
 
     def append(self, name: str, frame: pd.DataFrame) -> None:
         """Add rows to a layer (created when missing)."""
+        self._whole_layers(f"adding rows to {name!r}")
         if name in self.session.layer_names():
             self.session.write_rows(name, frame.reset_index(drop=True))
             self._touch(name)
@@ -346,6 +357,7 @@ class Transaction:
     ) -> int:
         """Delete the rows of a layer where every ``column = value`` of ``where`` holds and
         every column of ``prefix`` starts with its text; how many rows went."""
+        self._whole_layers(f"deleting rows of {name!r}")
         if name not in self.session.layer_names():
             return 0
         tests = [f'"{c}" = ?' for c in where] + [f'substr("{c}", 1, ?) = ?' for c in prefix or {}]
@@ -371,6 +383,7 @@ class Transaction:
 
     def drop(self, name: str) -> None:
         """Remove a layer."""
+        self._whole_layers(f"dropping layer {name!r}")
         self.session.drop_layer(name)
         self._touch(name)
 
