@@ -71,6 +71,13 @@ def import_(
             "nothing is written.",
         ),
     ] = 0.5,
+    metric_crs: Annotated[
+        str | None,
+        typer.Option(
+            help="The workspace's metric CRS, an EPSG code, at its first import; by default "
+            "the CGCS2000 Gauss–Krüger zone of the data in China, its UTM zone elsewhere."
+        ),
+    ] = None,
 ) -> None:
     """Import FILE as LAYER of WORKSPACE, validating every row, in one transaction.
 
@@ -93,6 +100,7 @@ def import_(
         lat_col=lat_col,
         mode=cast(ImportMode, mode),
         max_rejected=max_rejected,
+        metric_crs=metric_crs,
     )
     table = Table(title=f"{report.layer} ← {Path(report.source).name}", show_header=False)
     table.add_row("rows read", f"{report.read:,}")

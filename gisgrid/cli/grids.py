@@ -32,10 +32,31 @@ def delineate(
     band: Annotated[
         str, typer.Option(help="Accepted households per basic grid, LOW-HIGH.")
     ] = "300-500",
-    target_population: Annotated[int, typer.Option(min=1, help="People per basic grid.")] = 1200,
+    persons_per_household: Annotated[
+        float,
+        typer.Option(min=0.5, max=10.0, help="Turns the household band into the population band."),
+    ] = 2.62,
+    target_population: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="People per basic grid [default: target × persons per household]."
+        ),
+    ] = None,
     population_band: Annotated[
-        str, typer.Option(help="Accepted people per grid, LOW-HIGH.")
-    ] = "900-1500",
+        str | None,
+        typer.Option(
+            help="Accepted people per grid, LOW-HIGH [default: the household band × persons "
+            "per household, 786-1310]."
+        ),
+    ] = None,
+    dedicated_min_floor: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Floor area (m², footprint × floors) from which a school, hospital, "
+            "enterprise or market compound gets its own grid.",
+        ),
+    ] = 5000.0,
     community: Annotated[
         list[str] | None,
         typer.Option(help="Delineate only this community (12-digit code); repeat for more."),
@@ -54,8 +75,9 @@ def delineate(
     are redrawn; the rest keep their polygon and code, and retired codes are never reused.
 
     Grids tile each community with no gap or overlap, never cut a building, keep a
-    compound whole when it fits, follow roads, rivers and walls, and give schools,
-    hospitals, enterprises and markets their own dedicated grid (专属网格). Locked grids
+    compound whole when it fits, follow roads, rivers and walls, and give school, hospital,
+    enterprise and market compounds of at least --dedicated-min-floor m² their own
+    dedicated grid (专属网格), as does a yes in the buildings' dedicated field. Locked grids
     are kept. Writes the [bold]grids[/] layer, each building's grid_code and a row of
     [bold]runs[/]; prints the quality report (DESIGN §5 metrics).
     """
@@ -66,8 +88,10 @@ def delineate(
     params = Params(
         target_households=target_households,
         band=_band(band, "--band"),
-        target_population=target_population,
-        population_band=_band(population_band, "--population-band"),
+        persons_per_household=persons_per_household,
+        target_population=target_population or 0,
+        population_band=_band(population_band, "--population-band") if population_band else (0, 0),
+        dedicated_min_floor_m2=dedicated_min_floor,
         seed=seed,
     )
     with progress_bar("delineating", unit="communities", disable=as_json) as bar:
@@ -95,8 +119,12 @@ def delineate(
         show_header=False,
     )
     pct = lambda v: f"{100 * v:.2f} %"  # noqa: E731
-    table.add_row("basic grids in band (households)", pct(m["in_band_households"]))
-    table.add_row("basic grids in band (population)", pct(m["in_band_population"]))
+    low, high = params.band
+    plow, phigh = params.population_band
+    table.add_row(f"basic grids in band (households {low}–{high})", pct(m["in_band_households"]))
+    table.add_row(
+        f"basic grids in band (population {plow:,}–{phigh:,})", pct(m["in_band_population"])
+    )
     table.add_row(
         "deviation from target, mean / max",
         f"{pct(m['deviation_mean'])} / {pct(m['deviation_max'])}",

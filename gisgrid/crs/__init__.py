@@ -5,7 +5,7 @@ lon/lat to WGS84 through :func:`to_wgs84` (points) or :func:`to_crs` (layers).
 """
 
 from gisgrid.crs.names import CGCS2000, WGS84, InputCRS, parse_crs, to_crs, unshift
-from gisgrid.crs.zones import gk_zone_crs, local_crs
+from gisgrid.crs.zones import gk_zone_crs, local_crs, metric_crs, utm_zone_crs
 
 __all__ = [
     "CGCS2000",
@@ -13,7 +13,9 @@ __all__ = [
     "InputCRS",
     "gk_zone_crs",
     "local_crs",
+    "metric_crs",
     "parse_crs",
     "to_crs",
     "unshift",
+    "utm_zone_crs",
 ]

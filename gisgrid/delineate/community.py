@@ -29,7 +29,8 @@ from gisgrid.delineate.codes import grid_codes
 from gisgrid.delineate.graph import CellGraph, cell_graph
 from gisgrid.delineate.partition import Band, choose_k, partition
 from gisgrid.delineate.units import make_units
-from gisgrid.io.schema import DEDICATED_KINDS
+from gisgrid.io.households import PERSONS_PER_HOUSEHOLD
+from gisgrid.io.schema import DEDICATED_KINDS, DEDICATED_MIN_FLOOR_M2
 
 __all__ = ["CommunityResult", "CommunityTask", "Params", "delineate_community"]
 
@@ -46,20 +47,40 @@ class Params:
     ----------
     target_households, band
         About 400 households per basic grid, accepted 300–500.
+    persons_per_household
+        2.62 (2020 census): what turns the household band into the population band.
     target_population, population_band
-        About 1,200 people, accepted 900–1,500 (secondary to households).
-    dedicated_kinds
-        Building kinds whose compound gets its own grid (专属网格).
+        People per basic grid (secondary to households): by default the household
+        target and band × ``persons_per_household`` (1,048, 786–1,310), so that the two
+        bands agree; 0 and (0, 0) ask for that, other values set them explicitly.
+    dedicated_kinds, dedicated_min_floor_m2
+        Building kinds whose compound gets its own grid (专属网格), from this floor
+        area (m², footprint × floors); the buildings' ``dedicated`` field overrides.
     seed
         Seed for METIS: the same seed, the same grids.
+
+    Examples
+    --------
+    >>> Params().population_band, Params(population_band=(900, 1500)).population_band
+    ((786, 1310), (900, 1500))
     """
 
     target_households: int = 400
     band: tuple[int, int] = (300, 500)
-    target_population: int = 1200
-    population_band: tuple[int, int] = (900, 1500)
+    persons_per_household: float = PERSONS_PER_HOUSEHOLD
+    target_population: int = 0
+    population_band: tuple[int, int] = (0, 0)
     dedicated_kinds: tuple[str, ...] = DEDICATED_KINDS
+    dedicated_min_floor_m2: float = DEDICATED_MIN_FLOOR_M2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        pph = self.persons_per_household
+        if self.target_population == 0:
+            object.__setattr__(self, "target_population", round(self.target_households * pph))
+        if tuple(self.population_band) == (0, 0):
+            low, high = self.band
+            object.__setattr__(self, "population_band", (round(low * pph), round(high * pph)))
 
     @property
     def households(self) -> Band:
@@ -189,7 +210,15 @@ def _delineate_once(task: CommunityTask) -> CommunityResult:
             kept_rows.append(row)
         buildings = buildings[~in_kept].reset_index(drop=True)
     drafts: list[DraftGrid] = []
-    if not shapely.is_empty(free) and shapely.area(free) > 1.0:
+    # with every grid kept and no building left over, what remains of the community is
+    # the seams of earlier overlays, not land to draw a grid on (a re-run changes nothing)
+    seams = (
+        len(task.kept) > 0
+        and task.freed.empty
+        and buildings.empty
+        and shapely.area(free) < 1e-3 * shapely.area(task.geometry)
+    )
+    if not seams and not shapely.is_empty(free) and shapely.area(free) > 1.0:
         drafts = _delineate_free(task, free, buildings)
         if len(task.kept):
             _fit_to(drafts, free)
@@ -247,21 +276,34 @@ def _inherit(
     out: list[str | None] = [None] * len(drafts)
     if not len(freed) or previous is None or previous.empty:
         return out
-    old_hh = freed.set_index("grid_code")["households"].astype(float)
+    old = freed.set_index("grid_code")
+    old_hh = old["households"].astype(float)
+    old_n = old["buildings"].astype(float) if "buildings" in old else old_hh * 0
     claimed: set[str] = set()
     for i, d in enumerate(drafts):
         members = previous.reindex(d.building_ids)
-        weights = households.reindex(d.building_ids).fillna(0).astype(float)
+        # households decide; a grid without any (a school, an enterprise: most dedicated
+        # grids) is followed by its buildings instead, or it would never keep its code
+        by_count = d.households <= 0
+        weights = (
+            pd.Series(1.0, index=d.building_ids)
+            if by_count
+            else households.reindex(d.building_ids).fillna(0).astype(float)
+        )
         share = weights.groupby(members.to_numpy()).sum()
         share = share[share.index.isin(old_hh.index)]
-        if share.empty or d.households <= 0:
+        if share.empty or not len(d.building_ids):
             continue
         code = share.idxmax()
-        if (
-            share[code] > 0.5 * d.households
-            and share[code] > 0.5 * old_hh[code]
-            and code not in claimed
-        ):
+        size, old_size = (
+            (len(d.building_ids), old_n[code])
+            if by_count
+            else (
+                d.households,
+                old_hh[code],
+            )
+        )
+        if share[code] > 0.5 * size and share[code] > 0.5 * old_size and code not in claimed:
             out[i] = code
             claimed.add(code)
     return out
@@ -354,6 +396,7 @@ def _cells_of(
         block_of,
         ceiling=int(task.params.households.high),
         dedicated_kinds=task.params.dedicated_kinds,
+        dedicated_min_floor_m2=task.params.dedicated_min_floor_m2,
     )
     cells = tessellate(blocks, units.table)
     graph = cell_graph(cells, units.table, water=task.water, roads=task.roads)

@@ -275,6 +275,34 @@ def record_run(
     return {"runs": pd.concat([runs, pd.DataFrame([row])], ignore_index=True), **history}
 
 
+def _retired_after_rollback(
+    ws: Workspace, live: pd.Series, restored: pd.Series, run_id: int
+) -> pd.DataFrame:
+    """The retired codes once a rollback has restored ``restored``: the codes it brings
+    back are live again, and the live ones it drops are retired (never given again)."""
+    table = (
+        pd.DataFrame(ws.read("retired_grids"))
+        if "retired_grids" in ws
+        else pd.DataFrame({"grid_code": [], "community_code": [], "run_id": []})
+    )
+    dropped = sorted(set(live) - set(restored) - set(table["grid_code"].astype(str)))
+    table = pd.concat(
+        [
+            table,
+            pd.DataFrame(
+                {
+                    "grid_code": dropped,
+                    "community_code": [c[:12] for c in dropped],
+                    "run_id": run_id,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    back = table["grid_code"].astype(str).isin(set(restored))
+    return table[~back].reset_index(drop=True)
+
+
 def rollback(workspace: WorkspaceLike, run: int) -> int:
     """Restore the grids and building assignments of an earlier run, as a new run.
 
@@ -291,7 +319,9 @@ def rollback(workspace: WorkspaceLike, run: int) -> int:
     layers = record_run(
         ws, kind="rollback", params={"to_run": run}, grids=grids, buildings=buildings
     )
-    ws.write({"grids": grids, "buildings": buildings, **layers})
     new_run = int(layers["runs"]["run_id"].iloc[-1])
+    now = ws.read("grids")["grid_code"].astype(str) if "grids" in ws else pd.Series(dtype=str)
+    retired = _retired_after_rollback(ws, now, grids["grid_code"].astype(str), new_run)
+    ws.write({"grids": grids, "buildings": buildings, **layers, "retired_grids": retired})
     logger.info("rolled back to run %d as run %d", run, new_run)
     return new_run

@@ -173,10 +173,11 @@ def _read_inputs(ws: Workspace) -> _Inputs:
     if "retired_grids" in ws:
         for code in ws.read("retired_grids")["grid_code"].astype(str):
             retired.setdefault(code[:12], set()).add(int(code[12:]))
+    buildings = _prepared(stored)
     return _Inputs(
-        comms=ws.read("communities"),
+        comms=_with_crossing_buildings(ws.read("communities"), buildings),
         stored=stored,
-        buildings=_prepared(stored),
+        buildings=buildings,
         lines={
             "roads": _geoms(roads),
             "water": _geoms(barriers, kinds=WATER_KINDS),
@@ -185,6 +186,35 @@ def _read_inputs(ws: Workspace) -> _Inputs:
         previous=ws.read("grids") if "grids" in ws else None,
         retired=retired,
     )
+
+
+def _with_crossing_buildings(
+    comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame
+) -> gpd.GeoDataFrame:
+    """The communities as grids must tile them: a building across a community line
+    belongs to one community (the import gave it the one holding most of its area) and
+    stays whole, so that community takes in its whole outline and the others give it up
+    (DESIGN §5, real data rules)."""
+    if comms.empty or buildings.empty or "community_code" not in buildings:
+        return comms
+    geoms = comms.geometry.values.copy()
+    where = {code: i for i, code in enumerate(comms["code"])}
+    lines = shapely.STRtree(shapely.boundary(geoms))
+    crossing = np.unique(lines.query(buildings.geometry.values, predicate="crosses")[0])
+    for b in crossing:
+        outline = buildings.geometry.values[b]
+        own = where.get(buildings["community_code"].iloc[b])
+        if own is None:
+            continue
+        for i in shapely.STRtree(geoms).query(outline, predicate="intersects"):
+            geoms[i] = (
+                shapely.union(geoms[i], outline)
+                if i == own
+                else shapely.difference(geoms[i], outline)
+            )
+    out = comms.copy()
+    out["geometry"] = shapely.make_valid(geoms)
+    return out
 
 
 def _wanted(
@@ -379,21 +409,30 @@ def _freed(
     grids: gpd.GeoDataFrame, locked: pd.Series, buildings: gpd.GeoDataFrame, params: Params
 ) -> pd.Series:
     """Grids an incremental run re-delineates: unlocked basic grids whose households
-    (recounted on today's buildings) left the band or that a building now straddles,
-    and their unlocked neighbours."""
+    (recounted on today's buildings) changed and left the band, or that a new building
+    straddles, and their unlocked neighbours. On unchanged data nothing is freed: a grid
+    the last run left out of band (with its reason) would only be drawn again the same."""
     rep = shapely.point_on_surface(buildings.geometry.values)
     g_idx, b_idx = shapely.STRtree(rep).query(grids.geometry.values, predicate="contains")
     hh = np.bincount(
         g_idx, weights=buildings["households"].to_numpy(float)[b_idx], minlength=len(grids)
     )
     basic = (grids["grid_type"] == "basic").to_numpy()
-    out = basic & ~params.households.contains(hh) & ~locked.to_numpy()
-    # a building that now straddles grids (a new one across an edge) frees the grids it
-    # crosses, without their neighbours
+    changed = hh != pd.to_numeric(grids["households"], errors="coerce").fillna(-1).to_numpy()
+    out = basic & changed & ~params.households.contains(hh) & ~locked.to_numpy()
+    # a new building (no grid yet) across an edge frees the grids it crosses, without
+    # their neighbours; one the last run already placed (across a community line, say)
+    # does not
+    new = (
+        buildings["grid_code"].isna().to_numpy()
+        if "grid_code" in buildings
+        else np.ones(len(buildings), bool)
+    )
     crossed = np.zeros(len(grids), bool)
-    cross_g, _ = shapely.STRtree(buildings.geometry.values).query(
+    cross_g, cross_b = shapely.STRtree(buildings.geometry.values).query(
         grids.geometry.values, predicate="overlaps"
     )
+    cross_g = cross_g[new[cross_b]]
     crossed[cross_g] = basic[cross_g]
     if not out.any():
         return pd.Series(crossed & ~locked.to_numpy(), index=grids.index)

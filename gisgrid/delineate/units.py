@@ -8,8 +8,12 @@ A unit is a set of buildings that must stay in one grid:
   one compound are the dearest boundaries, so it splits into as few grids as it
   can, along building lines);
 - a building without a compound;
-- the compound of a school, hospital, enterprise or market (any building of a
-  dedicated kind makes its compound a dedicated unit, which becomes its own grid);
+- a dedicated compound (专属网格), which becomes its own grid: one whose buildings
+  of a dedicated kind (school, hospital, enterprise, market by default) reach the
+  floor area the parameters name (5,000 m² of footprint × floors by default), or
+  one that the ``dedicated`` field marks (``yes``/``是``; ``no``/``否`` keeps a
+  compound out whatever its kind). A shop or an office in a few hundred square
+  metres is a building of a basic grid;
 - a slice of a single building above the ceiling, cut by entrance (单元) when
   the data says it has several; otherwise the building is one unit, flagged.
 """
@@ -23,6 +27,8 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+
+from gisgrid.io.schema import DEDICATED_MIN_FLOOR_M2, NO, YES
 
 __all__ = ["Units", "make_units", "slice_by_entrance"]
 
@@ -129,12 +135,34 @@ def _absorb_enclosed(
     return group
 
 
+def _dedicated_groups(
+    buildings: gpd.GeoDataFrame, group: np.ndarray, *, kinds: tuple[str, ...], min_floor_m2: float
+) -> set[str]:
+    """The groups that become dedicated grids: by the ``dedicated`` field where it says
+    yes or no, else by kind and floor area."""
+    kind = buildings["kind"].fillna("").astype(str).to_numpy()
+    floors = pd.to_numeric(buildings["floors"], errors="coerce").fillna(1).clip(lower=1)
+    floor_area = np.where(
+        np.isin(kind, kinds), shapely.area(buildings.geometry.values) * floors.to_numpy(), 0.0
+    )
+    by_rule = pd.Series(floor_area).groupby(group).sum() >= min_floor_m2
+    said = (
+        buildings["dedicated"].fillna("").astype(str).str.strip().str.lower().to_numpy()
+        if "dedicated" in buildings
+        else np.full(len(buildings), "")
+    )
+    yes = set(group[np.isin(said, list(YES))])
+    no = set(group[np.isin(said, list(NO))]) - yes
+    return (set(by_rule[by_rule].index) - no) | yes
+
+
 def make_units(
     buildings: gpd.GeoDataFrame,
     block_of: np.ndarray,
     *,
     ceiling: int,
     dedicated_kinds: tuple[str, ...],
+    dedicated_min_floor_m2: float = DEDICATED_MIN_FLOOR_M2,
 ) -> Units:
     """Group a community's buildings into atomic units.
 
@@ -147,8 +175,9 @@ def make_units(
         The block of each building (by position).
     ceiling
         The band's ceiling in households.
-    dedicated_kinds
-        Building kinds that make their compound a dedicated grid.
+    dedicated_kinds, dedicated_min_floor_m2
+        Building kinds that make their compound a dedicated grid, from this floor
+        area (footprint × floors, summed over the compound's buildings of those kinds).
 
     Returns
     -------
@@ -158,7 +187,6 @@ def make_units(
     hh = buildings["households"].fillna(0).to_numpy(np.int64)
     pop = buildings["population"].fillna(0).to_numpy(np.int64)
     compound = buildings["compound_id"].fillna("").astype(str).to_numpy()
-    kind = buildings["kind"].fillna("").astype(str).to_numpy()
     entrances = buildings["entrances"].fillna(1).to_numpy(np.int64)
     geoms = buildings.geometry.values
     ids = buildings["building_id"].astype(str).to_numpy()
@@ -169,7 +197,9 @@ def make_units(
     )
     group = _join_overlapping(geoms, group)
     group = _absorb_enclosed(geoms, group, has_compound, block_of)
-    dedicated_group = set(group[np.isin(kind, dedicated_kinds)])
+    dedicated_group = _dedicated_groups(
+        buildings, group, kinds=dedicated_kinds, min_floor_m2=dedicated_min_floor_m2
+    )
 
     out = _UnitRows(hh, pop, compound, ids, geoms, block_of)
     order = pd.Series(np.arange(n)).groupby(group, sort=True)

@@ -20,12 +20,18 @@ from typing import Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyproj
 import shapely
 
 import gisgrid
 from gisgrid._errors import CRSError, EmptyLayerError, InputError, argument
 from gisgrid.crs import InputCRS, local_crs, parse_crs, to_crs
-from gisgrid.io.households import estimate_households, households_from_census
+from gisgrid.crs import metric_crs as parse_metric_crs
+from gisgrid.io.households import (
+    PERSONS_PER_HOUSEHOLD,
+    estimate_households,
+    households_from_census,
+)
 from gisgrid.io.schema import LayerSchema, schema_for
 from gisgrid.io.source import read_source
 from gisgrid.io.validation import (
@@ -92,6 +98,19 @@ class ImportReport:
     other_rejected: Counter[str] = field(default_factory=Counter)
 
 
+def _metric_target(ws: Workspace, located: gpd.GeoDataFrame, metric_crs: str | None) -> pyproj.CRS:
+    """The workspace's metric CRS: its own, the one asked for, or the data's zone."""
+    if metric_crs is None:
+        return ws.crs or local_crs(located)
+    wanted = parse_metric_crs(metric_crs)
+    if ws.crs is not None and not ws.crs.equals(wanted):
+        raise InputError(
+            f"{ws.location} is already in EPSG:{ws.crs.to_epsg()}; drop "
+            f"{argument('metric_crs')}, or import into a new workspace"
+        )
+    return wanted
+
+
 def import_layer(
     workspace: WorkspaceLike | Path,
     layer: str,
@@ -105,6 +124,7 @@ def import_layer(
     lat_col: str | None = None,
     mode: ImportMode = "replace",
     max_rejected: float = 0.5,
+    metric_crs: str | None = None,
 ) -> ImportReport:
     """Import one file into a workspace layer, in one transaction.
 
@@ -134,6 +154,9 @@ def import_layer(
     max_rejected
         The largest share of the file's rows that may be rejected; above it the
         import writes nothing.
+    metric_crs
+        The workspace's metric CRS (an EPSG code), for the first import; by default
+        the Gauss–Krüger zone of the data inside China, its UTM zone elsewhere.
 
     Returns
     -------
@@ -172,7 +195,7 @@ def import_layer(
         raise EmptyLayerError(f"{path.name} has no row with a geometry; nothing to import")
     if declared is not None:  # the zone only needs the rough place: a web offset won't move it
         located = located.set_crs(declared.crs, allow_override=True)
-    target = ws.crs or local_crs(located)
+    target = _metric_target(ws, located, metric_crs)
     validated = validate_layer(to_crs(frame, target, source=declared), schema, source=path.name)
     report = ImportReport(
         layer, str(path), len(frame), 0, validated.repaired, crs=target.to_string()
@@ -362,6 +385,24 @@ class DerivedBuildings:
     notes: list[str]
 
 
+def _community_of(
+    buildings: gpd.GeoDataFrame, communities: gpd.GeoDataFrame
+) -> tuple[np.ndarray, list[str]]:
+    """Each building's community: the one holding most of its footprint (None in none);
+    and the ids of the buildings that cross a community line."""
+    geoms = buildings.geometry.values
+    b_idx, c_idx = shapely.STRtree(communities.geometry.values).query(geoms, predicate="intersects")
+    area = shapely.area(shapely.intersection(geoms[b_idx], communities.geometry.values[c_idx]))
+    order = np.lexsort((-area, b_idx))  # per building, the largest share first
+    b_idx, c_idx, area = b_idx[order], c_idx[order], area[order]
+    first = np.r_[True, b_idx[1:] != b_idx[:-1]] & (area > 0)
+    code = np.full(len(buildings), None, dtype=object)
+    code[b_idx[first]] = communities["code"].to_numpy()[c_idx[first]]
+    shared = np.bincount(b_idx[area > 0], minlength=len(buildings)) > 1
+    ids = buildings["building_id"].astype(str).to_numpy()[shared].tolist()
+    return code, ids
+
+
 def derive_buildings(
     buildings: gpd.GeoDataFrame,
     *,
@@ -397,11 +438,13 @@ def derive_buildings(
     notes: list[str] = []
     rejected_b = rejected_table([])
     if communities is not None and len(communities):
-        tree = shapely.STRtree(communities.geometry.values)
-        reps = shapely.point_on_surface(b.geometry.values)
-        b_idx, c_idx = tree.query(reps, predicate="within")
-        code = np.full(len(b), None, dtype=object)
-        code[b_idx[::-1]] = communities["code"].to_numpy()[c_idx[::-1]]
+        code, crossing = _community_of(b, communities)
+        if crossing:
+            shown = ", ".join(crossing[:5]) + (" …" if len(crossing) > 5 else "")
+            notes.append(
+                f"{len(crossing)} buildings cross a community line; each belongs to the "
+                f"community holding most of its area and stays whole: {shown}"
+            )
         outside = pd.isna(code)
         given = b["community_code"].fillna("").astype(str)
         moved = int(((given != "") & (given.to_numpy() != code) & ~outside).sum())
@@ -443,6 +486,6 @@ def derive_buildings(
         missing_pop = b["population"].isna()
         if missing_pop.any():
             b.loc[missing_pop, "population"] = np.round(
-                b.loc[missing_pop, "households"].astype(float) * 2.62
+                b.loc[missing_pop, "households"].astype(float) * PERSONS_PER_HOUSEHOLD
             ).astype("Int64")
     return DerivedBuildings(b, rejected_b, rejected_p, notes)

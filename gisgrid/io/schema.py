@@ -62,7 +62,13 @@ LAYERS: dict[str, LayerSchema] = {
             "buildings",
             _AREA,
             "building_id",
-            text={"community_code": "", "compound_id": "", "kind": "residential", "address": ""},
+            text={
+                "community_code": "",
+                "compound_id": "",
+                "kind": "residential",
+                "address": "",
+                "dedicated": "",  # yes/no: a dedicated grid (专属网格) by decision, not by rule
+            },
             counts={"floors": 1, "entrances": 1, "households": None, "population": None},
         ),
         LayerSchema(
@@ -90,11 +96,16 @@ TABLES = ("rejected", "runs", "assignments", "gisgrid_meta")
 
 ROAD_CLASSES = ("arterial", "secondary", "local", "path")
 
-#: Building kinds that get a dedicated grid (专属网格) by default.
 WATER_KINDS = ("river", "canal", "stream", "water")
 """Barrier kinds that are water: grids never reach across them without a bridge."""
 
+#: Building kinds whose compound gets a dedicated grid (专属网格), above a floor area.
 DEDICATED_KINDS = ("school", "hospital", "enterprise", "market")
+#: The floor area (m², footprint × floors) from which such a compound is dedicated.
+DEDICATED_MIN_FLOOR_M2 = 5000.0
+#: What the ``dedicated`` field says (any case): a dedicated grid, or never one.
+YES = frozenset({"1", "true", "yes", "y", "是"})
+NO = frozenset({"0", "false", "no", "n", "否"})
 
 
 def schema_for(layer: str) -> LayerSchema:
