@@ -182,7 +182,7 @@ def test_unknown_kinds_roles_and_resources_are_refused(small_copy, tmp_path):
     police = small_copy.read("resources").query("kind == 'police'")["resource_id"].iloc[0]
     with pytest.raises(InputError, match="is a police, but grid_worker is filled by grid_worker"):
         assign(small_copy, pins={("grid_worker", grid): police})
-    result = CliRunner().invoke(app, ["assign", str(small_copy.path), "--pin", "grid_worker=S1"])
+    result = CliRunner().invoke(app, ["assign", small_copy.location, "--pin", "grid_worker=S1"])
     assert result.exit_code == 2 and "ROLE:SCOPE=RESOURCE" in result.output
 
 
@@ -205,10 +205,10 @@ def test_resources_far_from_roads_and_missing_kinds_become_gaps(small_copy):
 
 
 def test_cli_assign_prints_the_roles(small_copy):
-    result = CliRunner().invoke(app, ["assign", str(small_copy.path)])
+    result = CliRunner().invoke(app, ["assign", small_copy.location])
     assert result.exit_code == 0, result.output
     assert "网格员 grid_worker" in result.output
-    shown = CliRunner().invoke(app, ["assign", str(small_copy.path), "--show-policy"])
+    shown = CliRunner().invoke(app, ["assign", small_copy.location, "--show-policy"])
     assert "[roles.grid_worker]" in shown.output
     assert pd.api.types.is_bool_dtype(small_copy.read("assignments")["locked"])
 

@@ -16,7 +16,7 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(small_copy):
         assert str(exc) == "give exactly one of building or compound"
     else:
         raise AssertionError("a move of nothing was accepted")
-    result = CliRunner().invoke(app, ["move", str(small_copy.path), "--to", "430204001002001"])
+    result = CliRunner().invoke(app, ["move", small_copy.location, "--to", "430204001002001"])
     assert result.exit_code == 2
     assert "give exactly one of --building or --compound" in result.output
     assert "<<" not in result.output and "Traceback" not in result.output
@@ -25,7 +25,7 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(small_copy):
 def test_error_text_in_brackets_is_printed_as_it_is(tmp_path, small_copy):
     policy = tmp_path / "policy.toml"
     policy.write_text('[roster]\n[roles.x]\nscope="grid"\nkind="cadre"\nrule="nearest"\n', "utf-8")
-    result = CliRunner().invoke(app, ["assign", str(small_copy.path), "--policy", str(policy)])
+    result = CliRunner().invoke(app, ["assign", small_copy.location, "--policy", str(policy)])
     assert result.exit_code == 2
     # rich would take "[roster]" and "[roles.NAME]" for markup and drop them
     assert "unknown section [roster]" in result.output

@@ -266,6 +266,8 @@ def _own_buildings(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoD
             shapely.union_all(units.geometry.values[u_idx[c_idx == c]]),
             grid_size=GRID_SIZE,
         )
+    # snap-rounding can leave a cell as polygons and stray lines: overlays refuse those
+    geoms = _polygonal(geoms)
     for u in np.unique(u_idx):
         c = unit_cell[u]
         geoms[c] = shapely.union(geoms[c], units.geometry.values[u], grid_size=GRID_SIZE)

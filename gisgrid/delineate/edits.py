@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 
@@ -33,11 +34,14 @@ MOVE_MARGIN_M = 10.0
 class MoveRefusedError(InputError):
     """A move that would break a rule; ``reasons`` says which."""
 
-    def __init__(self, reasons: list[str]) -> None:
+    def __init__(self, reasons: list[str], *, forcible: bool = True) -> None:
         self.reasons = reasons
-        super().__init__(
-            "move refused: " + "; ".join(reasons) + f" (use {argument('force')} to move anyway)"
+        fix = (
+            f"use {argument('force')} to move anyway"
+            if forcible
+            else "even with --force: grids stay one piece; move a building that borders it"
         )
+        super().__init__("move refused: " + "; ".join(reasons) + f" ({fix})")
 
 
 def _grids(ws: Workspace, columns: list[str] | None = None) -> gpd.GeoDataFrame:
@@ -126,7 +130,9 @@ def move(
     sources = [c for c in chosen["grid_code"].dropna().unique() if c != to]
     if not sources:
         raise InputError(f"{what} is already in grid {to}")
-    plan = _plan_move(grids, chosen, sources, to, what, band)
+    plan = _plan_move(grids, buildings, chosen, sources, to, what, band)
+    if plan.broken:
+        raise MoveRefusedError(plan.broken, forcible=False)
     if plan.reasons and not force:
         raise MoveRefusedError(plan.reasons)
     new_grids = _moved_grids(grids, chosen, sources, to, plan, band)
@@ -152,24 +158,28 @@ def move(
 
 @dataclass
 class _MovePlan:
-    """What a move would do: the grids' new shapes and counts, and the rules it breaks."""
+    """What a move would do: the grids' new shapes and counts, the rules it breaks, and
+    the invariants it would break (which no --force overrides)."""
 
     geometry: gpd.GeoSeries
     counts: dict[str, tuple[int, int]]
     reasons: list[str]
+    broken: list[str]
 
 
 def _plan_move(
     grids: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
     chosen: gpd.GeoDataFrame,
     sources: list[str],
     to: str,
     what: str,
     band: Band,
 ) -> _MovePlan:
-    """Take the chosen buildings, with the land around them, from their grids into ``to``,
-    and say which rule that breaks (community, locks, one piece, band)."""
-    reasons = []
+    """Take the chosen buildings, with the land around them (never another building), from
+    their grids into ``to``; say which rule that breaks (community, locks, band) and which
+    invariant (one piece, nothing left)."""
+    reasons, broken = [], []
     if (chosen["community_code"] != grids.loc[to, "community_code"]).any():
         reasons.append(
             f"grid {to} is in community {grids.loc[to, 'community_code']}, "
@@ -179,19 +189,18 @@ def _plan_move(
     if locked:
         reasons.append(f"grid {', '.join(locked)} is locked; unlock it first")
     hh = pd.to_numeric(chosen["households"], errors="coerce").fillna(0)
-    grown = shapely.union_all(shapely.buffer(chosen.geometry.values, MOVE_MARGIN_M))
     geoms = grids.geometry.copy()
     counts: dict[str, tuple[int, int]] = {}
     for src in sources:
-        piece = shapely.intersection(geoms[src], grown)
-        geoms[src] = shapely.difference(geoms[src], piece)
+        stays = buildings[(buildings["grid_code"] == src) & ~buildings.index.isin(chosen.index)]
+        geoms[src], piece = _take(geoms[src], chosen.geometry.values, stays.geometry.values)
         geoms[to] = shapely.union(geoms[to], piece)
         before = int(grids.loc[src, "households"])
         counts[src] = (before, before - int(hh[chosen["grid_code"] == src].sum()))
         if geoms[src].is_empty:
-            reasons.append(f"grid {src} would be left empty")
+            broken.append(f"grid {src} would be left empty")
         elif geoms[src].geom_type != "Polygon":
-            reasons.append(
+            broken.append(
                 f"grid {src} would fall apart into {len(shapely.get_parts(geoms[src]))} pieces"
             )
         if not geoms[src].is_empty and not band.contains(counts[src][1]):
@@ -202,12 +211,43 @@ def _plan_move(
     after_to = int(grids.loc[to, "households"]) + int(hh.sum())
     counts[to] = (int(grids.loc[to, "households"]), after_to)
     if geoms[to].geom_type != "Polygon":
-        reasons.append(f"grid {to} would not be one piece: {what} does not border it")
+        broken.append(f"grid {to} would not be one piece: {what} does not border it")
     if grids.loc[to, "grid_type"] == "basic" and not band.contains(after_to):
         reasons.append(
             f"grid {to} would hold {after_to} households, outside {band.low:g}–{band.high:g}"
         )
-    return _MovePlan(geoms, counts, reasons)
+    return _MovePlan(geoms, counts, reasons, broken)
+
+
+def _take(
+    grid: shapely.Geometry, moving: np.ndarray, staying: np.ndarray
+) -> tuple[shapely.Geometry, shapely.Geometry]:
+    """Split a grid into what stays and the piece that leaves with ``moving``: the moving
+    buildings whole, with land within ``MOVE_MARGIN_M`` of them but no part of a staying
+    building; land the split leaves without a building goes with the piece when it
+    touches it. Both come back as a Polygon where they are one piece."""
+    grown = shapely.union_all(shapely.buffer(moving, MOVE_MARGIN_M))
+    keep = shapely.union_all(staying) if len(staying) else shapely.Polygon()
+    piece = shapely.difference(shapely.intersection(grid, grown), keep)
+    piece = shapely.union(piece, shapely.intersection(grid, shapely.union_all(moving)))
+    rest = shapely.difference(grid, piece)
+    parts = list(shapely.get_parts(rest))
+    if len(parts) > 1:  # slivers of the margin, cut off from the grid's buildings
+        homes = shapely.point_on_surface(staying) if len(staying) else np.empty(0, object)
+        held = [bool(len(homes)) and bool(shapely.contains(p, homes).any()) for p in parts]
+        if any(held):
+            loose = [p for p, h in zip(parts, held, strict=True) if not h]
+            rest = shapely.union_all([p for p, h in zip(parts, held, strict=True) if h])
+            piece = shapely.union_all([piece, *loose])
+    return _one_part(rest), _one_part(piece)
+
+
+def _one_part(geometry: shapely.Geometry) -> shapely.Geometry:
+    """Polygon parts only; a Polygon when there is one."""
+    parts = [p for p in shapely.get_parts(geometry) if p.geom_type == "Polygon" and p.area > 0]
+    if not parts:
+        return shapely.Polygon()
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _moved_grids(

@@ -27,7 +27,7 @@ import pandas as pd
 
 from gisgrid._errors import InputError
 from gisgrid.io.workspace import WorkspaceLike, open_workspace
-from gisgrid.roster.matching import UNREACHABLE, solve
+from gisgrid.roster.matching import solve
 from gisgrid.roster.network import Network, network_of
 from gisgrid.roster.policy import KNOWN_KINDS, Policy, PolicyError, Role, load_policy
 from gisgrid.roster.scopes import Scopes, locate, scopes_of
@@ -279,15 +279,19 @@ def _usable(
 def _cost(
     sc: Scopes, cand: pd.DataFrame, net: Network, bnode: np.ndarray, baccess: np.ndarray
 ) -> np.ndarray:
-    """Walk from each candidate to each scope: the household-weighted mean over its
-    buildings (infinite where no road connects them)."""
+    """Walk from each candidate to each scope: the household-weighted mean over the
+    scope's buildings the candidate can reach (infinite where it reaches none). A grid
+    with a few buildings on a piece of road cut off from the rest (real networks have
+    such pieces) is still served from its main piece, at the distance of that piece."""
     d = (
         net.node_distances([f"resources:{r}" for r in cand["resource_id"]])[:, bnode]
         + baccess[None, :]
     )
-    d = np.where(np.isfinite(d), d, UNREACHABLE)
-    cost = (sc.weights.T @ d.T).T
-    cost[cost >= UNREACHABLE / 10] = np.inf
+    reach = np.isfinite(d)
+    total = (sc.weights.T @ np.where(reach, d, 0.0).T).T
+    share = (sc.weights.T @ reach.T.astype(float)).T  # of the scope's households reached
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = np.where(share > 1e-9, total / share, np.inf)
     return cost
 
 
@@ -360,7 +364,7 @@ def _beyond_limit(role: Role, filled: pd.DataFrame) -> list[pd.DataFrame]:
     if not len(beyond):
         return []
     reasons = [
-        f"{r.resource_id} is {r.distance_m:.0f} m' walk away (limit {role.max_walk_m:.0f} m)"
+        f"{r.resource_id} is {r.distance_m:.0f} m walk away (limit {role.max_walk_m:.0f} m)"
         for r in beyond.itertuples()
     ]
     return [_gap_rows(role, "beyond_limit", beyond, reasons, beyond["resource_id"].to_numpy())]

@@ -179,7 +179,10 @@ def _area(net: Network, dist: np.ndarray, limit: float, access_m: float) -> shap
     for r in access_m * np.array([0.25, 0.5, 0.75, 1.0]):
         lines = net.reached_lines(dist, limit - r)
         if len(lines):
-            parts.append(shapely.buffer(shapely.multilinestrings(lines), r, quad_segs=2))
+            # each line widened, then one cascaded union: buffering the whole
+            # MultiLineString at once took 49 s for Helsinki's 2,089 paths, this 0.12 s
+            each = shapely.get_parts(shapely.multilinestrings(lines))
+            parts.append(shapely.union_all(shapely.buffer(each, r, quad_segs=2)))
     return shapely.union_all(parts) if parts else shapely.Polygon()
 
 

@@ -1,0 +1,246 @@
+"""Every stage on real open data that no one here made (tests/realdata.py says which).
+
+Each dataset goes through the pipeline as a user would take it, with the real
+`gisgrid` commands: import (OSM PBF, a multi-layer GeoPackage), delineate, re-run
+unchanged, re-run after changing 2 % of the buildings, ``--full``, lock, move,
+rollback, assign and coverage, serve and look up. DESIGN §5's invariants are
+measured by :func:`tests.realdata.invariants`, with shapely alone.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import numpy as np
+import pandas as pd
+import pyproj
+import pytest
+import shapely
+from typer.testing import CliRunner
+
+from gisgrid.cli import app
+from gisgrid.io.workspace import Workspace
+
+from .conftest import serving
+from .realdata import dataset, invariants, jurisdictions, staff
+
+DATASETS = ("helsinki", "osm_test", "bubenec")
+
+
+def gisgrid(*args: object) -> str:
+    """Run a command as a user would; its output (a failure shows it)."""
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (args, result.output)
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.fixture(scope="module", params=DATASETS)
+def district(request, tmp_path_factory) -> Workspace:
+    """A workspace built from one dataset and delineated once."""
+    from gisgrid.io.source import read_osm
+
+    folder = tmp_path_factory.mktemp(request.param)
+    source = dataset(request.param)
+    ws = folder / "ws.gpkg"
+    if source.suffix == ".pbf":
+        buildings, roads = read_osm(source, layer="buildings"), read_osm(source, layer="roads")
+        layers = [(name, source) for name in ("buildings", "roads", "barriers")]
+        extra: dict[str, list[str]] = {}
+    else:  # a GeoPackage of several layers: the layer is named, as the import asks
+        import geopandas as gpd
+
+        buildings = gpd.read_file(source, layer="buildings")
+        roads = gpd.read_file(source, layer="streets")
+        layers = [("buildings", source), ("roads", source)]
+        extra = {
+            "buildings": ["--source-layer", "buildings", "--id-field", "uID"],
+            "roads": ["--source-layer", "streets"],
+        }
+    streets, communities = jurisdictions(buildings, roads, folder)
+    gisgrid("import", ws, "streets", streets)
+    gisgrid("import", ws, "communities", communities)
+    for name, path in layers:
+        gisgrid("import", ws, name, path, *extra.get(name, []))
+    gisgrid("delineate", ws)
+    return Workspace(ws)
+
+
+def _state(ws: Workspace) -> tuple:
+    grids = ws.read("grids").sort_values("grid_code").reset_index(drop=True)
+    retired = (
+        sorted(ws.read("retired_grids")["grid_code"].astype(str))
+        if "retired_grids" in ws
+        else []
+    )
+    b = ws.read("buildings")
+    return grids, retired, dict(zip(b["building_id"], b["grid_code"], strict=True))
+
+
+def _same(a: tuple, b: tuple) -> None:
+    (ga, ra, ma), (gb, rb, mb) = a, b
+    assert ga["grid_code"].tolist() == gb["grid_code"].tolist()
+    assert bool(shapely.equals_exact(ga.geometry.values, gb.geometry.values, 1e-6).all())
+    assert ga["households"].tolist() == gb["households"].tolist()
+    assert ra == rb and ma == mb
+
+
+def _holds(ws: Workspace) -> dict:
+    found = invariants(ws.read("grids"), ws.read("communities"), ws.read("buildings"))
+    assert found["one_piece_or_a_building"] == 1.0, found
+    assert found["overlap_m2"] < 1.0, found
+    assert found["coverage_min"] > 1 - 1e-6, found
+    assert found["nesting"] == 1.0, found
+    assert found["buildings_whole"] == 1.0 and found["buildings_with_grid"] == 1.0, found
+    return found
+
+
+def test_areas_are_geodesic_areas(district):
+    """Outside China the workspace takes the data's UTM zone, not a far CGCS2000 one."""
+    crs = district.crs
+    assert crs is not None and not 4534 <= crs.to_epsg() <= 4554, crs
+    b = district.read("buildings")
+    geod = pyproj.Geod(ellps="WGS84")
+    lonlat = shapely.orient_polygons(b.to_crs(4326).geometry.values)  # counter-clockwise
+    true = np.array([geod.geometry_area_perimeter(g)[0] for g in lonlat])
+    error = np.abs(b.geometry.area.to_numpy() / true - 1)
+    assert error.max() < 0.005, f"worst area error {error.max():.2%}"
+
+
+def test_delineation_keeps_every_invariant(district):
+    _holds(district)
+    grids = district.read("grids")
+    assert len(grids) >= 1 and (grids["grid_code"].str.len() == 15).all()
+
+
+def test_a_rerun_on_unchanged_data_changes_nothing(district):
+    before = _state(district)
+    gisgrid("delineate", district.path)
+    _same(before, _state(district))
+
+
+def test_dedicated_grids_by_rule_not_by_tag(district):
+    """A dedicated grid (专属网格) holds a school, hospital, enterprise or market compound
+    of at least 5,000 m² of floor area; a shop, a kiosk or a small office is part of a
+    basic grid."""
+    b = district.read("buildings")
+    grids = district.read("grids").set_index("grid_code")
+    dedicated = grids.index[grids["grid_type"] == "dedicated"]
+    kinds = b["kind"].isin(["market", "enterprise", "school", "hospital"])
+    floor = b.geometry.area * pd.to_numeric(b["floors"]).fillna(1).clip(lower=1) * kinds
+    per_grid = floor.groupby(b["grid_code"]).sum()
+    assert (per_grid.reindex(dedicated).fillna(0) >= 5000).all()
+    alone = b[kinds & (floor < 1000)]
+    alone = alone[alone["grid_code"].map(b["grid_code"].value_counts()) == 1]
+    assert not set(alone["grid_code"]) & set(dedicated)  # no grid of one small shop
+    assert len(dedicated) <= 0.35 * len(grids)
+
+
+def test_changes_full_runs_edits_and_rollback(district, tmp_path):
+    import shutil
+
+    shutil.copy(district.path, tmp_path / "ws.gpkg")
+    ws = Workspace(tmp_path / "ws.gpkg")
+    first = _state(ws)
+    b = ws.read("buildings")
+    rng = np.random.default_rng(0)
+    change = rng.choice(len(b), size=max(1, len(b) // 50), replace=False)  # 2 %
+    b.loc[b.index[change], "households"] = (b["households"].iloc[change] * 1.8).round()
+    ws.write({"buildings": b})
+    gisgrid("delineate", ws.path)
+    _holds(ws)
+    live = set(ws.read("grids")["grid_code"])
+    retired = set(ws.read("retired_grids")["grid_code"]) if "retired_grids" in ws else set()
+    assert not live & retired  # a retired code is never live again
+    dedicated = set(ws.read("grids").query("grid_type == 'dedicated'")["grid_code"])
+    gisgrid("delineate", ws.path, "--full")
+    _holds(ws)
+    after = ws.read("grids")
+    assert dedicated <= set(after.query("grid_type == 'dedicated'")["grid_code"])
+    # a planner locks a grid and moves a building across a grid boundary
+    codes = after["grid_code"].tolist()
+    gisgrid("lock", ws.path, codes[0])
+    assert ws.read("grids").set_index("grid_code").loc[codes[0], "locked"]
+    gisgrid("unlock", ws.path, codes[0])
+    moved = _move_one(ws)
+    if moved:
+        _holds(ws)
+    between = set(ws.read("grid_history")["grid_code"])  # every code any run gave
+    gisgrid("rollback", ws.path, "1")
+    rolled = _state(ws)
+    _same(first[:1] + (first[1],) + first[2:], rolled[:1] + (first[1],) + rolled[2:])
+    # the codes it brings back leave the retired list; those it drops join it, so a
+    # code once given (perhaps on a 公示牌 already) never means another grid
+    live = set(rolled[0]["grid_code"])
+    assert not live & set(rolled[1])
+    assert set(rolled[1]) == (set(first[1]) | between) - live
+
+
+def _move_one(ws: Workspace) -> bool:
+    """Move a building beside a neighbouring basic grid into it (forced), as a planner
+    would: the nearest first; a move that would leave a grid in pieces is refused even
+    forced (exit 2, saying why). False when no building borders another grid."""
+    grids = ws.read("grids")
+    basic = grids[grids["grid_type"] == "basic"].reset_index(drop=True)
+    b = ws.read("buildings")
+    for own, neighbour in _neighbours(basic):
+        mine = b[b["grid_code"] == own]
+        near = mine.distance(basic.set_index("grid_code").geometry[neighbour]).sort_values()
+        for bid in mine.loc[near.index[:3], "building_id"]:
+            args = ["move", str(ws.path), "--building", bid, "--to", neighbour, "--force"]
+            result = CliRunner().invoke(app, args)
+            if result.exit_code == 2:
+                assert "grids stay one piece" in result.output, result.output
+                continue
+            assert result.exit_code == 0, result.output
+            after = ws.read("grids").set_index("grid_code")
+            assert (after.geometry.geom_type == "Polygon").all() or (
+                grids.geometry.geom_type != "Polygon"
+            ).any()  # the move never turns a grid into pieces
+            assert ws.read("buildings").set_index("building_id").loc[bid, "grid_code"] == neighbour
+            return True
+    return False
+
+
+def _neighbours(grids) -> list[tuple[str, str]]:
+    out = []
+    geoms = grids.geometry.values
+    a, b = shapely.STRtree(geoms).query(geoms, predicate="touches")
+    for i, j in zip(a, b, strict=True):
+        if i != j and grids["community_code"].iloc[i] == grids["community_code"].iloc[j]:
+            out.append((grids["grid_code"].iloc[i], grids["grid_code"].iloc[j]))
+    return out
+
+
+def test_assign_coverage_serve_and_look_up(district, tmp_path):
+    import shutil
+
+    shutil.copy(district.path, tmp_path / "ws.gpkg")
+    ws = Workspace(tmp_path / "ws.gpkg")
+    gisgrid("import", ws.path, "resources", staff(ws, tmp_path))
+    gisgrid("assign", ws.path)
+    roster = ws.read("assignments")
+    workers = roster[(roster["role"] == "grid_worker") & (roster["resource_id"] != "")]
+    gaps = ws.read("gaps").query("role == 'grid_worker' and gap == 'unfilled'")
+    assert (gaps["reason"].str.len() > 0).all()
+    # every grid has its grid worker, or a gap that says why not (a piece of road cut off)
+    assert set(workers["grid_code"]) | set(gaps["grid_code"]) == set(ws.read("grids")["grid_code"])
+    assert len(gaps) <= 0.1 * len(workers)
+    far = ws.read("gaps").query("gap == 'beyond_limit'")
+    assert (far["reason"].str.extract(r"is (\d+) m walk")[0].astype(float) < 20_000).all()
+    gisgrid("coverage", ws.path)
+    assert "service_areas" in ws
+    b = ws.read("buildings")
+    points = b.to_crs(4326).geometry.representative_point()
+    folder = tmp_path / "served"
+    folder.mkdir()
+    with serving(ws.path, folder) as (base, _), httpx.Client(base_url=base, timeout=60) as http:
+        for i in range(0, len(b), max(1, len(b) // 20)):
+            hit = http.get("/lookup", params={"lon": points.iloc[i].x, "lat": points.iloc[i].y})
+            assert hit.status_code == 200, hit.text
+            assert hit.json()["grid"]["code"] == b["grid_code"].iloc[i]
+        tile = http.get("/collections/grids/items", params={"limit": 1000}).json()
+        assert tile["numberMatched"] == len(ws.read("grids"))
+        text = json.dumps(tile, ensure_ascii=False)
+        assert "households_source" not in text and "personal_phone" not in text
