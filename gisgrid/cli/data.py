@@ -55,6 +55,13 @@ def import_(
     ] = None,
     lon_col: Annotated[str | None, typer.Option(help="CSV longitude column.")] = None,
     lat_col: Annotated[str | None, typer.Option(help="CSV latitude column.")] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="Text encoding of a Shapefile or CSV (utf-8, gbk, gb18030); by default its "
+            ".cpg says, else UTF-8 or GB18030 as its bytes show."
+        ),
+    ] = None,
     mode: Annotated[
         str,
         typer.Option(
@@ -98,6 +105,7 @@ def import_(
         source_layer=source_layer,
         lon_col=lon_col,
         lat_col=lat_col,
+        encoding=encoding,
         mode=cast(ImportMode, mode),
         max_rejected=max_rejected,
         metric_crs=metric_crs,

@@ -4,7 +4,7 @@ Everything else in gisgrid names a CRS through :func:`parse_crs` and brings
 lon/lat to WGS84 through :func:`to_wgs84` (points) or :func:`to_crs` (layers).
 """
 
-from gisgrid.crs.names import CGCS2000, WGS84, InputCRS, parse_crs, to_crs, unshift
+from gisgrid.crs.names import CGCS2000, WGS84, InputCRS, off_the_map, parse_crs, to_crs, unshift
 from gisgrid.crs.zones import gk_zone_crs, local_crs, metric_crs, utm_zone_crs
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "gk_zone_crs",
     "local_crs",
     "metric_crs",
+    "off_the_map",
     "parse_crs",
     "to_crs",
     "unshift",

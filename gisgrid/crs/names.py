@@ -16,6 +16,7 @@ from typing import Literal
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyproj
 import shapely
 from numpy.typing import ArrayLike
@@ -28,6 +29,7 @@ __all__ = [
     "CRS_NAMES",
     "WGS84",
     "InputCRS",
+    "off_the_map",
     "parse_crs",
     "to_crs",
     "to_wgs84",
@@ -101,13 +103,70 @@ def parse_crs(text: str) -> InputCRS:
     if key in _ALIASES:
         crs, shift = _ALIASES[key]
         return InputCRS(crs, shift)
+    fix = "use wgs84, cgcs2000, gcj02, bd09 or an EPSG code such as EPSG:4490"
     try:
-        return InputCRS(pyproj.CRS.from_user_input(int(key) if key.isdigit() else text))
+        crs = pyproj.CRS.from_user_input(int(key) if key.isdigit() else text)
     except pyproj.exceptions.CRSError as exc:
-        raise CRSError(
-            f"unknown CRS {text!r}: use wgs84, cgcs2000, gcj02, bd09 or an EPSG code "
-            "such as EPSG:4490"
-        ) from exc
+        raise CRSError(f"unknown CRS {text!r} ({argument('crs')}): {fix}") from exc
+    earth = crs.ellipsoid is not None and abs(crs.ellipsoid.semi_major_metre - 6_378_137) < 5e4
+    if not earth:  # "mars2000" is a CRS to PROJ
+        raise CRSError(f"{argument('crs')} {text!r} is {crs.name}, not a CRS on Earth: {fix}")
+    return InputCRS(crs)
+
+
+def off_the_map(frame: gpd.GeoDataFrame, crs: pyproj.CRS | None) -> pd.Series:
+    """Why each row's coordinates cannot be in ``crs`` (NA where they can): outside
+    longitude/latitude ranges for a geographic CRS (saying when swapping them would fit),
+    outside the CRS's area of use otherwise.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, shapely
+    >>> f = gpd.GeoDataFrame(geometry=[shapely.Point(113.1, 27.8), shapely.Point(27.8, 113.1)])
+    >>> off_the_map(f, WGS84).isna().tolist()
+    [True, False]
+    """
+    out = pd.Series(pd.NA, index=frame.index, dtype="object")
+    if crs is None or frame.empty:
+        return out
+    box = shapely.bounds(frame.geometry.values)  # minx, miny, maxx, maxy; NaN when empty
+    known = np.isfinite(box).all(axis=1)
+    name = crs.to_string()
+    if crs.is_geographic:
+        fits = lambda x0, y0, x1, y1: (x0 >= -180) & (x1 <= 180) & (y0 >= -90) & (y1 <= 90)  # noqa: E731
+        bad = known & ~fits(*box.T)
+        swapped = bad & fits(box[:, 1], box[:, 0], box[:, 3], box[:, 2])
+        out[bad] = (
+            f"outside longitude −180…180 / latitude −90…90 of {name}: not lon/lat, give the "
+            f"right {argument('crs')}"
+        )
+        out[swapped] = (
+            f"outside latitude −90…90 of {name}: longitude and latitude look swapped; swap "
+            "the columns (x is longitude)"
+        )
+        return out
+    area = crs.area_of_use
+    if area is None:
+        return out
+    centre = shapely.centroid(shapely.box(*box[known].T)) if known.any() else np.array([])
+    lon, lat = np.full(len(frame), np.nan), np.full(len(frame), np.nan)
+    if known.any():
+        to_lonlat = pyproj.Transformer.from_crs(crs, WGS84, always_xy=True)
+        lon[known], lat[known] = to_lonlat.transform(
+            shapely.get_x(centre), shapely.get_y(centre), errcheck=False
+        )
+    margin = 2.0  # degrees: data a little beyond a zone's edge is still that zone's
+    inside = (
+        (lon >= area.west - margin)
+        & (lon <= area.east + margin)
+        & (lat >= area.south - margin)
+        & (lat <= area.north + margin)
+    )
+    out[known & ~inside] = (
+        f"outside the area of use of {name} ({area.name}): swapped axes or the wrong "
+        f"{argument('crs')}"
+    )
+    return out
 
 
 def _unshift_xy(lon: ArrayLike, lat: ArrayLike, shift: Shift) -> tuple[np.ndarray, np.ndarray]:

@@ -602,13 +602,19 @@ class GeoPackage:
     def writer(self, *, rows: bool = False) -> Iterator[Session]:
         """A write transaction; a first write that fails leaves no file behind. SQLite
         has one writer at a time, so ``rows`` (an edit of rows only) changes nothing."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fix = "write it in a folder that exists and that you may write in"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(
+                f"cannot create {self.path}: {exc.strerror} ({exc.filename}); {fix}"
+            ) from exc
         _remove_leftovers(self.path)
         created = not self.exists()
         try:
             con = connect(self.path)
         except sqlite3.Error as exc:
-            raise OSError(f"cannot open {self.path} for writing: {exc}") from exc
+            raise OSError(f"cannot open {self.path} for writing: {exc}; {fix}") from exc
         try:
             with transaction(con):
                 yield Session(con)

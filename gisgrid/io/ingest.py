@@ -25,7 +25,7 @@ import shapely
 
 import gisgrid
 from gisgrid._errors import CRSError, EmptyLayerError, InputError, argument
-from gisgrid.crs import InputCRS, local_crs, parse_crs, to_crs
+from gisgrid.crs import InputCRS, local_crs, off_the_map, parse_crs, to_crs
 from gisgrid.crs import metric_crs as parse_metric_crs
 from gisgrid.io.households import (
     PERSONS_PER_HOUSEHOLD,
@@ -122,6 +122,7 @@ def import_layer(
     source_layer: str | None = None,
     lon_col: str | None = None,
     lat_col: str | None = None,
+    encoding: str | None = None,
     mode: ImportMode = "replace",
     max_rejected: float = 0.5,
     metric_crs: str | None = None,
@@ -148,6 +149,8 @@ def import_layer(
         The layer to read inside a multi-layer input file.
     lon_col, lat_col
         Coordinate columns of a CSV.
+    encoding
+        Text encoding of a Shapefile's DBF or a CSV, when detection is not enough.
     mode
         ``replace`` the layer, ``append`` the rows (ids already there are rejected),
         or ``update`` (rows whose id is there replace it, the others are added).
@@ -188,6 +191,7 @@ def import_layer(
         source_layer=source_layer,
         lon_col=lon_col,
         lat_col=lat_col,
+        encoding=encoding,
     )
     geoms = frame.geometry.values
     located = frame[~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)]
@@ -195,12 +199,18 @@ def import_layer(
         raise EmptyLayerError(f"{path.name} has no row with a geometry; nothing to import")
     if declared is not None:  # the zone only needs the rough place: a web offset won't move it
         located = located.set_crs(declared.crs, allow_override=True)
-    target = _metric_target(ws, located, metric_crs)
-    validated = validate_layer(to_crs(frame, target, source=declared), schema, source=path.name)
+    off = off_the_map(frame, declared.crs if declared is not None else frame.crs)
+    if off.notna().all():
+        raise InputError(f"{path.name}: nothing written: every row is {off.iloc[0]}")
+    inside = located[off.reindex(located.index).isna()]
+    target = _metric_target(ws, inside, metric_crs)
+    validated = validate_layer(
+        to_crs(frame, target, source=declared), schema, source=path.name, off_the_map=off
+    )
     report = ImportReport(
         layer, str(path), len(frame), 0, validated.repaired, crs=target.to_string()
     )
-    report.notes += validated.notes
+    report.notes += frame.attrs.get("notes", []) + validated.notes
     if truncated:
         report.notes.append("Shapefile field names restored: " + ", ".join(truncated))
     if declared and declared.shift:
@@ -259,7 +269,8 @@ def _refuse_destructive(
         why = ", ".join(f"{k} {n:,}" for k, n in report.other_rejected.most_common())
         problem = f"it would cut {'; '.join(lost)} ({why})"
     raise ImportRefusedError(
-        f"nothing written: {problem}; check the file, its {argument('crs')} and its fields"
+        f"{Path(report.source).name}: nothing written: {problem}; check the file, its "
+        f"{argument('crs')} and its fields"
     )
 
 
@@ -300,11 +311,17 @@ def _read(
     source_layer: str | None,
     lon_col: str | None,
     lat_col: str | None,
+    encoding: str | None,
 ) -> tuple[gpd.GeoDataFrame, InputCRS | None, list[str]]:
     """The input's rows with the schema's field names and a ``SOURCE_ROW`` number, the
     declared CRS, and the Shapefile field names restored."""
     frame = read_source(
-        path, layer=schema.name, source_layer=source_layer, lon_col=lon_col, lat_col=lat_col
+        path,
+        layer=schema.name,
+        source_layer=source_layer,
+        lon_col=lon_col,
+        lat_col=lat_col,
+        encoding=encoding,
     )
     renames = dict(field_map or {})
     if id_field:

@@ -8,6 +8,7 @@ with their OSM tags turned into gisgrid fields.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import warnings
@@ -16,7 +17,9 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow
 import pyogrio
+import shapely
 
 from gisgrid._errors import InputError, argument
 
@@ -35,6 +38,7 @@ def read_source(
     source_layer: str | None = None,
     lon_col: str | None = None,
     lat_col: str | None = None,
+    encoding: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Read one input file for a gisgrid layer.
 
@@ -45,14 +49,18 @@ def read_source(
     layer
         The gisgrid layer it will become (selects what to take from OSM PBF).
     source_layer
-        The layer inside a multi-layer file (GeoPackage); the first when None.
+        The layer inside a multi-layer file (GeoPackage); required when it has several.
     lon_col, lat_col
         CSV coordinate columns; guessed from common names when None.
+    encoding
+        The text encoding of a Shapefile's DBF or a CSV; by default a ``.cpg`` file
+        says, else UTF-8 when the bytes are UTF-8, else GB18030 (which reads GBK).
 
     Returns
     -------
     geopandas.GeoDataFrame
-        With the file's CRS (None for CSV: declare it with ``--crs``).
+        With the file's CRS (None for CSV: declare it with ``--crs``). Z and M are
+        dropped and curves linearised; ``attrs["notes"]`` says what was done.
 
     Raises
     ------
@@ -62,6 +70,10 @@ def read_source(
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file {path} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give the file in it to import")
+    if encoding is not None:
+        _check_encoding(encoding)
     suffix = path.suffix.lower()
     try:
         if suffix in (".pbf", ".osm"):
@@ -69,21 +81,108 @@ def read_source(
         if suffix in (".parquet", ".geoparquet"):
             return gpd.read_parquet(path)
         if suffix in (".csv", ".txt"):
-            return _read_csv_points(path, lon_col=lon_col, lat_col=lat_col)
-        return pyogrio.read_dataframe(path, layer=source_layer, use_arrow=True, on_invalid="fix")
+            return _read_csv_points(path, lon_col=lon_col, lat_col=lat_col, encoding=encoding)
+        return _read_vector(path, source_layer=source_layer, encoding=encoding)
     except InputError:
         raise
+    except pd.errors.ParserError as exc:
+        raise InputError(f"cannot read {path.name} as a table: {exc}; fix that line") from exc
     except (
         pyogrio.errors.DataSourceError,
         pyogrio.errors.DataLayerError,
         OSError,
         ValueError,
     ) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
+        raise InputError(
+            f"cannot read {path.name}: {exc} (formats: GeoPackage, GeoJSON, Shapefile, "
+            "FlatGeobuf, GeoParquet, CSV, OSM PBF)"
+        ) from exc
 
 
-def _read_csv_points(path: Path, *, lon_col: str | None, lat_col: str | None) -> gpd.GeoDataFrame:
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+def _check_encoding(encoding: str) -> None:
+    import codecs
+
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(
+            f"unknown {argument('encoding')} {encoding!r}: use utf-8, gbk or gb18030"
+        ) from None
+
+
+def _read_vector(path: Path, *, source_layer: str | None, encoding: str | None) -> gpd.GeoDataFrame:
+    """A GDAL-readable file: the one layer (or the named one), 2D and linear."""
+    notes: list[str] = []
+    if path.suffix.lower() == ".shp":
+        encoding = encoding or _dbf_encoding(path, notes)
+    layers = pyogrio.list_layers(path)
+    if source_layer is None and len(layers) > 1:
+        names = ", ".join(str(name) for name, _ in layers)
+        raise InputError(
+            f"{path.name} holds {len(layers)} layers ({names}); name one with "
+            f"{argument('source_layer')}"
+        )
+    info = pyogrio.read_info(path, layer=source_layer, encoding=encoding)
+    if info.get("geometry_type") in (None, "None"):
+        raise InputError(f"{path.name} has no geometry column; give a layer with geometries")
+    kind = str(info["geometry_type"])
+    options = {"layer": source_layer, "encoding": encoding, "on_invalid": "fix"}
+    try:
+        frame = _decoded(pyogrio.read_dataframe(path, use_arrow=True, **options))
+    except NotImplementedError:  # curves: GDAL's own reader linearises them
+        frame = pyogrio.read_dataframe(path, use_arrow=False, **options)
+        notes.append(f"{kind} geometries: curves linearised")
+    except pyarrow.ArrowException:  # text that is not UTF-8 (a forced encoding): GDAL's
+        try:
+            frame = pyogrio.read_dataframe(path, use_arrow=False, **options)
+        except UnicodeError as exc:
+            raise InputError(
+                f"the text of {path.name} is not {encoding or 'UTF-8'}; give its encoding "
+                f"with {argument('encoding')} (gbk, gb18030, utf-8)"
+            ) from exc
+    if " M" in kind or kind.endswith("M") or shapely.has_z(frame.geometry.values).any():
+        frame = frame.set_geometry(shapely.force_2d(frame.geometry.values), crs=frame.crs)
+        notes.append("Z and M dropped (gisgrid works in 2D)")
+    frame.attrs["notes"] = notes
+    return frame
+
+
+def _decoded(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The frame with its text turned into Python strings now, where Arrow fails on bytes
+    that are not UTF-8 (it would fail later, at the first use)."""
+    for column in frame.columns:
+        if column != frame.geometry.name and pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].to_numpy(dtype=object)
+    return frame
+
+
+def _dbf_encoding(path: Path, notes: list[str]) -> str | None:
+    """A Shapefile's text encoding: its ``.cpg`` (GDAL reads that), else UTF-8 when the
+    DBF's bytes are UTF-8, else GB18030 (the usual file from an office: GBK, no .cpg)."""
+    dbf = next(
+        (path.with_suffix(s) for s in (".dbf", ".DBF") if path.with_suffix(s).exists()), None
+    )
+    if dbf is None:
+        raise InputError(
+            f"{path.name} has no .dbf beside it: a Shapefile's attributes (ids, floors, "
+            "names) are in that file; copy all of its files (.shp .shx .dbf .prj .cpg)"
+        )
+    if any(path.with_suffix(s).exists() for s in (".cpg", ".CPG")):
+        return None
+    data = dbf.read_bytes()
+    header = int.from_bytes(data[8:10], "little") if len(data) >= 10 else 0
+    try:
+        data[header:].decode("utf-8")
+        return None
+    except UnicodeDecodeError:
+        notes.append(f"{dbf.name} read as GB18030 (GBK): it has no .cpg and is not UTF-8")
+        return "gb18030"
+
+
+def _read_csv_points(
+    path: Path, *, lon_col: str | None, lat_col: str | None, encoding: str | None
+) -> gpd.GeoDataFrame:
+    table, notes = _read_csv(path, encoding)
     lon_col = lon_col or _guess(table.columns, _LON_NAMES)
     lat_col = lat_col or _guess(table.columns, _LAT_NAMES)
     if lon_col is None or lat_col is None or lon_col not in table or lat_col not in table:
@@ -92,11 +191,45 @@ def _read_csv_points(path: Path, *, lon_col: str | None, lat_col: str | None) ->
             f"{argument('lon_col')} and {argument('lat_col')} "
             f"(columns are: {', '.join(table.columns)})"
         )
-    lon = pd.to_numeric(table[lon_col], errors="coerce")
-    lat = pd.to_numeric(table[lat_col], errors="coerce")
+    lon, lat = _number(table[lon_col], notes), _number(table[lat_col], notes)
     points = gpd.points_from_xy(lon, lat)
     points[(lon.isna() | lat.isna()).to_numpy()] = None  # rejected later as empty geometry
-    return gpd.GeoDataFrame(table.drop(columns=[lon_col, lat_col]), geometry=points, crs=None)
+    frame = gpd.GeoDataFrame(table.drop(columns=[lon_col, lat_col]), geometry=points, crs=None)
+    frame.attrs["notes"] = list(dict.fromkeys(notes))
+    return frame
+
+
+def _read_csv(path: Path, encoding: str | None) -> tuple[pd.DataFrame, list[str]]:
+    """The table as text, its separator sniffed (``,`` ``;`` tab), UTF-8 or else GB18030."""
+    notes: list[str] = []
+    raw = path.read_bytes()
+    if encoding is None:
+        try:
+            raw.decode("utf-8-sig")
+            encoding = "utf-8-sig"
+        except UnicodeDecodeError:
+            encoding = "gb18030"
+            notes.append(f"{path.name} read as GB18030 (GBK): it is not UTF-8")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path.name} is not {encoding} text ({exc.reason} at byte {exc.start}); give "
+            f"its encoding with {argument('encoding')}"
+        ) from None
+    first = text.splitlines()[0] if text.strip() else ""
+    sep = max((",", ";", "\t"), key=first.count)
+    table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, sep=sep)
+    return table, notes
+
+
+def _number(column: pd.Series, notes: list[str]) -> pd.Series:
+    """Numbers of a text column; a decimal comma (113,15) is read as a point."""
+    comma = column.str.fullmatch(r"\s*-?\d+,\d+\s*")
+    if comma.any():
+        notes.append(f"{column.name}: decimal commas read as decimal points")
+        column = column.where(~comma, column.str.replace(",", ".", regex=False))
+    return pd.to_numeric(column, errors="coerce")
 
 
 def _guess(columns: pd.Index, names: tuple[str, ...]) -> str | None:

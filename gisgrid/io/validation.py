@@ -119,7 +119,13 @@ def rejected_table(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return table.astype({"row": "Int64"})
 
 
-def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str) -> Validated:
+def validate_layer(
+    frame: gpd.GeoDataFrame,
+    schema: LayerSchema,
+    *,
+    source: str,
+    off_the_map: pd.Series | None = None,
+) -> Validated:
     """Validate one layer that is already in the workspace CRS.
 
     Parameters
@@ -130,6 +136,9 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         What the layer must hold.
     source
         Where the rows came from (a file name), for messages and ``rejected``.
+    off_the_map
+        Per row, why its coordinates lie outside the input CRS's area of use (NA for
+        the rows inside): they are rejected first, for that reason.
 
     Returns
     -------
@@ -149,10 +158,14 @@ def validate_layer(frame: gpd.GeoDataFrame, schema: LayerSchema, *, source: str)
         frame[SOURCE_ROW] = np.arange(len(frame))
     notes: list[str] = []
     reject = _Rejections(frame.index)
+    if off_the_map is not None:
+        reject(off_the_map.notna().to_numpy(), off_the_map.reindex(frame.index))
     _check_ids(frame, schema, source, reject, notes)
     frame, repaired = _check_geometry(frame, schema, reject)
     _check_text(frame, schema, source, reject)
     _check_numbers(frame, schema, reject)
+    if schema.name == "buildings" and frame.crs is not None and frame.crs.is_projected:
+        _check_crowding(frame, reject)
 
     bad = reject.reasons.notna()
     rejected = rejected_rows(
@@ -299,16 +312,55 @@ def _check_numbers(frame: gpd.GeoDataFrame, schema: LayerSchema, reject: _Reject
             numbers.isna() & raw.notna() & (raw.astype(str).str.strip() != ""),
             f"{name} is not a number: " + raw.map(repr),
         )
+        reject(numbers.notna() & ~np.isfinite(numbers), f"{name} is not finite: " + raw.astype(str))
         reject(numbers < 0, f"{name} is negative: " + raw.astype(str))
+        most = MAX_COUNTS.get(name)
+        if most is not None:
+            reject(
+                numbers > most,
+                f"{name} implausible: "
+                + raw.astype(str)
+                + f" (no {schema.name} has over {most:,})",
+            )
         reject(
             numbers.notna() & (numbers != np.round(numbers)),
             f"{name} is not a whole number: " + raw.astype(str),
         )
+        numbers = numbers.where(reject.reasons.isna())  # rejected rows: no value to cast
         if count is not None:
             numbers = numbers.fillna(count)
         frame[name] = numbers.round().astype("Int64")
     for name, number in schema.numbers.items():
         frame[name] = pd.to_numeric(frame.get(name, number), errors="coerce")
+
+
+def _check_crowding(frame: gpd.GeoDataFrame, reject: _Rejections) -> None:
+    """Households a building cannot hold: under ``MIN_M2_PER_HOUSEHOLD`` of floor area
+    (footprint × floors) each, which no dormitory reaches."""
+    households = pd.to_numeric(frame["households"], errors="coerce").astype(float)
+    floors = pd.to_numeric(frame["floors"], errors="coerce").fillna(1).clip(lower=1)
+    floor_m2 = shapely.area(frame.geometry.values) * floors.to_numpy(float)
+    crowded = (households > 0) & (floor_m2 < MIN_M2_PER_HOUSEHOLD * households)
+    reject(
+        crowded,
+        "households implausible: "
+        + households.map(lambda v: f"{v:,.0f}")
+        + " households in "
+        + pd.Series(floor_m2, index=frame.index).map(lambda v: f"{v:,.0f}")
+        + f" m² of floor area (under {MIN_M2_PER_HOUSEHOLD:g} m² each); check households "
+        "and floors",
+    )
+
+
+MAX_COUNTS = {
+    "floors": 200,  # the tallest buildings on Earth have about 160
+    "entrances": 200,
+    "households": 20_000,
+    "population": 60_000,
+    "capacity": 100_000,
+}
+"""The largest value of a count that a real row can hold."""
+MIN_M2_PER_HOUSEHOLD = 10.0
 
 
 _TYPE_NAMES = {
