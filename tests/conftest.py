@@ -37,7 +37,7 @@ def streets_file(tmp_path):
     path = tmp_path / "streets.geojson"
     local_frame(
         {"code": ["430204001000"], "name": ["田心街道"], "parent_code": ["430204000000"]},
-        [square(0, 0, 2000)],
+        [shapely.box(X0, Y0, X0 + 2000, Y0 + 1000)],  # its two communities, side by side
         crs=4326,
     ).to_file(path)
     return path

@@ -159,3 +159,12 @@ def test_demo_redivides_oversized_communities_and_maps_before_after(tmp_path):
     assert b["grid_code"].str[:12].eq(b["community_code"]).all()
     page = result.map.read_text(encoding="utf-8")
     assert "before re-division" in page
+
+
+def test_demo_at_a_fifth_of_the_district_builds_its_map(tmp_path):
+    """At --scale 0.2 the water layer rounded for the map made GEOS fail (TopologyException
+    in the map step)."""
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path), "--scale", "0.2"])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "demo.html").read_text("utf-8")
+    assert "水系" in html or "water" in html

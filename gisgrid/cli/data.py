@@ -62,6 +62,15 @@ def import_(
             ".cpg says, else UTF-8 or GB18030 as its bytes show."
         ),
     ] = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Communities that overlap or leave gaps in their street: repair them "
+            "(overlaps to the community sharing the longer boundary, gaps to the neighbour "
+            "sharing the longest) instead of refusing the import.",
+        ),
+    ] = False,
     mode: Annotated[
         str,
         typer.Option(
@@ -106,6 +115,7 @@ def import_(
         lon_col=lon_col,
         lat_col=lat_col,
         encoding=encoding,
+        repair=repair,
         mode=cast(ImportMode, mode),
         max_rejected=max_rejected,
         metric_crs=metric_crs,

@@ -32,6 +32,7 @@ from gisgrid.io.households import (
     estimate_households,
     households_from_census,
 )
+from gisgrid.io.jurisdictions import check_jurisdictions
 from gisgrid.io.schema import LayerSchema, schema_for
 from gisgrid.io.source import read_source
 from gisgrid.io.validation import (
@@ -123,6 +124,7 @@ def import_layer(
     lon_col: str | None = None,
     lat_col: str | None = None,
     encoding: str | None = None,
+    repair: bool = False,
     mode: ImportMode = "replace",
     max_rejected: float = 0.5,
     metric_crs: str | None = None,
@@ -151,6 +153,9 @@ def import_layer(
         Coordinate columns of a CSV.
     encoding
         Text encoding of a Shapefile's DBF or a CSV, when detection is not enough.
+    repair
+        Communities that overlap or leave gaps in their street are repaired by the
+        rule of :mod:`gisgrid.io.jurisdictions` instead of refused.
     mode
         ``replace`` the layer, ``append`` the rows (ids already there are rejected),
         or ``update`` (rows whose id is there replace it, the others are added).
@@ -216,7 +221,7 @@ def import_layer(
     if declared and declared.shift:
         report.notes.append(f"coordinates converted from {declared.shift.upper()} to CGCS2000")
     new, own = _combined(ws, layer, validated, mode=mode, source=path.name)
-    layers, others = _joined(ws, layer, new, source=path.name, notes=report.notes)
+    layers, others = _joined(ws, layer, new, source=path.name, notes=report.notes, repair=repair)
     own = rejected_table([own, others[others["layer"] == layer]])
     others = others[others["layer"] != layer]
     report.rejected = Counter(r.split(":")[0] for r in own["reason"])
@@ -346,7 +351,13 @@ def _read(
 
 
 def _joined(
-    ws: Workspace, layer: str, new: gpd.GeoDataFrame, *, source: str, notes: list[str]
+    ws: Workspace,
+    layer: str,
+    new: gpd.GeoDataFrame,
+    *,
+    source: str,
+    notes: list[str],
+    repair: bool = False,
 ) -> tuple[dict[str, gpd.GeoDataFrame], pd.DataFrame]:
     """The imported layer with the layers it joins (buildings with communities and census
     points, recounted), and the rows rejected on the way. Only the layers the join needs
@@ -362,6 +373,10 @@ def _joined(
             rejected_rows(new[orphan], reasons, layer=layer, source=source, id_field="code")
         )
         layers[layer] = new = new[~orphan]
+    if layer == "communities":
+        checked = check_jurisdictions(new, layers.get("streets"), repair=repair, source=source)
+        layers[layer] = new = checked.communities
+        notes += checked.notes()
     if "buildings" in layers and layer in ("buildings", "communities", "census_points"):
         if layer == "buildings" and "households" in new.columns:
             given = new["households"].notna()

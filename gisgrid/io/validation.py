@@ -326,7 +326,8 @@ def _check_numbers(frame: gpd.GeoDataFrame, schema: LayerSchema, reject: _Reject
             numbers.notna() & (numbers != np.round(numbers)),
             f"{name} is not a whole number: " + raw.astype(str),
         )
-        numbers = numbers.where(reject.reasons.isna())  # rejected rows: no value to cast
+        # values no integer holds (inf, 1e20): gone from the row (its reason keeps them)
+        numbers = numbers.where(np.isfinite(numbers) & (numbers.abs() < 2**53))
         if count is not None:
             numbers = numbers.fillna(count)
         frame[name] = numbers.round().astype("Int64")

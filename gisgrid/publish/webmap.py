@@ -68,7 +68,8 @@ def _lonlat(frame: gpd.GeoDataFrame, columns: list[str]) -> gpd.GeoDataFrame:
     """A layer's chosen columns in lon/lat, rounded to 1e-6° (about 0.1 m)."""
     out = frame[[c for c in columns if c in frame.columns] + [frame.geometry.name]]
     out = out.to_crs(4326)
-    return out.set_geometry(shapely.set_precision(out.geometry.values, 1e-6))
+    # pointwise: rounding for display never fails on a polygon that rounding makes invalid
+    return out.set_geometry(shapely.set_precision(out.geometry.values, 1e-6, mode="pointwise"))
 
 
 def _outline(
