@@ -265,7 +265,8 @@ _BUILDING_KIND = {
     **dict.fromkeys(("school", "kindergarten", "university", "college"), "school"),
     **dict.fromkeys(("hospital", "clinic"), "hospital"),
     **dict.fromkeys(("industrial", "office", "commercial", "warehouse", "factory"), "enterprise"),
-    **dict.fromkeys(("retail", "supermarket", "kiosk"), "market"),
+    **dict.fromkeys(("retail", "supermarket"), "market"),
+    **dict.fromkeys(("kiosk", "shop"), "shop"),
 }
 
 
