@@ -473,3 +473,18 @@ def test_full_run_redraws_everything_and_retired_codes_stay_retired(tmp_path, pu
     full = delineate(ws, full=True)
     assert not retired & set(ws.read("grids")["grid_code"])
     assert full.metrics["contiguity"] == 1.0
+
+
+def test_a_community_with_a_hole_is_contiguous_when_every_grid_is_one_piece(tmp_path):
+    """The hole is the community's own (a pond, another jurisdiction): a grid around it is
+    one piece; the metric said 0.89 for this town."""
+    ws = make_town(tmp_path / "t.gpkg", nine_blocks(hh=100, step=(80, 80)))
+    comms = ws.read("communities")
+    pond = shapely.box(X0 + 290, Y0 + 290, X0 + 310, Y0 + 310)  # in the middle block, no homes
+    comms["geometry"] = comms.geometry.difference(pond)
+    ws.write({"communities": comms})
+    run = delineate(ws)
+    grids = ws.read("grids")
+    assert (grids.geometry.geom_type == "Polygon").all()  # shapely: every grid one piece
+    assert any(len(g.interiors) for g in grids.geometry)  # one of them around the pond
+    assert run.metrics["contiguity"] == 1.0

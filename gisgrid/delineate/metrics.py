@@ -107,7 +107,9 @@ def grid_metrics(
         overlap += float(part.geometry.area.sum() - union.area)
 
     tree = shapely.STRtree(geoms)
-    contiguous = np.array([_contiguous(geom, geoms, i, tree) for i, geom in enumerate(geoms)])
+    contiguous = np.array(
+        [_contiguous(geom, geoms, i, tree, own.values[i]) for i, geom in enumerate(geoms)]
+    )
 
     b = buildings[buildings["grid_code"].notna()]
     grid_geom = g.set_index("grid_code").geometry
@@ -184,8 +186,15 @@ def _avoidable_splits(
     return count
 
 
-def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int, tree: shapely.STRtree) -> bool:
-    """One Polygon whose holes, if any, are filled by other grids."""
+def _contiguous(
+    geom: shapely.Geometry,
+    geoms: np.ndarray,
+    i: int,
+    tree: shapely.STRtree,
+    community: shapely.Geometry | None,
+) -> bool:
+    """One Polygon whose holes, if any, are filled by other grids or lie outside its
+    community (the community's own enclaves: a lake, another jurisdiction)."""
     if geom.geom_type != "Polygon":
         return False
     if not geom.interiors:
@@ -194,6 +203,8 @@ def _contiguous(geom: shapely.Geometry, geoms: np.ndarray, i: int, tree: shapely
     near = tree.query(holes, predicate="intersects")
     others = geoms[near[near != i]]
     filled = shapely.area(shapely.intersection(holes, shapely.union_all(others)))
+    if community is not None and not shapely.is_missing(community):
+        filled += shapely.area(shapely.difference(holes, community))
     return bool(filled >= 0.999 * holes.area)
 
 
