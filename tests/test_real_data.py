@@ -242,3 +242,24 @@ def test_assign_coverage_serve_and_look_up(district, tmp_path):
         assert tile["numberMatched"] == len(ws.read("grids"))
         text = json.dumps(tile, ensure_ascii=False)
         assert "households_source" not in text and "personal_phone" not in text
+
+
+def test_redivide_the_largest_community(district, tmp_path):
+    """Where a community is large enough to hold two grids, re-divide it in two."""
+    import shutil
+
+    shutil.copy(district.path, tmp_path / "ws.gpkg")
+    ws = Workspace(tmp_path / "ws.gpkg")
+    households = ws.read("buildings").groupby("community_code")["households"].sum()
+    code = households.idxmax()
+    if households[code] < 800:
+        pytest.skip(f"the largest community holds {households[code]} households: one grid")
+    old = ws.read("communities").set_index("code").geometry[code]
+    gisgrid("redivide", ws.path, "--community", code, "--parts", "2")
+    comms = ws.read("communities")
+    new = comms[comms["code"].str[:9] == code[:9]]
+    inside = new[new.geometry.intersection(old).area > 0.5 * new.geometry.area]
+    assert len(inside) == 2
+    assert abs(shapely.union_all(inside.geometry.values).area - old.area) < 1.0
+    assert shapely.intersection(*inside.geometry.values).area < 1.0
+    _holds(ws)

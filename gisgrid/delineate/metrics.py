@@ -100,11 +100,12 @@ def grid_metrics(
     own = gpd.GeoSeries(comm.reindex(g["community_code"]).values, crs=g.crs)
     inside = shapely.area(shapely.intersection(geoms, own.values)) / shapely.area(geoms)
     coverage = []
-    overlap = 0.0
     for code, part in g.groupby("community_code"):
         union = shapely.union_all(part.geometry.values)
         coverage.append(shapely.area(shapely.intersection(union, comm[code])) / comm[code].area)
-        overlap += float(part.geometry.area.sum() - union.area)
+    # over the whole district, not within each community: grids of two communities that
+    # overlap (communities drawn over each other) are overlap too
+    overlap = float(shapely.area(geoms).sum() - shapely.area(shapely.union_all(geoms)))
 
     tree = shapely.STRtree(geoms)
     contiguous = np.array(

@@ -31,6 +31,7 @@ from gisgrid.delineate.cells import blocks_of, dissolve
 from gisgrid.delineate.community import Params
 from gisgrid.delineate.graph import cell_graph
 from gisgrid.delineate.partition import Band, partition
+from gisgrid.io.jurisdictions import community_of
 from gisgrid.io.schema import WATER_KINDS
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
 
@@ -207,7 +208,12 @@ def redivide(
     buildings = ws.read("buildings")
     ids = buildings["building_id"].astype(str)
     moved = ids.isin(plan.building_community.index)
-    buildings.loc[moved, "community_code"] = ids[moved].map(plan.building_community)
+    # each building in the new community holding most of its footprint (as on import),
+    # so that a building across a new line is whole in the grids of that community
+    code, _ = community_of(buildings[moved], fresh)
+    buildings.loc[moved, "community_code"] = np.where(
+        pd.isna(code), ids[moved].map(plan.building_community), code
+    )
     old_codes = buildings["grid_code"].copy() if "grid_code" in buildings else None
     if old_codes is not None:
         buildings.loc[moved, "grid_code"] = None

@@ -32,7 +32,7 @@ from gisgrid.io.households import (
     estimate_households,
     households_from_census,
 )
-from gisgrid.io.jurisdictions import check_jurisdictions
+from gisgrid.io.jurisdictions import check_jurisdictions, community_of
 from gisgrid.io.schema import LayerSchema, schema_for
 from gisgrid.io.source import read_source
 from gisgrid.io.validation import (
@@ -417,24 +417,6 @@ class DerivedBuildings:
     notes: list[str]
 
 
-def _community_of(
-    buildings: gpd.GeoDataFrame, communities: gpd.GeoDataFrame
-) -> tuple[np.ndarray, list[str]]:
-    """Each building's community: the one holding most of its footprint (None in none);
-    and the ids of the buildings that cross a community line."""
-    geoms = buildings.geometry.values
-    b_idx, c_idx = shapely.STRtree(communities.geometry.values).query(geoms, predicate="intersects")
-    area = shapely.area(shapely.intersection(geoms[b_idx], communities.geometry.values[c_idx]))
-    order = np.lexsort((-area, b_idx))  # per building, the largest share first
-    b_idx, c_idx, area = b_idx[order], c_idx[order], area[order]
-    first = np.r_[True, b_idx[1:] != b_idx[:-1]] & (area > 0)
-    code = np.full(len(buildings), None, dtype=object)
-    code[b_idx[first]] = communities["code"].to_numpy()[c_idx[first]]
-    shared = np.bincount(b_idx[area > 0], minlength=len(buildings)) > 1
-    ids = buildings["building_id"].astype(str).to_numpy()[shared].tolist()
-    return code, ids
-
-
 def derive_buildings(
     buildings: gpd.GeoDataFrame,
     *,
@@ -470,7 +452,7 @@ def derive_buildings(
     notes: list[str] = []
     rejected_b = rejected_table([])
     if communities is not None and len(communities):
-        code, crossing = _community_of(b, communities)
+        code, crossing = community_of(b, communities)
         if crossing:
             shown = ", ".join(crossing[:5]) + (" …" if len(crossing) > 5 else "")
             notes.append(

@@ -19,7 +19,7 @@ import shapely
 
 from gisgrid._errors import InputError, argument
 
-__all__ = ["JurisdictionError", "Jurisdictions", "check_jurisdictions"]
+__all__ = ["JurisdictionError", "Jurisdictions", "check_jurisdictions", "community_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +122,17 @@ def check_jurisdictions(
         winner = _longest_border(shared, geoms, np.array([i, j]))
         loser = j if winner == i else i
         geoms[loser] = shapely.difference(geoms[loser], shared)
-    for _, _, hole, mine in gaps:
+    for street, _, hole, mine in gaps:
         for piece in shapely.get_parts(hole):
-            if piece.area > 0:
-                k = _longest_border(piece, geoms, mine)
-                geoms[k] = shapely.union(geoms[k], piece)
+            if piece.area <= 0:
+                continue
+            k = _longest_border(piece, geoms, mine)
+            if shapely.length(shapely.intersection(piece.boundary, geoms[k].boundary)) <= 0:
+                raise JurisdictionError(
+                    f"{source}: {piece.area:,.0f} m² of street {street} touch none of its "
+                    "communities, so no rule can give them to one; fix the boundaries"
+                )
+            geoms[k] = shapely.union(geoms[k], piece)
     out = communities.copy()
     out["geometry"] = [_polygonal(g) for g in shapely.make_valid(geoms)]
     return Jurisdictions(out, overlaps, [(s, a) for s, a, _, _ in gaps])
@@ -135,3 +141,21 @@ def check_jurisdictions(
 def _polygonal(g: shapely.Geometry) -> shapely.Geometry:
     parts = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
     return shapely.union_all(parts) if len(parts) != 1 else parts[0]
+
+
+def community_of(
+    buildings: gpd.GeoDataFrame, communities: gpd.GeoDataFrame
+) -> tuple[np.ndarray, list[str]]:
+    """Each building's community: the one holding most of its footprint (None in none);
+    and the ids of the buildings that cross a community line."""
+    geoms = buildings.geometry.values
+    b_idx, c_idx = shapely.STRtree(communities.geometry.values).query(geoms, predicate="intersects")
+    area = shapely.area(shapely.intersection(geoms[b_idx], communities.geometry.values[c_idx]))
+    order = np.lexsort((-area, b_idx))  # per building, the largest share first
+    b_idx, c_idx, area = b_idx[order], c_idx[order], area[order]
+    first = np.r_[True, b_idx[1:] != b_idx[:-1]] & (area > 0)
+    code = np.full(len(buildings), None, dtype=object)
+    code[b_idx[first]] = communities["code"].to_numpy()[c_idx[first]]
+    shared = np.bincount(b_idx[area > 0], minlength=len(buildings)) > 1
+    ids = buildings["building_id"].astype(str).to_numpy()[shared].tolist()
+    return code, ids
