@@ -96,3 +96,19 @@ def test_a_move_is_recorded_as_a_run_with_its_changes(town):
     assert runs["kind"].tolist() == ["delineate", "move"]
     changes = json.loads(runs["changes"].iloc[-1])
     assert changes["building_moved"] == 1 and changes["grid_reshaped"] == 2
+
+
+def test_a_forced_move_never_splits_a_grid_or_cuts_a_building(town):
+    """--force overrides the rules (band, locks), never the invariants: a building that
+    does not border the grid is refused even forced, and the layer stays Polygon."""
+    bid, _, near, far = _neighbour_pair(town)
+    before = snapshot(town)
+    with pytest.raises(MoveRefusedError, match="even with --force"):
+        move(town, building=bid, to=far, force=True)
+    assert snapshot(town) == before
+    move(town, building=bid, to=near[0], force=True)
+    grids = town.read("grids").set_index("grid_code")
+    assert (grids.geometry.geom_type == "Polygon").all()
+    b = town.read("buildings")
+    for g, code in zip(b.geometry, b["grid_code"], strict=True):  # shapely: none is cut
+        assert g.difference(grids.geometry[code]).area < 0.01 * g.area

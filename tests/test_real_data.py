@@ -263,3 +263,30 @@ def test_redivide_the_largest_community(district, tmp_path):
     assert abs(shapely.union_all(inside.geometry.values).area - old.area) < 1.0
     assert shapely.intersection(*inside.geometry.values).area < 1.0
     _holds(ws)
+
+
+def test_the_same_buildings_from_a_gbk_shapefile(district, tmp_path):
+    """The buildings as an office would send them, a Shapefile in GBK without .cpg (field
+    names cut to 10 characters), import into a copy as the same buildings."""
+    import shutil
+
+    shutil.copy(district.path, tmp_path / "ws.gpkg")
+    ws = Workspace(tmp_path / "ws.gpkg")
+    b = ws.read("buildings")
+    names = b["name"] if "name" in b else pd.Series("", index=b.index)
+    b = b[["building_id", "kind", "floors", "geometry"]].assign(
+        name=names.fillna("").astype(str).str.encode("gbk", "replace").str.decode("gbk")
+    )
+    b.loc[b.index[0], "name"] = "田心街道办事处"
+    path = tmp_path / "楼栋.shp"
+    b.to_crs(4490).to_file(path, encoding="gbk")
+    path.with_suffix(".cpg").unlink(missing_ok=True)
+    out = gisgrid("import", ws.path, "buildings", path)
+    assert "GB18030" in out and "field names restored" in " ".join(out.split())
+    stored = ws.read("buildings").set_index("building_id")
+    assert (
+        len(stored) == len(b) and stored.loc[b["building_id"].iloc[0], "name"] == "田心街道办事处"
+    )
+    back = stored.geometry.reindex(b["building_id"]).values
+    moved = shapely.area(shapely.symmetric_difference(back, b.geometry.values))
+    assert (moved < 0.001 * shapely.area(b.geometry.values) + 0.01).all()  # the same outlines
