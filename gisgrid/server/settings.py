@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     default_limit: int = Field(10, ge=1, description="Features per page when no limit is given.")
     max_limit: int = Field(1000, ge=1, description="Most features per page.")
     max_batch: int = Field(10_000, ge=1, description="Most points or addresses per batch lookup.")
+    max_body_mb: float = Field(
+        16.0, gt=0, description="Largest request body (MB), refused with 413 as it streams in."
+    )
+    batch_workers: int = Field(
+        2, ge=1, description="Batch lookups that run at once (off the event loop); more wait."
+    )
     tile_cache: int = Field(20_000, ge=0, description="Tiles kept in memory per role.")
     api_keys: dict[str, Literal["staff", "planner"]] = Field(
         default_factory=dict, description="SHA-256 hex digest of a key → its role."

@@ -4,6 +4,8 @@ import io
 import json
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +30,7 @@ CrsName = Annotated[
 
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(tags=["lookup"])
+    batches = anyio.CapacityLimiter(settings.batch_workers)  # batches at once; more queue
 
     @api.get("/lookup", summary="Street, community, grid and roster at a point or an address")
     async def lookup(
@@ -52,6 +55,12 @@ def router(settings: Settings) -> APIRouter:
         summary="Batch lookup: a JSON array of {lon, lat} or {address}, a CSV body, "
         "or a CSV file uploaded as the form field 'file'",
         openapi_extra={"requestBody": {"content": {"application/json": {}, "text/csv": {}}}},
+        responses={
+            200: {"content": {"text/csv": {}}, "description": "each row with its grid"},
+            400: {"description": "a body that is not a flat JSON array or a readable CSV"},
+            411: {"description": "an upload without Content-Length"},
+            413: {"description": "more rows than max_batch, or a body over max_body_mb"},
+        },
     )
     async def batch(
         request: Request,
@@ -64,29 +73,35 @@ def router(settings: Settings) -> APIRouter:
             str | None, Query(description="CSV: address column (instead of lon/lat).")
         ] = None,
     ) -> Response:
-        table, kind = await _batch_table(request)
-        if kind == "application/json":  # records name their columns lon, lat or address
-            lon_col, lat_col = "lon", "lat"
-            address_col = "address" if "address" in table.columns else None
-        if len(table) > settings.max_batch:
-            raise HTTPException(
-                413,
-                f"{len(table):,} rows is more than the {settings.max_batch:,} "
-                "a batch may hold; split it",
+        body, kind = await _batch_body(request, limit=int(settings.max_body_mb * 1e6))
+
+        def answer() -> Response:  # CPU work: in a worker thread, never on the event loop
+            table = _batch_table(body, kind)
+            nonlocal lon_col, lat_col, address_col
+            if kind == "application/json":  # records name their columns lon, lat or address
+                lon_col, lat_col = "lon", "lat"
+                address_col = "address" if "address" in table.columns else None
+            if len(table) > settings.max_batch:
+                raise HTTPException(
+                    413,
+                    f"{len(table):,} rows is more than the {settings.max_batch:,} "
+                    "a batch may hold; split it",
+                )
+            out = st.directory.table(
+                table,
+                lon_col=lon_col,
+                lat_col=lat_col,
+                address_col=address_col,
+                crs=crs,
+                source="the CSV" if kind == "text/csv" else "the JSON body",
             )
-        out = st.directory.table(
-            table,
-            lon_col=lon_col,
-            lat_col=lat_col,
-            address_col=address_col,
-            crs=crs,
-            source="the CSV" if kind == "text/csv" else "the JSON body",
-        )
-        if kind == "text/csv":
-            return Response(out.to_csv(index=False), media_type="text/csv; charset=utf-8")
-        return Response(
-            out.to_json(orient="records", force_ascii=False), media_type="application/json"
-        )
+            if kind == "text/csv":
+                return Response(out.to_csv(index=False), media_type="text/csv; charset=utf-8")
+            return Response(
+                out.to_json(orient="records", force_ascii=False), media_type="application/json"
+            )
+
+        return await anyio.to_thread.run_sync(answer, limiter=batches)
 
     @api.post(
         "/grids/{grid_code}/lock",
@@ -115,20 +130,38 @@ def router(settings: Settings) -> APIRouter:
     return api
 
 
-async def _batch_table(request: Request) -> tuple[pd.DataFrame, str]:
-    """The rows of a batch body (a CSV upload, a CSV body or a JSON array) and its kind."""
+async def _batch_body(request: Request, *, limit: int) -> tuple[bytes, str]:
+    """The body of a batch (a CSV upload, a CSV body or a JSON array) and its kind, read
+    as it streams in and refused with 413 once it passes ``limit`` bytes."""
     kind = request.headers.get("content-type", "").split(";")[0].strip()
+    too_big = HTTPException(
+        413, f"the body is more than {limit / 1e6:g} MB; split the batch (max_body_mb)"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
     if kind == "multipart/form-data":  # a CSV file uploaded from a form
+        if not declared.isdigit():
+            raise HTTPException(411, "an upload needs a Content-Length")
         form = await request.form()
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InputError("upload the CSV as the form field 'file'")
-        body, kind = await upload.read(), "text/csv"
-    else:
-        body = await request.body()
+        return await upload.read(), "text/csv"
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks), kind
+
+
+def _batch_table(body: bytes, kind: str) -> pd.DataFrame:
+    """The rows of a batch body."""
     if kind == "text/csv":
         try:
-            return pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig"), kind
+            return pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig")
         except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             raise InputError(f"the CSV body cannot be read: {exc}") from None
     try:
@@ -137,10 +170,14 @@ async def _batch_table(request: Request) -> tuple[pd.DataFrame, str]:
         raise InputError(
             "the body must be a JSON array of {lon, lat} or {address} objects, or text/csv"
         ) from None
+    except RecursionError:  # [[[[…]]]] 100,000 deep
+        raise InputError(
+            "the JSON body is nested too deep: send a flat array of {lon, lat} or {address}"
+        ) from None
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise InputError("the body must be a JSON array of {lon, lat} or {address} objects")
     table = pd.DataFrame(rows)
     if "address" not in table.columns:  # rows without coordinates get a reason, not an error
         missing = [c for c in ("lon", "lat") if c not in table.columns]
         table = table.reindex(columns=[*table.columns, *missing])
-    return table, "application/json"
+    return table
