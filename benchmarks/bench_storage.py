@@ -74,6 +74,7 @@ def locks(tree: Path, ws: Path | str, n: int = 20) -> list[float]:
     out = subprocess.run(
         [sys.executable, "-c", LOCK, str(ws), str(n)],
         env=env_for(tree),
+        cwd=tree,  # `python -m`/`-c` put the working folder first on sys.path
         capture_output=True,
         text=True,
         check=True,
@@ -88,6 +89,7 @@ def serving(tree: Path, target: str) -> Iterator[str]:
     server = subprocess.Popen(
         [sys.executable, "-m", "gisgrid.cli", "serve", target, "--port", str(port)],
         env=env_for(tree),
+        cwd=tree,  # `python -m`/`-c` put the working folder first on sys.path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -111,6 +113,7 @@ def readers_during_delineation(tree: Path, ws: Path) -> dict[str, float]:
         writer = subprocess.Popen(
             [sys.executable, "-m", "gisgrid.cli", "delineate", str(ws), "--full"],
             env=env,
+            cwd=tree,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
