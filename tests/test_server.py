@@ -583,3 +583,36 @@ def test_a_heavy_batch_never_stalls_other_requests(demo_full, tmp_path):
         assert max(waits) < 0.5, waits  # (benchmarks/RESULTS.md has the figures)
         assert deep.status_code == 400 and "nested too deep" in deep.json()["detail"]
         assert big.status_code == 413 and "max_body_mb" in big.json()["detail"]
+
+
+def test_head_and_options_answer_for_every_route(http):
+    """OPTIONS /lookup said `Allow: GET` (POST missing) and HEAD was 405."""
+    options = http.options("/lookup")
+    assert options.status_code == 204
+    assert set(options.headers["allow"].split(", ")) == {"GET", "HEAD", "POST", "OPTIONS"}
+    assert http.options("/no/such/path").status_code == 404
+    for path in ("/healthz", "/collections/grids/items", "/tiles/grids.json"):
+        head, get = http.head(path), http.get(path)
+        assert head.status_code == get.status_code == 200, path
+        assert head.content == b"" and head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_cors_origins_are_a_setting(small, tmp_path):
+    site = "https://dashboard.example.gov.cn"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    preflight = {"Origin": site, "Access-Control-Request-Method": "POST"}
+    with httpx.Client(timeout=30) as http:
+        with serving(small, tmp_path / "a", settings=f'cors_origins = ["{site}"]\n') as (base, _):
+            ok = http.options(
+                f"{base}/lookup",
+                headers={**preflight, "Access-Control-Request-Headers": "X-API-Key"},
+            )
+            assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == site
+            got = http.get(f"{base}/healthz", headers={"Origin": site})
+            assert got.headers["access-control-allow-origin"] == site
+            other = http.get(f"{base}/healthz", headers={"Origin": "https://elsewhere.example"})
+            assert "access-control-allow-origin" not in other.headers
+        with serving(small, tmp_path / "b") as (base, _):  # none by default
+            got = http.get(f"{base}/healthz", headers={"Origin": site})
+            assert "access-control-allow-origin" not in got.headers

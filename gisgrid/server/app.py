@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.routing import Match
 
 import gisgrid
 from gisgrid._errors import ConflictError, GisgridError, InputError, LayerNotFoundError
@@ -63,6 +65,62 @@ class RequestLog:
         )
 
 
+def _flat(routes):
+    """Every route, those of included routers too (FastAPI keeps those wrapped)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        yield from _flat(inner.routes) if inner is not None else (route,)
+
+
+class Methods:
+    """HEAD and OPTIONS for every route, as plain ASGI middleware: HEAD is the GET without
+    its body; OPTIONS (that is not a CORS preflight) answers 204 with the methods the path
+    takes in ``Allow``, or 404 when no route has the path."""
+
+    def __init__(self, app, *, routes) -> None:
+        self.app = app
+        self.routes = routes
+
+    def allowed(self, scope) -> set[str]:
+        methods: set[str] = set()
+        for route in _flat(self.routes()):
+            match, _ = route.matches({**scope, "method": "GET"})
+            if match is not Match.NONE and getattr(route, "methods", None):
+                methods |= set(route.methods)
+        return methods
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        if scope["method"] == "OPTIONS":
+            if b"access-control-request-method" in headers:  # a CORS preflight
+                await self.app(scope, receive, send)
+                return
+            methods = self.allowed(scope)
+            status = 204 if methods else 404
+            allow = ", ".join(
+                sorted(methods | {"OPTIONS"} | ({"HEAD"} if "GET" in methods else set()))
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"allow", allow.encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def bodiless(message) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, bodiless)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the service for one workspace.
 
@@ -99,6 +157,15 @@ def create_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(known_parameters)],
     )
 
+    app.add_middleware(Methods, routes=lambda: app.router.routes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["X-API-Key", "Content-Type", "If-None-Match"],
+            expose_headers=["ETag"],
+        )
     app.add_middleware(RequestLog)
 
     @app.exception_handler(NotFoundError)

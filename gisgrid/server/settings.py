@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_body_mb: float = Field(
         16.0, gt=0, description="Largest request body (MB), refused with 413 as it streams in."
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins allowed to call the API from a browser (CORS), e.g. "
+        "https://dashboard.example.gov.cn; none by default, '*' for any.",
+    )
     batch_workers: int = Field(
         2, ge=1, description="Batch lookups that run at once (off the event loop); more wait."
     )
