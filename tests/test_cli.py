@@ -30,3 +30,21 @@ def test_error_text_in_brackets_is_printed_as_it_is(tmp_path, small_copy):
     # rich would take "[roster]" and "[roles.NAME]" for markup and drop them
     assert "unknown section [roster]" in result.output
     assert "[network], [coverage] and [roles.NAME]" in result.output
+
+
+def test_a_bug_is_one_line_not_a_traceback(monkeypatch, tmp_path):
+    """No traceback reaches a user, even for a bug: one line, exit 1, and the traceback
+    with GISGRID_DEBUG=1."""
+    from gisgrid.io import workspace as module
+
+    def broken(self):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(module.Workspace, "describe", broken)
+    (tmp_path / "ws.gpkg").write_bytes(b"")
+    result = CliRunner().invoke(app, ["info", str(tmp_path / "ws.gpkg")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "internal error in gisgrid" in result.output and "ZeroDivisionError" in result.output
+    monkeypatch.setenv("GISGRID_DEBUG", "1")
+    debug = CliRunner().invoke(app, ["info", str(tmp_path / "ws.gpkg")])
+    assert isinstance(debug.exception, ZeroDivisionError)

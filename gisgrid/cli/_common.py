@@ -81,11 +81,27 @@ def command(
                 message = escape(exc.worded(flag))  # "[roles.NAME]" is text, not markup
                 err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
+            except Exception as exc:  # a bug: one line, the traceback on request
+                if os.environ.get("GISGRID_DEBUG") or _typers(exc):
+                    raise
+                what = escape(f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+                err.print(
+                    f"[bold red]error:[/] internal error in gisgrid {fn.__name__}: {what}; "
+                    "this is a bug, please report it (GISGRID_DEBUG=1 shows the traceback)",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1) from None
 
         app.command(name)(guarded)
         return guarded
 
     return register
+
+
+def _typers(exc: Exception) -> bool:
+    """typer's own exceptions (exits, usage errors), which typer itself reports."""
+    return type(exc).__module__.split(".")[0] in ("typer", "click")
 
 
 def flag(argument: str) -> str:
