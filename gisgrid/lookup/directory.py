@@ -57,6 +57,8 @@ class Directory:
     rosters: dict[bool, dict[str, dict]] = field(init=False)
 
     def __post_init__(self) -> None:
+        if not self.ws.exists:
+            raise InputError(f"there is no workspace at {self.ws.location}; check the path")
         if "grids" not in self.ws:
             raise InputError(f"{self.ws.location} has no grids; run `gisgrid delineate` first")
         grids = self.ws.read("grids")
