@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_storage import ROOT, serving
+from bench_storage import ROOT, baseline_tree, serving
 
 
 def measure(tree: Path, ws: Path) -> dict[str, float]:
@@ -63,17 +62,7 @@ def main() -> None:
     parser.add_argument("--baseline", default="67f8047")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    base_tree = tmp / "baseline"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.baseline],
-        check=True,
-        capture_output=True,
-    )
-    web = ROOT / "gisgrid" / "publish" / "web" / "node_modules"
-    for folder in ("web", "publish/web"):  # where the web assets live in that tree
-        if (base_tree / "gisgrid" / folder).is_dir():
-            (base_tree / "gisgrid" / folder / "node_modules").symlink_to(web)
-    try:
+    with baseline_tree(args.baseline, tmp) as base_tree:
         for name, tree in ((f"baseline {args.baseline}", base_tree), ("today", ROOT)):
             ws = tmp / "ws.gpkg"
             shutil.copy(args.workspace, ws)
@@ -83,12 +72,6 @@ def main() -> None:
                 f"{r['healthz']:.0f} answers, median {r['median_ms']:.1f} ms, slowest "
                 f"{r['slowest_ms']:.0f} ms"
             )
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)],
-            check=False,
-            capture_output=True,
-        )
 
 
 if __name__ == "__main__":

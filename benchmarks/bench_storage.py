@@ -176,6 +176,30 @@ def postgres(url: str, workspace: Path) -> None:
         print(f"{name}: HTTP point lookup p50 {p50:.2f} ms, p99 {p99:.2f} ms")
 
 
+@contextmanager
+def baseline_tree(revision: str, tmp: Path) -> Iterator[Path]:
+    """The baseline's code checked out with ``git worktree`` (web assets linked from this
+    tree), removed afterwards."""
+    tree = tmp / "baseline"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), revision],
+        check=True,
+        capture_output=True,
+    )
+    web = ROOT / "gisgrid" / "publish" / "web" / "node_modules"
+    for folder in ("web", "publish/web"):  # where the web assets live in that tree
+        if (tree / "gisgrid" / folder).is_dir():
+            (tree / "gisgrid" / folder / "node_modules").symlink_to(web)
+    try:
+        yield tree
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+            check=False,
+            capture_output=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workspace", type=Path, default=ROOT / "demo" / "demo.gpkg")
@@ -183,15 +207,7 @@ def main() -> None:
     parser.add_argument("--postgres", help="postgresql://… of a database with PostGIS")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp())
-    base_tree = tmp / "baseline"
-    subprocess.run(
-        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_tree), args.baseline],
-        check=True,
-        capture_output=True,
-    )
-    web = ROOT / "gisgrid" / "publish" / "web" / "node_modules"
-    (base_tree / "gisgrid" / "web" / "node_modules").symlink_to(web)
-    try:
+    with baseline_tree(args.baseline, tmp) as base_tree:
         print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
         for name, tree in (("baseline " + args.baseline, base_tree), ("today", ROOT)):
             ws = tmp / f"{name.split()[0]}.gpkg"
@@ -212,12 +228,6 @@ def main() -> None:
             ws = tmp / "lookups.gpkg"
             shutil.copy(args.workspace, ws)
             postgres(args.postgres, ws)
-    finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)],
-            check=False,
-            capture_output=True,
-        )
 
 
 if __name__ == "__main__":
