@@ -352,7 +352,32 @@ def test_pmtiles_export(served, tmp_path):
     path = tmp_path / "t" / "15" / str(x) / f"{y}.pbf"
     path.parent.mkdir(parents=True)
     path.write_bytes(tile)
-    assert code in set(pyogrio.read_dataframe(path, layer="grids")["grid_code"])
+    decoded = pyogrio.read_dataframe(path, layer="grids")
+    assert code in set(decoded["grid_code"])
+    # the metadata carries each layer's fields with their types, and tilestats
+    with open(out, "rb") as f:
+        meta = Reader(MmapSource(f)).metadata()
+    layers = {v["id"]: v for v in meta["vector_layers"]}
+    assert layers["grids"]["fields"]["households"] == "Number"
+    assert layers["grids"]["fields"]["grid_code"] == "String"
+    assert set(layers["grids"]["fields"]) <= set(decoded.columns) | {"geometry"}
+    stats = {s["layer"]: s for s in meta["tilestats"]["layers"]}
+    grids = served[1].read("grids")
+    assert stats["grids"]["count"] == len(grids) and stats["grids"]["geometry"] == "Polygon"
+    households = next(a for a in stats["grids"]["attributes"] if a["attribute"] == "households")
+    assert households["min"] == grids["households"].min()
+    assert households["max"] == grids["households"].max()
+    assert "personal_phone" not in json.dumps(meta) and "households_source" not in json.dumps(meta)
+
+
+def test_tilejson_field_types_are_what_the_tiles_carry(http):
+    """Every field was typed String; numbers are Number now, and only fields the tile
+    carries are listed."""
+    tj = http.get("/tiles/redmap.json").json()
+    layers = {v["id"]: v["fields"] for v in tj["vector_layers"]}
+    assert layers["grids"]["households"] == "Number" and layers["grids"]["name"] == "String"
+    assert set(layers["buildings"]) == {"building_id", "kind", "floors", "grid_code"}
+    assert layers["buildings"]["floors"] == "Number"
 
 
 def test_privacy_crawl_of_every_public_endpoint_and_tile(http, served):

