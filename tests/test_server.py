@@ -641,3 +641,34 @@ def test_cors_origins_are_a_setting(small, tmp_path):
         with serving(small, tmp_path / "b") as (base, _):  # none by default
             got = http.get(f"{base}/healthz", headers={"Origin": site})
             assert "access-control-allow-origin" not in got.headers
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+def test_api_docs_render_offline_in_headless_chromium(served):
+    """/docs loaded Swagger UI from a CDN, so it was blank offline; /docs and /redoc now
+    use the app's own files from npm and render with every other host unreachable."""
+    from playwright.sync_api import sync_playwright
+
+    base, _ = served
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.route(
+            "**/*",
+            lambda route: (
+                route.continue_() if route.request.url.startswith(base) else route.abort()
+            ),
+        )
+        page.goto(f"{base}/docs")
+        page.wait_for_selector(".swagger-ui .information-container", timeout=60_000)
+        title = page.inner_text(".swagger-ui .info")
+        page.goto(f"{base}/redoc")
+        page.wait_for_selector("h1", timeout=60_000)
+        heading = page.inner_text("h1")
+        browser.close()
+    assert "gisgrid" in title.lower() or "红地图" in title, title
+    assert heading.strip(), heading
+    outside = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
+    assert not outside, outside

@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.routing import Match
 
 import gisgrid
@@ -155,7 +156,29 @@ def create_app(settings: Settings) -> FastAPI:
         "and grid lookup for grid-based governance (网格化管理).",
         lifespan=lifespan,
         dependencies=[Depends(known_parameters)],
+        docs_url=None,  # served below from the app's own files: FastAPI's load from a CDN
+        redoc_url=None,
     )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{settings.title} – API",
+            swagger_js_url="/static/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui.css",
+            swagger_favicon_url="/static/favicon-32x32.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{settings.title} – API",
+            redoc_js_url="/static/redoc.standalone.js",
+            redoc_favicon_url="/static/favicon-32x32.png",
+            with_google_fonts=False,
+        )
 
     app.add_middleware(Methods, routes=lambda: app.router.routes)
     if settings.cors_origins:

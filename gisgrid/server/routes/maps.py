@@ -1,5 +1,6 @@
 """Vector tiles, TileJSON, the 红地图 style and the dashboard page with its assets."""
 
+import functools
 import gzip
 
 from fastapi import APIRouter, Request
@@ -19,6 +20,35 @@ MVT = "application/vnd.mapbox-vector-tile"
 def _cache(role: str) -> str:
     """Shared caches may keep public answers only; staff answers are the caller's."""
     return "public, max-age=300" if role == "public" else "private, max-age=300"
+
+
+#: The files ``/static/{name}`` serves: name → (npm package, folder, media type).
+STATIC = {
+    "maplibre-gl.js": ("maplibre-gl", "dist", "text/javascript"),
+    "maplibre-gl.css": ("maplibre-gl", "dist", "text/css"),
+    "swagger-ui-bundle.js": ("swagger-ui-dist", ".", "text/javascript"),
+    "swagger-ui.css": ("swagger-ui-dist", ".", "text/css"),
+    "favicon-32x32.png": ("swagger-ui-dist", ".", "image/png"),
+    "redoc.standalone.js": ("redoc", "bundles", "text/javascript"),
+}
+
+
+#: Addresses outside the app that a bundled file would fetch, and what stands in for them.
+OFFLINE = {
+    "redoc.standalone.js": {  # the "powered by" logo: an empty image instead
+        b"https://cdn.redoc.ly/redoc/logo-mini.svg": b"data:image/svg+xml,%3Csvg/%3E",
+    }
+}
+
+
+@functools.cache
+def _static_file(name: str) -> bytes:
+    """A file of ``STATIC``, with what it would fetch from elsewhere made local."""
+    package, folder, _ = STATIC[name]
+    data = asset_path(package, folder, name).read_bytes()
+    for far, near in OFFLINE.get(name, {}).items():  # nothing the page asks for leaves
+        data = data.replace(far, near)
+    return data
 
 
 def router() -> APIRouter:
@@ -78,15 +108,18 @@ def router() -> APIRouter:
         return HTMLResponse(map_page(st.settings.title, titles))
 
     @api.get(
-        "/static/{name}", tags=["maps"], summary="MapLibre GL JS and CSS (from npm, never a CDN)"
+        "/static/{name}",
+        tags=["maps"],
+        summary="MapLibre GL JS, Swagger UI and ReDoc files (from npm, never a CDN)",
+        responses={404: {"description": "no such file"}},
     )
     def static(name: str) -> Response:
-        kinds = {"maplibre-gl.js": "text/javascript", "maplibre-gl.css": "text/css"}
-        if name not in kinds:
+        if name not in STATIC:
             return JSONResponse({"detail": f"no static file {name!r}"}, status_code=404)
-        data = asset_path("maplibre-gl", "dist", name).read_bytes()
         return Response(
-            data, media_type=kinds[name], headers={"Cache-Control": "public, max-age=86400"}
+            _static_file(name),
+            media_type=STATIC[name][2],
+            headers={"Cache-Control": "public, max-age=86400"},
         )
 
     @api.get("/fonts/{fontstack}/{glyphs}.pbf", tags=["maps"], summary="Label glyphs (SDF)")
