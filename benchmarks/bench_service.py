@@ -39,6 +39,9 @@ from gisgrid.lookup.locator import GridLocator
 from gisgrid.publish.catalog import Catalog
 from gisgrid.publish.tiles import TileSource, tiles_covering
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_storage import ROOT, serving
+
 _CN = "零一二三四五六七八九"
 
 
@@ -103,7 +106,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workspace", type=Path, help="A demo workspace (generated when omitted).")
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
     if args.workspace is None:
@@ -147,19 +149,7 @@ def main() -> None:
     )
 
     # 2.–3. over HTTP
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gisgrid.cli", "serve", str(ws.path), "--port", str(args.port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+    with serving(ROOT, str(ws.path)) as base:
         p = g4326.geometry.iloc[len(g4326) // 2].representative_point()
         url = f"{base}/lookup?lon={p.x:.6f}&lat={p.y:.6f}"
         httpx.get(url)
@@ -212,9 +202,6 @@ def main() -> None:
             f"   cached (wrk, 2 threads, 16 connections, {args.seconds} s): {rate:,.0f} tiles/s, "
             f"p50 {latency(report, '50')}, p99 {latency(report, '99')}"
         )
-    finally:
-        server.terminate()
-        server.wait(10)
 
     # 4. address lookup
     b = ws.read("buildings", columns=["building_id", "address", "community_code"])

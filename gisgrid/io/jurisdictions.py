@@ -53,7 +53,7 @@ def _pairs(overlaps: list[tuple[str, str, float]], most: int = 5) -> str:
     return ", ".join(shown) + more
 
 
-def _overlaps(geoms: np.ndarray, codes: np.ndarray) -> list[tuple[int, int, shapely.Geometry]]:
+def _overlaps(geoms: np.ndarray) -> list[tuple[int, int, shapely.Geometry]]:
     a, b = shapely.STRtree(geoms).query(geoms, predicate="intersects")
     keep = a < b
     a, b = a[keep], b[keep]
@@ -93,7 +93,7 @@ def check_jurisdictions(
     """
     geoms = communities.geometry.values.copy()
     codes = communities["code"].astype(str).to_numpy()
-    found = _overlaps(geoms, codes)
+    found = _overlaps(geoms)
     overlaps = [(codes[i], codes[j], s.area) for i, j, s in found if s.area > TOLERANCE_M2]
     gaps: list[tuple[str, float, shapely.Geometry, np.ndarray]] = []
     if streets is not None and len(streets):

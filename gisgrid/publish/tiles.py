@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -316,35 +316,41 @@ def _carried(spec: TileLayer, catalog: Catalog, role: str) -> pd.DataFrame:
 def vector_layers(tileset: str, catalog: Catalog, *, role: str) -> list[dict]:
     """The tileset's layers that ``role`` sees, each with its fields and their types
     (TileJSON 3.0.0 ``vector_layers``; PMTiles metadata)."""
-    out = []
+    return [
+        {
+            "id": spec.collection,
+            "description": COLLECTIONS_BY_ID[spec.collection].title,
+            "fields": _fields(frame),
+            "minzoom": spec.minzoom,
+            "maxzoom": SERVED_MAX_ZOOM,
+        }
+        for spec, frame in _visible_layers(tileset, catalog, role)
+    ]
+
+
+def _visible_layers(
+    tileset: str, catalog: Catalog, role: str
+) -> Iterator[tuple[TileLayer, gpd.GeoDataFrame]]:
+    """The tileset's layers ``role`` sees, each with what its tiles carry."""
     for spec in TILESETS[tileset]:
-        c = COLLECTIONS_BY_ID[spec.collection]
-        if spec.collection not in catalog.frames or not c.visible_to(role):
-            continue
-        frame = _carried(spec, catalog, role)
-        fields = {f: _field_type(frame[f]) for f in frame.columns if f != frame.geometry.name}
-        out.append(
-            {
-                "id": spec.collection,
-                "description": c.title,
-                "fields": fields,
-                "minzoom": spec.minzoom,
-                "maxzoom": SERVED_MAX_ZOOM,
-            }
-        )
-    return out
+        if spec.collection in catalog.frames and COLLECTIONS_BY_ID[spec.collection].visible_to(
+            role
+        ):
+            yield spec, _carried(spec, catalog, role)
+
+
+def _fields(frame: gpd.GeoDataFrame) -> dict[str, str]:
+    return {f: _field_type(frame[f]) for f in frame.columns if f != frame.geometry.name}
 
 
 def tilestats(tileset: str, catalog: Catalog, *, role: str) -> dict:
     """tippecanoe's ``tilestats`` for the tileset's layers: features, geometry, and per
     attribute its type, distinct values (up to 100) and the range of numbers."""
     layers = []
-    for layer in vector_layers(tileset, catalog, role=role):
-        spec = next(s for s in TILESETS[tileset] if s.collection == layer["id"])
-        frame = _carried(spec, catalog, role)
+    for spec, frame in _visible_layers(tileset, catalog, role):
         kinds = frame.geometry.geom_type.dropna().str.replace("Multi", "").unique().tolist()
         attributes = []
-        for name, kind in layer["fields"].items():
+        for name, kind in _fields(frame).items():
             values = frame[name].dropna()
             values = values[values.astype(str) != ""]
             distinct = pd.unique(values)
@@ -361,7 +367,7 @@ def tilestats(tileset: str, catalog: Catalog, *, role: str) -> dict:
             attributes.append(entry)
         layers.append(
             {
-                "layer": layer["id"],
+                "layer": spec.collection,
                 "count": len(frame),
                 "geometry": kinds[0] if len(kinds) == 1 else "Mixed",
                 "attributeCount": len(attributes),
