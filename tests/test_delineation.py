@@ -500,3 +500,29 @@ def test_dedicated_grids_keep_their_codes_on_a_full_run(demo_full, put):
     assert len(before) > 50 and set(after.index) == set(before.index)
     same = [c for c in before.index if after.geometry[c].equals_exact(before.geometry[c], 1e-6)]
     assert len(same) >= 0.9 * len(before)
+
+
+def test_overlap_is_measured_across_communities():
+    """Two communities drawn over each other gave grids overlapping by 2.5 km² while the
+    run's overlap metric, summed within each community, said about 0."""
+    west, east = shapely.box(0, 0, 120, 100), shapely.box(100, 0, 200, 100)  # 20 m × 100 m twice
+    grids = gpd.GeoDataFrame(
+        {
+            "grid_code": ["a", "b"],
+            "community_code": ["c1", "c2"],
+            "grid_type": "basic",
+            "households": [400, 400],
+            "population": [1000, 1000],
+        },
+        geometry=[west, east],
+        crs=LOCAL,
+    )
+    comms = gpd.GeoDataFrame({"code": ["c1", "c2"]}, geometry=[west, east], crs=LOCAL)
+    buildings = gpd.GeoDataFrame(
+        {"grid_code": ["a", "b"], "compound_id": ["", ""], "households": [400, 400]},
+        geometry=[shapely.box(10, 10, 20, 20), shapely.box(150, 10, 160, 20)],
+        crs=LOCAL,
+    )
+    band, pop = Band(400, 300, 500), Band(1048, 786, 1310)
+    m = grid_metrics(grids, comms, buildings, np.array([]), households=band, population=pop)
+    assert m["overlap_m2"] == pytest.approx(2000.0)
