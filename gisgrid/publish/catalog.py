@@ -54,6 +54,11 @@ class Collection:
         Optional filter on the layer's rows.
     min_role
         The lowest role that sees the collection at all.
+    id_field
+        The field that identifies a feature (its id in the features API).
+    coverage
+        Whether its polygons tile the land edge to edge (tiles simplify them as one
+        coverage, so neighbours never gap or overlap).
     """
 
     id: str
@@ -63,6 +68,7 @@ class Collection:
     rows: Callable[[pd.DataFrame], pd.Series] | None = None
     min_role: str = "public"
     id_field: str = ""
+    coverage: bool = False
 
     def visible_to(self, role: str) -> bool:
         return ROLES.index(role) >= ROLES.index(self.min_role)
@@ -98,13 +104,21 @@ def _places(cid: str, title: str, kind: str, *, levels: tuple[str, ...] = ()) ->
 
 
 COLLECTIONS: tuple[Collection, ...] = (
-    Collection("streets", "街道 streets", "streets", {"public": ("code", "name")}, id_field="code"),
+    Collection(
+        "streets",
+        "街道 streets",
+        "streets",
+        {"public": ("code", "name")},
+        id_field="code",
+        coverage=True,
+    ),
     Collection(
         "communities",
         "社区 communities",
         "communities",
         {"public": ("code", "name", "parent_code", "households", "population")},
         id_field="code",
+        coverage=True,
     ),
     Collection(
         "grids",
@@ -124,6 +138,7 @@ COLLECTIONS: tuple[Collection, ...] = (
             "planner": ("polsby_popper", "area_m2", "run_id"),
         },
         id_field="grid_code",
+        coverage=True,
     ),
     Collection(
         "buildings",

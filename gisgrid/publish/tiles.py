@@ -2,9 +2,12 @@
 
 A tileset is a list of collections, each with the zooms it shows at: one
 tileset per collection, and the combined ``redmap``. Tiles are in Web Mercator
-(EPSG:3857), XYZ scheme, extent 4096 with a 64-unit buffer; boundaries are
-simplified below z14 (to a quarter pixel) and buildings appear from z14. Only
-the fields the role may see (:mod:`gisgrid.publish.catalog`) go into a tile.
+(EPSG:3857), XYZ scheme, extent 4096 with a 64-unit buffer; buildings appear from
+z14. Geometries are simplified at every zoom to the tile's resolution: the layers that
+tile the land (streets, communities, grids) as one coverage
+(:func:`shapely.coverage_simplify`, each shared edge once), so neighbours never gap or
+overlap; the others feature by feature to a quarter of a tile unit. Only the fields the
+role may see (:mod:`gisgrid.publish.catalog`) go into a tile.
 
 Examples
 --------
@@ -134,11 +137,69 @@ def check_tile(tileset: str, z: int, x: int, y: int) -> None:
         )
 
 
+def _unit(z: int) -> float:
+    """One tile unit (1/EXTENT of a tile's side) at zoom ``z``, in Web Mercator metres."""
+    return 2 * _HALF / (1 << z) / EXTENT
+
+
+def _snap_rounded(polygons: np.ndarray, grid: float) -> np.ndarray:
+    """A polygon coverage on a grid of ``grid`` metres, still a coverage.
+
+    Rounding each vertex on its own moves a vertex that lies within half a unit of a
+    neighbour's edge across it, and a sliver opens or overlaps. So the coverage's edges
+    are snap-rounded together (one noded union on the grid), the faces they bound are
+    rebuilt, and each face goes to the polygon holding it: the polygons tile exactly as
+    before, on the grid.
+    """
+    edges = shapely.union_all(shapely.boundary(polygons), grid_size=grid)
+    faces = np.asarray(shapely.get_parts(shapely.polygonize(shapely.get_parts(edges))))
+    face, owner = shapely.STRtree(polygons).query(
+        shapely.point_on_surface(faces), predicate="within"
+    )
+    face, first = np.unique(face, return_index=True)  # one owner per face
+    owner = owner[first]
+    out = np.array([shapely.Polygon()] * len(polygons), dtype=object)
+    order = np.argsort(owner, kind="stable")
+    for k, group in zip(*np.unique(owner[order], return_index=True), strict=True):
+        end = np.searchsorted(owner[order], k, side="right")
+        out[k] = shapely.coverage_union_all(faces[face[order[group:end]]])
+    return out
+
+
 @dataclass
 class _Layer:
     frame: gpd.GeoDataFrame
     tree: shapely.STRtree
     columns: list[Column]
+    coverage: bool
+    _zooms: dict[int, np.ndarray] = field(default_factory=dict)
+    _matched: np.ndarray | None = None
+
+    def geometries(self, z: int) -> np.ndarray:
+        """Every feature's geometry simplified to zoom ``z``'s resolution (computed once
+        per zoom; deeper than the served zooms a tile unit is under 4 cm, and snapping to
+        the tile's grid is all the simplification there is).
+
+        A coverage is simplified as one (Visvalingam–Whyatt, triangles under one unit²
+        go; each shared edge once) and snap-rounded to the zoom's tile grid (tile bounds
+        are whole units, so every tile of the zoom shares that grid): the encoder's
+        rounding then moves nothing, and neighbours neither gap nor overlap.
+        """
+        raw = np.asarray(self.frame.geometry.values)
+        if z > SERVED_MAX_ZOOM:
+            return raw
+        if z not in self._zooms:
+            unit = _unit(z)
+            if self.coverage:
+                if self._matched is None:
+                    # where neighbours meet with a vertex on one side only (grids of two
+                    # communities along their line), give both sides the same vertices
+                    self._matched = shapely.coverage_clean(raw)
+                simple = shapely.coverage_simplify(self._matched, unit)
+                self._zooms[z] = _snap_rounded(simple, unit)
+            else:
+                self._zooms[z] = shapely.simplify(raw, unit / 4, preserve_topology=True)
+        return self._zooms[z]
 
 
 @dataclass(frozen=True)
@@ -189,7 +250,10 @@ class TileSource:
             frame = frame[~frame.geometry.is_empty & frame.geometry.notna()].reset_index(drop=True)
             props = frame.drop(columns=frame.geometry.name)
             self._layers[collection] = _Layer(
-                frame, shapely.STRtree(frame.geometry.values), prepare(props)
+                frame,
+                shapely.STRtree(frame.geometry.values),
+                prepare(props),
+                coverage=COLLECTIONS_BY_ID[collection].coverage,
             )
         return self._layers[collection]
 
@@ -233,7 +297,6 @@ class TileSource:
         bounds = tile_bounds(z, x, y)
         pad = (bounds[2] - bounds[0]) * BUFFER / EXTENT
         clip = (bounds[0] - pad, bounds[1] - pad, bounds[2] + pad, bounds[3] + pad)
-        tolerance = (bounds[2] - bounds[0]) / EXTENT / 4 if z < 14 else 0.0
         layers = []
         for spec in TILESETS[tileset]:
             if not spec.minzoom <= z <= spec.maxzoom:
@@ -247,10 +310,7 @@ class TileSource:
             idx = np.sort(idx)
             if spec.rows is not None:
                 idx = idx[spec.rows(layer.frame.iloc[idx], z).to_numpy()]
-            geoms = layer.frame.geometry.values[idx]
-            if tolerance:
-                geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
-            geoms = shapely.clip_by_rect(geoms, *clip)
+            geoms = shapely.clip_by_rect(layer.geometries(z)[idx], *clip)
             columns = [
                 c.take(idx) for c in layer.columns if spec.fields is None or c.key in spec.fields
             ]
