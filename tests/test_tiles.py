@@ -8,7 +8,6 @@ outline (shrunk by two units) that no decoded polygon covers.
 
 from __future__ import annotations
 
-import numpy as np
 import pyogrio
 import pytest
 import shapely
