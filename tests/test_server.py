@@ -14,12 +14,16 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
+import shapely
+import shapely.geometry
+from pyproj import Geod, Transformer
 from typer.testing import CliRunner
 
 from gisgrid.cli import app as cli
 from gisgrid.crs.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
+from gisgrid.crs.uris import CRS84
 from gisgrid.io.workspace import Workspace, copy_workspace
-from gisgrid.publish.tiles import tiles_covering
+from gisgrid.publish.tiles import tile_bounds, tiles_covering
 
 from .conftest import BACKENDS, KEYS, _drop_schema, serving
 
@@ -111,6 +115,95 @@ def test_items_paging_bbox_properties(http, served):
     assert big["numberReturned"] == min(n, 1000)  # clamped to the server's maximum
 
 
+def _coords(geometry: dict) -> np.ndarray:
+    return shapely.get_coordinates(shapely.geometry.shape(geometry))
+
+
+def test_features_in_every_offered_crs_in_its_axis_order(http, served):
+    """OGC API – Features Part 2: each CRS of a collection's list, checked against pyproj,
+    the GCJ-02 formulas and the workspace's own stored coordinates."""
+    ws = served[1]
+    doc = http.get("/collections/grids").json()
+    zone = ws.crs.to_epsg()
+    epsg = "http://www.opengis.net/def/crs/EPSG/0/"
+    assert doc["storageCrs"] == CRS84 and doc["crs"][0] == CRS84
+    assert {f"{epsg}4326", f"{epsg}4490", f"{epsg}3857", f"{epsg}{zone}"} <= set(doc["crs"])
+    assert {"urn:gisgrid:def:crs:GCJ-02", "urn:gisgrid:def:crs:BD-09"} <= set(doc["crs"])
+    code = ws.read("grids")["grid_code"].iloc[0]
+
+    def get(crs: str | None) -> np.ndarray:
+        r = http.get(f"/collections/grids/items/{code}", params={"crs": crs} if crs else {})
+        assert r.status_code == 200, r.text
+        uri = crs if crs and "://" in crs else None
+        assert r.headers["content-crs"] == f"<{uri or CRS84}>" or uri is None
+        return _coords(r.json()["geometry"])
+
+    lonlat = get(None)
+    assert 100 < lonlat[0, 0] < 120 and 20 < lonlat[0, 1] < 35
+    assert np.allclose(get(f"{epsg}4326"), lonlat[:, ::-1])  # latitude first
+    assert np.allclose(get("EPSG:4490"), lonlat[:, ::-1])
+    merc = Transformer.from_crs(4326, 3857, always_xy=True).transform(*lonlat.T)
+    assert np.allclose(get(f"{epsg}3857"), np.column_stack(merc), atol=1e-3)
+    stored = shapely.get_coordinates(ws.read("grids").geometry.iloc[0])
+    assert np.allclose(get(f"EPSG:{zone}"), stored[:, ::-1], atol=1e-3)  # northing first
+    gcj = np.column_stack(wgs84_to_gcj02(*lonlat.T))
+    assert np.allclose(get("gcj02"), gcj, atol=1e-9)
+    assert np.allclose(get("urn:gisgrid:def:crs:BD-09"), np.column_stack(wgs84_to_bd09(*lonlat.T)))
+    assert 300 < Geod(ellps="WGS84").inv(*lonlat[0], *gcj[0])[2] < 1000  # metres off
+
+    g = ws.read("grids").to_crs(4326).geometry.iloc[0].representative_point()
+    plain = {"bbox": f"{g.x - 0.001},{g.y - 0.001},{g.x + 0.001},{g.y + 0.001}", "limit": 1000}
+    want = {f["id"] for f in http.get("/collections/grids/items", params=plain).json()["features"]}
+    assert code in want
+    latlon = {**plain, "bbox": f"{g.y - 0.001},{g.x - 0.001},{g.y + 0.001},{g.x + 0.001}"}
+    for bbox_crs, params in (("EPSG:4326", latlon), (CRS84, plain)):
+        got = http.get("/collections/grids/items", params={**params, "bbox-crs": bbox_crs})
+        assert {f["id"] for f in got.json()["features"]} == want
+    (x0, x1), (y0, y1) = Transformer.from_crs(4326, 3857, always_xy=True).transform(
+        [g.x - 0.001, g.x + 0.001], [g.y - 0.001, g.y + 0.001]
+    )
+    merc_box = {"bbox": f"{x0},{y0},{x1},{y1}", "bbox-crs": f"{epsg}3857", "limit": 1000}
+    got = http.get("/collections/grids/items", params=merc_box).json()["features"]
+    assert {f["id"] for f in got} == want
+    for params, name in (({"crs": "EPSG:9999"}, "crs"), ({"bbox-crs": "utm"}, "bbox-crs")):
+        r = http.get("/collections/grids/items", params={**params, "bbox": "1,2,3,4"})
+        assert r.status_code == 400 and r.json()["detail"].startswith(name), r.text
+
+
+def test_tiles_in_gcj02_sit_where_amap_draws(http, served, tmp_path):
+    """A grid decoded from a GCJ-02 tile covers the grid moved by the GCJ-02 formulas (in
+    Web Mercator), not where WGS84 has it."""
+    ws = served[1]
+    grid = ws.read("grids").to_crs(4326).iloc[0]
+    to_merc = Transformer.from_crs(4326, 3857, always_xy=True)
+
+    def merc(g):
+        return shapely.transform(g, lambda c: np.column_stack(to_merc.transform(*c.T)))
+
+    wgs = merc(grid.geometry)
+    gcj = merc(shapely.transform(grid.geometry, lambda c: np.column_stack(wgs84_to_gcj02(*c.T))))
+    p = shapely.transform(
+        grid.geometry.representative_point(), lambda c: np.column_stack(wgs84_to_gcj02(*c.T))
+    )
+    ((z, x, y),) = tiles_covering((p.x, p.y, p.x, p.y), 13)
+    tj = http.get("/tiles/grids.json", params={"crs": "gcj02"}).json()
+    assert tj["tiles"][0].endswith("?crs=gcj02")
+    r = http.get(f"/tiles/grids/{z}/{x}/{y}.mvt", params={"crs": "gcj02"})
+    path = tmp_path / str(z) / str(x) / f"{y}.pbf"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(r.content)
+    tiles = pyogrio.read_dataframe(path, layer="grids")
+    piece = tiles[tiles["grid_code"] == grid["grid_code"]].geometry.iloc[0]
+    box = shapely.box(*tile_bounds(z, x, y))
+
+    def share(truth) -> float:  # of the decoded piece, the part over ``truth``
+        return shapely.intersection(piece, truth).area / shapely.intersection(piece, box).area
+
+    assert share(gcj) > 0.98
+    assert share(wgs) < 0.8
+    assert http.get(f"/tiles/grids/{z}/{x}/{y}.mvt", params={"crs": "bd09"}).status_code == 400
+
+
 @pytest.mark.parametrize(
     ("url", "status"),
     [
@@ -157,7 +250,13 @@ def test_gdal_reads_every_collection_through_oapif(served):
             "numberMatched"
         ]
         assert len(frame) == expected, name
-        assert frame.crs.to_epsg() == 4326
+        assert frame.crs.equals("OGC:CRS84")  # the storageCrs
+    # Part 2 through GDAL: the grids in the workspace's own zone, as stored
+    zone = ws.crs.to_epsg()
+    grids = pyogrio.read_dataframe(f"OAPIF:{base}/", layer="grids", CRS=f"EPSG:{zone}")
+    assert grids.crs.to_epsg() == zone
+    stored = ws.read("grids").set_index("grid_code").geometry
+    assert (grids.set_index("grid_code").geometry.hausdorff_distance(stored) < 0.01).all()
     grids = pyogrio.read_dataframe(f"OAPIF:{base}/", layer="grids")
     assert sorted(grids["grid_code"]) == sorted(ws.read("grids")["grid_code"])
 
@@ -549,8 +648,8 @@ def _staff_only_tiles(http: httpx.Client, ws: Workspace) -> None:
         {"filter": "households > 490"},
         {"sortby": "-households"},
         {"households": "448"},
-        {"crs": "EPSG:4547"},
-        {"limit": "5", "bbox-crs": "EPSG:4547"},
+        {"srsName": "EPSG:4547"},  # WFS's name for crs
+        {"limit": "5", "outputFormat": "json"},
     ],
 )
 def test_unknown_parameters_are_an_error_naming_them(http, query):

@@ -31,6 +31,7 @@ __all__ = [
     "InputCRS",
     "off_the_map",
     "parse_crs",
+    "shift_geometry",
     "to_crs",
     "to_wgs84",
     "unshift",
@@ -206,6 +207,17 @@ def to_wgs84(lon: ArrayLike, lat: ArrayLike, crs: InputCRS | str) -> tuple[np.nd
     to = pyproj.Transformer.from_crs(source.crs, WGS84, always_xy=True)
     out_x, out_y = to.transform(x, y)
     return np.asarray(out_x, dtype=float), np.asarray(out_y, dtype=float)
+
+
+def shift_geometry(geometry: np.ndarray, shift: Shift) -> np.ndarray:
+    """Add a GCJ-02 or BD-09 offset to WGS84 lon/lat geometries (the inverse of
+    :func:`unshift`): to draw them on Amap, Tencent (GCJ-02) or Baidu (BD-09) maps."""
+    forward = gcj02.wgs84_to_gcj02 if shift == "gcj02" else gcj02.wgs84_to_bd09
+
+    def _apply(coords: np.ndarray) -> np.ndarray:
+        return np.column_stack(forward(coords[:, 0], coords[:, 1]))
+
+    return shapely.transform(np.asarray(geometry), _apply)
 
 
 def unshift(geometry: np.ndarray, shift: Shift) -> np.ndarray:

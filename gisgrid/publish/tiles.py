@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import geopandas as gpd
 import numpy as np
@@ -35,6 +36,7 @@ import pandas as pd
 import shapely
 
 from gisgrid._errors import InputError, LayerNotFoundError
+from gisgrid.crs.names import shift_geometry
 from gisgrid.io.schema import json_value
 from gisgrid.publish.catalog import COLLECTIONS, COLLECTIONS_BY_ID, Catalog
 from gisgrid.publish.mvt import EXTENT, Column, encode_tile, prepare
@@ -226,6 +228,8 @@ class TileSource:
     catalog: Catalog
     role: str = "public"
     cache_size: int = 20_000
+    #: tiles of GCJ-02 lon/lat on the Web Mercator grid, to sit on Amap and Tencent maps
+    shift: Literal["gcj02"] | None = None
     _layers: dict[str, _Layer] = field(default_factory=dict, repr=False)
     _cache: OrderedDict[tuple[str, int, int, int], Tile] = field(
         default_factory=OrderedDict, repr=False
@@ -246,7 +250,12 @@ class TileSource:
                 return None
             if not COLLECTIONS_BY_ID[collection].visible_to(self.role):
                 return None  # a layer of the combined tileset this role may not see
-            frame = self.catalog.frame(collection, self.role).to_crs(3857)
+            frame = self.catalog.frame(collection, self.role)
+            if self.shift is not None:
+                frame = frame.set_geometry(
+                    shift_geometry(frame.geometry.values, self.shift), crs=frame.crs
+                )
+            frame = frame.to_crs(3857)
             frame = frame[~frame.geometry.is_empty & frame.geometry.notna()].reset_index(drop=True)
             props = frame.drop(columns=frame.geometry.name)
             self._layers[collection] = _Layer(
@@ -328,8 +337,17 @@ def tilesets_for(role: str) -> list[str]:
     ]
 
 
-def tilejson(tileset: str, base_url: str, catalog: Catalog, *, role: str = "public") -> dict:
-    """A TileJSON 3.0.0 document with absolute tile URLs, for what ``role`` may see."""
+def tilejson(
+    tileset: str,
+    base_url: str,
+    catalog: Catalog,
+    *,
+    role: str = "public",
+    shift: Literal["gcj02"] | None = None,
+) -> dict:
+    """A TileJSON 3.0.0 document with absolute tile URLs, for what ``role`` may see
+    (tiles, ``bounds`` and ``center`` in GCJ-02 with ``shift``, as an Amap map places
+    them)."""
     check_tile(tileset, 0, 0, 0)
     if tileset not in tilesets_for(role):
         raise LayerNotFoundError(f"no tileset {tileset!r}")
@@ -339,13 +357,18 @@ def tilejson(tileset: str, base_url: str, catalog: Catalog, *, role: str = "publ
         if s.collection in catalog.frames and COLLECTIONS_BY_ID[s.collection].visible_to(role)
     ]
     box = catalog.bounds(s.collection for s in specs)
+    if box and shift:
+        box = tuple(shapely.bounds(shift_geometry(np.array([shapely.box(*box)]), shift)[0]))
     bounds = [round(v, 6) for v in box] if box else [-180, -85.0511, 180, 85.0511]
     return {
         "tilejson": "3.0.0",
         "name": tileset,
         "description": f"gisgrid {tileset} tiles",
         "scheme": "xyz",
-        "tiles": [f"{base_url.rstrip('/')}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt"],
+        "tiles": [
+            f"{base_url.rstrip('/')}/tiles/{tileset}/{{z}}/{{x}}/{{y}}.mvt"
+            + (f"?crs={shift}" if shift else "")
+        ],
         "minzoom": min((s.minzoom for s in specs), default=0),
         "maxzoom": SERVED_MAX_ZOOM,
         "bounds": [float(b) for b in bounds],

@@ -8,9 +8,10 @@ from fastapi import Depends, HTTPException, Query, Request
 from fastapi.dependencies.models import Dependant
 
 from gisgrid._errors import InputError
+from gisgrid.crs.uris import offered
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import Directory
-from gisgrid.publish.catalog import Catalog
+from gisgrid.publish.catalog import ROLES, Catalog
 from gisgrid.publish.tiles import TileSource
 from gisgrid.server.settings import Settings
 
@@ -26,9 +27,15 @@ class State:
         self.ws.prepare()  # WAL before the first reader: writers then never block them
         self.catalog = Catalog(self.ws)
         self.catalog.refresh()
+        #: the CRSs features are served in (OGC API – Features Part 2)
+        self.crs = offered(self.ws.crs)
+        #: (role, GCJ-02 or not) → its tiles
         self.tiles = {
-            role: TileSource(self.catalog, role=role, cache_size=settings.tile_cache)
-            for role in ("public", "staff", "planner")
+            (role, shift): TileSource(
+                self.catalog, role=role, cache_size=settings.tile_cache, shift=shift
+            )
+            for role in ROLES
+            for shift in (None, "gcj02")
         }
         self._directory: Directory | None = None
         self.catalog.on_change(self._reset)

@@ -1,8 +1,10 @@
-"""OGC API – Features, Part 1: Core, over the published collections.
+"""OGC API – Features over the published collections: Part 1 (Core) and Part 2 (CRS).
 
-GeoJSON in WGS84 (CRS84, lon/lat) as the standard says; ``f=html`` for a
-browser. Paging with ``limit`` (clamped to the server's maximum, as the
-standard allows) and ``offset``, with ``next``/``prev`` links.
+GeoJSON in WGS84 (CRS84, lon/lat) unless ``crs`` asks for another of those offered
+(:mod:`gisgrid.crs.uris`: EPSG:4326, 4490, 3857, the workspace zone, GCJ-02 and BD-09),
+named back in ``Content-Crs``; ``bbox-crs`` says what ``bbox`` is in. ``f=html`` for a
+browser. Paging with ``limit`` (clamped to the server's maximum, as the standard
+allows) and ``offset``, with ``next``/``prev`` links.
 """
 
 import html
@@ -18,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gisgrid._errors import InputError
+from gisgrid.crs.uris import CRS84, ServedCRS, from_wgs84, parse_uri, to_wgs84_geometry
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.tiles import tilesets_for
@@ -25,13 +28,19 @@ from gisgrid.server.deps import AppState, Role, State, base_url
 from gisgrid.server.settings import Settings
 
 GEOJSON = "application/geo+json"
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
 ]
+CRS_DOC = (
+    "CRS of the geometries returned (default CRS84, lon/lat): a URI of the collection's "
+    "`crs` list, EPSG:n, or gcj02 (Amap, Tencent) or bd09 (Baidu) for web-map overlays. "
+    "Coordinates follow the CRS's axis order: EPSG:4326 and 4490 are lat/lon."
+)
+BBOX_CRS = "CRS of `bbox` (default CRS84): as `crs`."
 Format = Annotated[
     str,
     Query(pattern="^(json|geojson|html)$", description="Response format: json (default) or html."),
@@ -86,7 +95,7 @@ def _landing_links(base: str, role: str) -> list[dict]:
     ]
 
 
-def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame) -> dict:
+def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame, crs: list[ServedCRS]) -> dict:
     """One collection's description: title, extent in CRS84, links to its items."""
     bbox = (
         [float(v) for v in np.round(frame.total_bounds, 7)]
@@ -98,7 +107,8 @@ def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame) -> dict:
         "id": cid,
         "title": COLLECTIONS_BY_ID[cid].title,
         "itemType": "feature",
-        "crs": [CRS84],
+        "crs": [c.uri for c in crs],
+        "storageCrs": CRS84,
         "extent": {"spatial": {"bbox": [bbox], "crs": CRS84}},
         "links": [
             _link("self", f"{base}/collections/{cid}"),
@@ -109,12 +119,18 @@ def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame) -> dict:
 
 
 def _selected(
-    frame: gpd.GeoDataFrame, cid: str, bbox: str | None, properties: str | None
+    frame: gpd.GeoDataFrame,
+    cid: str,
+    bbox: str | None,
+    properties: str | None,
+    *,
+    bbox_crs: ServedCRS,
 ) -> tuple[gpd.GeoDataFrame, bool]:
-    """The features inside ``bbox`` with the asked ``properties``; whether the id field
-    rides along only to give each feature its id."""
+    """The features inside ``bbox`` (in ``bbox_crs``) with the asked ``properties``;
+    whether the id field rides along only to give each feature its id."""
     if bbox is not None:
-        idx = np.sort(frame.sindex.query(shapely.box(*_bbox(bbox)), predicate="intersects"))
+        area = to_wgs84_geometry(shapely.box(*_bbox(bbox, bbox_crs)), bbox_crs)
+        idx = np.sort(frame.sindex.query(area, predicate="intersects"))
         frame = frame.iloc[idx]
     if properties is None:
         return frame, False
@@ -200,7 +216,7 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
     def collections(request: Request, st: AppState, who: Role, f: Format = "json") -> Any:
         base = base_url(request)
         docs = [
-            _collection_doc(base, c.id, st.catalog.frame(c.id, who))
+            _collection_doc(base, c.id, st.catalog.frame(c.id, who), st.crs)
             for c in st.catalog.collections(who)
         ]
         if f == "html":
@@ -218,7 +234,7 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
     ) -> Any:
         _known(st, collection_id, who)
         doc = _collection_doc(
-            base_url(request), collection_id, st.catalog.frame(collection_id, who)
+            base_url(request), collection_id, st.catalog.frame(collection_id, who), st.crs
         )
         if f == "html":
             return _page(doc["title"], _links_html(doc["links"]))
@@ -235,8 +251,14 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
         st: AppState,
         who: Role,
         bbox: Annotated[
-            str | None, Query(description="minLon,minLat,maxLon,maxLat in WGS84 (CRS84).")
+            str | None,
+            Query(
+                description="minLon,minLat,maxLon,maxLat in CRS84, or four numbers in "
+                "`bbox-crs` in its axis order (EPSG:4326: minLat,minLon,maxLat,maxLon)."
+            ),
         ] = None,
+        bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description=BBOX_CRS)] = None,
+        crs: Annotated[str | None, Query(description=CRS_DOC)] = None,
         limit: Annotated[
             int,
             Query(
@@ -251,8 +273,13 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
     ) -> Any:
         _known(st, collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
+        target = parse_uri(crs or CRS84, st.crs)
         frame, drop_id = _selected(
-            st.catalog.frame(collection_id, who), collection_id, bbox, properties
+            st.catalog.frame(collection_id, who),
+            collection_id,
+            bbox,
+            properties,
+            bbox_crs=parse_uri(bbox_crs or CRS84, st.crs, name="bbox-crs"),
         )
         limit = min(limit, settings.max_limit)
         page = frame.iloc[offset : offset + limit]
@@ -261,7 +288,7 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
         )
         if f == "html":
             return _items_page(f"{c.title}: {len(frame)} features", page, links)
-        features = _features(page, c.id_field, drop_id)
+        features = _features(page, c.id_field, drop_id, target)
         doc = {
             "type": "FeatureCollection",
             "numberMatched": len(frame),
@@ -270,7 +297,7 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
             "links": links,
             "features": features,
         }
-        return JSONResponse(doc, media_type=GEOJSON)
+        return JSONResponse(doc, media_type=GEOJSON, headers=_content_crs(target))
 
     @api.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
     def item(
@@ -279,15 +306,17 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
         feature_id: str,
         st: AppState,
         who: Role,
+        crs: Annotated[str | None, Query(description=CRS_DOC)] = None,
         f: Format = "json",
     ) -> Any:
         _known(st, collection_id, who)
+        target = parse_uri(crs or CRS84, st.crs)
         frame = st.catalog.frame(collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
         hit = frame[frame[c.id_field].astype(str) == feature_id]
         if hit.empty:
             raise NotFoundError(f"no feature {feature_id!r} in {collection_id}")
-        feature = _features(hit.iloc[:1], c.id_field, False)[0]
+        feature = _features(hit.iloc[:1], c.id_field, False, target)[0]
         base = f"{base_url(request)}/collections/{collection_id}"
         feature["links"] = [
             _link("self", f"{base}/items/{feature_id}", GEOJSON),
@@ -299,25 +328,34 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
                 for k, v in feature["properties"].items()
             )
             return _page(f"{c.title} {feature_id}", f"<table>{rows}</table>")
-        return JSONResponse(feature, media_type=GEOJSON)
+        return JSONResponse(feature, media_type=GEOJSON, headers=_content_crs(target))
 
 
-def _bbox(text: str) -> tuple[float, float, float, float]:
+def _content_crs(crs: ServedCRS) -> dict[str, str]:
+    return {"Content-Crs": f"<{crs.uri}>"}
+
+
+def _bbox(text: str, crs: ServedCRS) -> tuple[float, float, float, float]:
+    order = "minLat,minLon,maxLat,maxLon" if crs.lat_first else "minLon,minLat,maxLon,maxLat"
+    if not crs.crs.is_geographic:
+        order = "four numbers in its axis order, min before max"
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise InputError(
-            f"bbox {text!r} must be four numbers: minLon,minLat,maxLon,maxLat"
-        ) from None
+        raise InputError(f"bbox {text!r} must be four numbers: {order}") from None
     if len(values) != 4 or not all(np.isfinite(values)):
-        raise InputError(f"bbox {text!r} must be four numbers: minLon,minLat,maxLon,maxLat")
+        raise InputError(f"bbox {text!r} must be four numbers: {order}")
     x0, y0, x1, y1 = values
-    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
-        raise InputError(f"bbox {text!r} is not lon/lat in CRS84 with min ≤ max")
+    if not (x0 <= x1 and y0 <= y1):
+        raise InputError(f"bbox {text!r} must have min ≤ max: {order}")
+    lon0, lat0, lon1, lat1 = (y0, x0, y1, x1) if crs.lat_first else (x0, y0, x1, y1)
+    if crs.crs.is_geographic and not (-180 <= lon0 <= lon1 <= 180 and -90 <= lat0 <= lat1 <= 90):
+        raise InputError(f"bbox {text!r} is not {order} in {crs.uri}")
     return x0, y0, x1, y1
 
 
-def _features(frame: gpd.GeoDataFrame, id_field: str, drop_id: bool) -> list[dict]:
+def _features(frame: gpd.GeoDataFrame, id_field: str, drop_id: bool, crs: ServedCRS) -> list[dict]:
+    frame = frame.set_geometry(from_wgs84(frame.geometry.values, crs), crs=None)
     geo = json.loads(frame.to_json(na="drop", drop_id=True, to_wgs84=False))
     out = []
     for feature, fid in zip(geo["features"], frame[id_field].astype(str), strict=True):

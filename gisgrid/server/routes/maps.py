@@ -2,11 +2,13 @@
 
 import functools
 import gzip
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
+from gisgrid._errors import InputError
 from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
 from gisgrid.publish.style import map_page, redmap_style
@@ -15,6 +17,26 @@ from gisgrid.roster.policy import load_policy
 from gisgrid.server.deps import AppState, Role, base_url
 
 MVT = "application/vnd.mapbox-vector-tile"
+TileCrs = Annotated[
+    str | None,
+    Query(
+        description="`gcj02`: geometry in GCJ-02 on the same Web Mercator grid, to lay over "
+        "Amap or Tencent basemaps (WGS84 lands hundreds of metres off there). Default: WGS84."
+    ),
+]
+
+
+def _shift(crs: str | None) -> Literal["gcj02"] | None:
+    """The offset a tile's ``crs`` asks for (None: WGS84)."""
+    key = (crs or "wgs84").strip().lower().replace("-", "").replace("_", "")
+    if key in ("wgs84", "crs84", "epsg:4326", "4326"):
+        return None
+    if key == "gcj02":
+        return "gcj02"
+    raise InputError(
+        f"tiles crs {crs!r} is not offered: use gcj02 (Amap, Tencent) or leave it out for "
+        "WGS84 (Baidu's maps use their own tile grid, not Web Mercator)"
+    )
 
 
 def _cache(role: str) -> str:
@@ -66,9 +88,11 @@ def router() -> APIRouter:
         summary="TileJSON 3.0 of a tileset",
         responses={404: {"description": "no such tileset, or not one for this key"}},
     )
-    def tileset_json(request: Request, tileset: str, st: AppState, who: Role) -> JSONResponse:
+    def tileset_json(
+        request: Request, tileset: str, st: AppState, who: Role, crs: TileCrs = None
+    ) -> JSONResponse:
         st.catalog.refresh()
-        doc = tilejson(tileset, base_url(request), st.catalog, role=who)
+        doc = tilejson(tileset, base_url(request), st.catalog, role=who, shift=_shift(crs))
         return JSONResponse(doc, headers={"Cache-Control": _cache(who)})
 
     @api.get(
@@ -77,8 +101,17 @@ def router() -> APIRouter:
         summary="A vector tile (MVT 2.1, Web Mercator, XYZ); 204 when empty",
         responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}},
     )
-    async def tile(request: Request, tileset: str, z: int, x: int, y: int, st: AppState, who: Role):
-        source = st.tiles[who]
+    async def tile(
+        request: Request,
+        tileset: str,
+        z: int,
+        x: int,
+        y: int,
+        st: AppState,
+        who: Role,
+        crs: TileCrs = None,
+    ):
+        source = st.tiles[who, _shift(crs)]
         got = source.cached(tileset, z, x, y)  # answered on the event loop when cached
         if got is None:
             got = await run_in_threadpool(source.tile, tileset, z, x, y)
