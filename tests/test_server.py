@@ -61,10 +61,16 @@ def test_landing_conformance_and_collections(http):
     rels = {link["rel"] for link in landing["links"]}
     assert {"self", "service-desc", "conformance", "data", "tiles"} <= rels
     assert any(link["href"].endswith("/tiles/redmap.json") for link in landing["links"])
-    assert (
-        "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
-        in http.get("/conformance").json()["conformsTo"]
-    )
+    conforms = http.get("/conformance").json()["conformsTo"]
+    spec = "http://www.opengis.net/spec/"
+    assert {
+        f"{spec}ogcapi-features-1/1.0/conf/core",
+        f"{spec}ogcapi-features-2/1.0/conf/crs",
+        f"{spec}ogcapi-features-3/1.0/conf/filter",
+        f"{spec}cql2/1.0/conf/cql2-text",
+    } <= set(conforms)
+    assert not any(c.endswith("/oas30") for c in conforms)  # the document is OpenAPI 3.1
+    assert http.get("/openapi.json").json()["openapi"].startswith("3.1")
     ids = {c["id"] for c in http.get("/collections").json()["collections"]}
     assert {
         "streets",
@@ -113,6 +119,97 @@ def test_items_paging_bbox_properties(http, served):
     assert "<table>" in http.get(f"/collections/grids/items/{one['id']}", params={"f": "html"}).text
     big = http.get("/collections/buildings/items", params={"limit": 100000}).json()
     assert big["numberReturned"] == min(n, 1000)  # clamped to the server's maximum
+
+
+def _ids(http: httpx.Client, **params) -> list[str]:
+    r = http.get("/collections/grids/items", params={"limit": 1000, **params})
+    assert r.status_code == 200, r.text
+    return [f["id"] for f in r.json()["features"]]
+
+
+def test_cql2_filters_sorting_and_property_filters(http, served):
+    """OGC API – Features Part 3, each answer checked against pandas and shapely on the
+    workspace's own grids."""
+    grids = served[1].read("grids").to_crs(4326)
+    codes = lambda rows: sorted(rows["grid_code"])  # noqa: E731
+    basic = grids[(grids["households"] > 300) & (grids["grid_type"] == "basic")]
+    assert 0 < len(basic) < len(grids)
+    text = "households > 300 AND grid_type = 'basic'"
+    assert sorted(_ids(http, filter=text)) == codes(basic)
+    as_json = {
+        "op": "and",
+        "args": [
+            {"op": ">", "args": [{"property": "households"}, 300]},
+            {"op": "=", "args": [{"property": "grid_type"}, "basic"]},
+        ],
+    }
+    got = _ids(http, **{"filter": json.dumps(as_json), "filter-lang": "cql2-json"})
+    assert sorted(got) == codes(basic)
+    lo, hi = np.percentile(grids["households"], [25, 75]).round()
+    between = grids[grids["households"].between(lo, hi)]
+    assert sorted(_ids(http, filter=f"households BETWEEN {lo:.0f} AND {hi:.0f}")) == codes(between)
+    two = list(grids["grid_code"].iloc[:2])
+    assert sorted(_ids(http, filter=f"grid_code IN ('{two[0]}', '{two[1]}')")) == sorted(two)
+    prefix = grids["grid_code"].iloc[0][:12]
+    like = grids[grids["grid_code"].str.startswith(prefix)]
+    assert sorted(_ids(http, filter=f"grid_code LIKE '{prefix}%'")) == codes(like)
+    p = grids.geometry.iloc[3].representative_point()
+    assert _ids(http, filter=f"S_INTERSECTS(geometry, POINT({p.x} {p.y}))") == [
+        grids["grid_code"].iloc[3]
+    ]
+    mx, my = Transformer.from_crs(4326, 3857, always_xy=True).transform(p.x, p.y)
+    in_merc = {"filter": f"S_INTERSECTS(geometry, POINT({mx} {my}))", "filter-crs": "EPSG:3857"}
+    assert _ids(http, **in_merc) == [grids["grid_code"].iloc[3]]
+    # sorting, stable, on two keys; and equality on a queryable as its own parameter
+    order = grids.sort_values(["households", "grid_code"], ascending=[False, True])
+    assert _ids(http, sortby="-households,grid_code") == list(order["grid_code"])
+    dedicated = grids[grids["grid_type"] == "dedicated"]
+    assert sorted(_ids(http, grid_type="dedicated")) == codes(dedicated)
+    one = int(grids["households"].iloc[0])
+    assert sorted(_ids(http, households=one)) == codes(grids[grids["households"] == one])
+    # a page's next link keeps the filter
+    first = http.get("/collections/grids/items", params={"filter": text, "limit": 1}).json()
+    if len(basic) > 1:
+        nxt = next(link["href"] for link in first["links"] if link["rel"] == "next")
+        assert httpx.get(nxt).json()["features"][0]["id"] in codes(basic)
+
+
+def test_queryables_and_filters_follow_the_role(http):
+    public = http.get("/collections/grids/queryables")
+    assert public.headers["content-type"].startswith("application/schema+json")
+    doc = public.json()
+    assert doc["properties"]["households"]["type"] == "integer"
+    assert doc["properties"]["geometry"]["format"].startswith("geometry-polygon")
+    assert "in_band" not in doc["properties"] and doc["additionalProperties"] is False
+    staff = {"X-API-Key": KEYS["staff"]}
+    assert (
+        "in_band" in http.get("/collections/grids/queryables", headers=staff).json()["properties"]
+    )
+    r = http.get("/collections/grids/items", params={"filter": "in_band = true"})
+    assert r.status_code == 400 and "in_band" in r.json()["detail"]  # no probing staff fields
+    ok = http.get("/collections/grids/items", params={"filter": "in_band = true"}, headers=staff)
+    assert ok.status_code == 200
+    assert http.get("/collections/uncovered/queryables").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"filter": "households >"}, "not cql2-text"),
+        ({"filter": "nope = 1"}, "'nope'"),
+        ({"filter": "households > 'many'"}, "types"),
+        ({"filter": "upper(name) = 'A'"}, "functions"),
+        ({"filter": "{", "filter-lang": "cql2-json"}, "not cql2-json"),
+        ({"filter": "households > 1", "filter-lang": "ecql"}, "filter-lang"),
+        ({"filter": "households > 1", "filter-crs": "EPSG:9999"}, "filter-crs"),
+        ({"sortby": "-nope"}, "sortby"),
+        ({"households": "many"}, "households"),
+    ],
+)
+def test_bad_filters_are_a_400_naming_what_is_wrong(http, params, says):
+    r = http.get("/collections/grids/items", params=params)
+    assert r.status_code == 400, r.text
+    assert says in json.dumps(r.json(), ensure_ascii=False), r.text
 
 
 def _coords(geometry: dict) -> np.ndarray:
@@ -645,9 +742,9 @@ def _staff_only_tiles(http: httpx.Client, ws: Workspace) -> None:
 @pytest.mark.parametrize(
     "query",
     [
-        {"filter": "households > 490"},
-        {"sortby": "-households"},
-        {"households": "448"},
+        {"where": "households > 490"},
+        {"sort": "-households"},
+        {"in_band": "true"},  # a staff field is no parameter for the public
         {"srsName": "EPSG:4547"},  # WFS's name for crs
         {"limit": "5", "outputFormat": "json"},
     ],

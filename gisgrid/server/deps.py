@@ -106,9 +106,14 @@ async def known_parameters(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    known = _query_names(dependant)
+    # a route whose parameters depend on the data (items: one per queryable) says so
+    extra = getattr(getattr(route, "endpoint", None), "extra_parameters", None)
+    if extra is not None:
+        known |= extra(request)
+    unknown = sorted(set(request.query_params) - known)
     if unknown:
-        allowed = ", ".join(sorted(_query_names(dependant))) or "none"
+        allowed = ", ".join(sorted(known)) or "none"
         raise InputError(
             f"unknown parameter {', '.join(unknown)} for {request.url.path} (it takes: {allowed})"
         )

@@ -23,17 +23,31 @@ from gisgrid._errors import InputError
 from gisgrid.crs.uris import CRS84, ServedCRS, from_wgs84, parse_uri, to_wgs84_geometry
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
+from gisgrid.publish.queries import property_names, queryables, select, sort
 from gisgrid.publish.tiles import tilesets_for
 from gisgrid.server.deps import AppState, Role, State, base_url
 from gisgrid.server.settings import Settings
 
 GEOJSON = "application/geo+json"
+#: What the service conforms to. Not Part 1's ``oas30``: FastAPI writes OpenAPI 3.1.
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
-    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
 ]
 CRS_DOC = (
     "CRS of the geometries returned (default CRS84, lon/lat): a URI of the collection's "
@@ -41,6 +55,13 @@ CRS_DOC = (
     "Coordinates follow the CRS's axis order: EPSG:4326 and 4490 are lat/lon."
 )
 BBOX_CRS = "CRS of `bbox` (default CRS84): as `crs`."
+FILTER_DOC = (
+    "A CQL2 filter (OGC API – Features Part 3) over the collection's queryables, e.g. "
+    "`households > 450 AND name LIKE '%社区%'` or `S_INTERSECTS(geometry, POINT(113.1 "
+    "27.9))`; CQL2 JSON with `filter-lang=cql2-json`. Any queryable also filters by "
+    "equality as a parameter of its own (`?grid_type=dedicated`)."
+)
+SORTBY_DOC = "Fields to sort by, comma-separated; `-` before a field sorts it descending."
 Format = Annotated[
     str,
     Query(pattern="^(json|geojson|html)$", description="Response format: json (default) or html."),
@@ -80,7 +101,7 @@ def _landing_links(base: str, role: str) -> list[dict]:
         _link(
             "service-desc",
             f"{base}/openapi.json",
-            "application/vnd.oai.openapi+json;version=3.0",
+            "application/vnd.oai.openapi+json;version=3.1",
             "OpenAPI",
         ),
         _link("service-doc", f"{base}/docs", "text/html", "API documentation"),
@@ -112,6 +133,12 @@ def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame, crs: list[Serv
         "extent": {"spatial": {"bbox": [bbox], "crs": CRS84}},
         "links": [
             _link("self", f"{base}/collections/{cid}"),
+            _link(
+                "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                f"{base}/collections/{cid}/queryables",
+                "application/schema+json",
+                "queryables",
+            ),
             _link("items", items, GEOJSON, "items"),
             _link("items", f"{items}?f=html", "text/html", "items (HTML)"),
         ],
@@ -121,17 +148,24 @@ def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame, crs: list[Serv
 def _selected(
     frame: gpd.GeoDataFrame,
     cid: str,
-    bbox: str | None,
-    properties: str | None,
     *,
+    bbox: str | None,
     bbox_crs: ServedCRS,
+    where: dict[str, Any],
+    sortby: str | None,
+    properties: str | None,
 ) -> tuple[gpd.GeoDataFrame, bool]:
-    """The features inside ``bbox`` (in ``bbox_crs``) with the asked ``properties``;
-    whether the id field rides along only to give each feature its id."""
+    """The features inside ``bbox`` (in ``bbox_crs``) that the filters of ``where``
+    keep (:func:`gisgrid.publish.queries.select`), in ``sortby`` order, with the asked
+    ``properties``; whether the id field rides along only to give each feature its id."""
     if bbox is not None:
         area = to_wgs84_geometry(shapely.box(*_bbox(bbox, bbox_crs)), bbox_crs)
         idx = np.sort(frame.sindex.query(area, predicate="intersects"))
         frame = frame.iloc[idx]
+    if where["filter_text"] is not None or where["equals"]:
+        frame = frame[select(frame, **where)]
+    if sortby is not None:
+        frame = sort(frame, sortby)
     if properties is None:
         return frame, False
     wanted = [p.strip() for p in properties.split(",") if p.strip()]
@@ -240,6 +274,27 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
             return _page(doc["title"], _links_html(doc["links"]))
         return doc
 
+    @api.get(
+        "/collections/{collection_id}/queryables",
+        summary="What a filter may name (JSON Schema)",
+        responses={200: {"content": {"application/schema+json": {}}}},
+    )
+    def collection_queryables(
+        request: Request, collection_id: str, st: AppState, who: Role, f: Format = "json"
+    ) -> Any:
+        _known(st, collection_id, who)
+        uri = f"{base_url(request)}/collections/{collection_id}/queryables"
+        frame = st.catalog.frame(collection_id, who)
+        doc = queryables(frame, uri=uri, title=COLLECTIONS_BY_ID[collection_id].title)
+        if f == "html":
+            rows = "".join(
+                f"<tr><th>{html.escape(k)}</th>"
+                f"<td>{html.escape(v.get('type', v.get('format', '')))}</td></tr>"
+                for k, v in doc["properties"].items()
+            )
+            return _page(f"{doc['title']}: queryables", f"<table>{rows}</table>")
+        return JSONResponse(doc, media_type="application/schema+json")
+
 
 def _add_items(api: APIRouter, settings: Settings) -> None:
     """Pages of a collection's features, and one feature."""
@@ -269,17 +324,39 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
         properties: Annotated[
             str | None, Query(description="Comma-separated fields to return (default all).")
         ] = None,
+        filter: Annotated[str | None, Query(description=FILTER_DOC)] = None,
+        filter_lang: Annotated[
+            str,
+            Query(
+                alias="filter-lang",
+                pattern="^cql2-(text|json)$",
+                description="Language of `filter`: cql2-text (default) or cql2-json.",
+            ),
+        ] = "cql2-text",
+        filter_crs: Annotated[
+            str | None, Query(alias="filter-crs", description="CRS of the filter's geometries.")
+        ] = None,
+        sortby: Annotated[str | None, Query(description=SORTBY_DOC)] = None,
         f: Format = "json",
     ) -> Any:
         _known(st, collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
         target = parse_uri(crs or CRS84, st.crs)
+        full = st.catalog.frame(collection_id, who)
+        where = {
+            "filter_text": filter,
+            "filter_lang": filter_lang,
+            "filter_crs": parse_uri(filter_crs or CRS84, st.crs, name="filter-crs"),
+            "equals": {k: v for k, v in request.query_params.items() if k in property_names(full)},
+        }
         frame, drop_id = _selected(
-            st.catalog.frame(collection_id, who),
+            full,
             collection_id,
-            bbox,
-            properties,
+            bbox=bbox,
             bbox_crs=parse_uri(bbox_crs or CRS84, st.crs, name="bbox-crs"),
+            where=where,
+            sortby=sortby,
+            properties=properties,
         )
         limit = min(limit, settings.max_limit)
         page = frame.iloc[offset : offset + limit]
@@ -298,6 +375,19 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
             "features": features,
         }
         return JSONResponse(doc, media_type=GEOJSON, headers=_content_crs(target))
+
+    def queryable_parameters(request: Request) -> set[str]:
+        """The collection's queryables, each a parameter of its items (equality)."""
+        st: State = request.app.state.gisgrid
+        who = settings.role_of(
+            request.headers.get("x-api-key") or request.query_params.get("api_key")
+        )
+        cid = request.path_params.get("collection_id", "")
+        if who is None or cid not in {c.id for c in st.catalog.collections(who)}:
+            return set()
+        return set(property_names(st.catalog.frame(cid, who)))
+
+    items.extra_parameters = queryable_parameters  # type: ignore[attr-defined]
 
     @api.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
     def item(
