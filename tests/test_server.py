@@ -212,6 +212,40 @@ def test_bad_filters_are_a_400_naming_what_is_wrong(http, params, says):
     assert says in json.dumps(r.json(), ensure_ascii=False), r.text
 
 
+def test_ogc_api_tiles_on_web_mercator_quad(http, served):
+    """OGC API – Tiles: the tile matrix set, the dataset's and each collection's tileset,
+    and their tiles: the same bytes as the XYZ tiles, row and column the right way."""
+    sets = http.get("/tileMatrixSets").json()["tileMatrixSets"]
+    assert [s["id"] for s in sets] == ["WebMercatorQuad"]
+    wmq = http.get("/tileMatrixSets/WebMercatorQuad").json()
+    z14 = wmq["tileMatrices"][14]
+    assert z14["matrixWidth"] == 2**14 and z14["cornerOfOrigin"] == "topLeft"
+    assert abs(wmq["tileMatrices"][0]["cellSize"] - 156543.03392804097) < 1e-6
+    assert http.get("/tileMatrixSets/WorldCRS84Quad").status_code == 404
+    _, lon, lat = grid_point(served[1], 0)
+    ((z, x, y),) = tiles_covering((lon, lat, lon, lat), 14)
+    for name, doc_path in (
+        ("redmap", "/tiles/WebMercatorQuad"),
+        ("grids", "/collections/grids/tiles/WebMercatorQuad"),
+    ):
+        doc = http.get(doc_path).json()
+        assert doc["tileMatrixSetURI"].endswith("/WebMercatorQuad") and doc["dataType"] == "vector"
+        limit = next(lim for lim in doc["tileMatrixSetLimits"] if lim["tileMatrix"] == "14")
+        assert limit["minTileCol"] <= x <= limit["maxTileCol"]
+        assert limit["minTileRow"] <= y <= limit["maxTileRow"]
+        assert "grids" in {layer["id"] for layer in doc["layers"]}
+        template = next(link["href"] for link in doc["links"] if link["rel"] == "item")
+        url = template.format(tileMatrix=z, tileRow=y, tileCol=x)
+        ogc, xyz = httpx.get(url), http.get(f"/tiles/{name}/{z}/{x}/{y}.mvt")
+        assert ogc.status_code == 200 and ogc.content == xyz.content and len(ogc.content) > 100
+    listed = http.get("/collections/grids/tiles").json()["tilesets"]
+    assert listed[0]["tileMatrixSetURI"].endswith("/WebMercatorQuad")
+    assert http.get("/collections/uncovered/tiles").status_code == 404  # staff only
+    staff = {"X-API-Key": KEYS["staff"]}
+    assert http.get("/collections/uncovered/tiles", headers=staff).status_code == 200
+    assert http.get("/collections/nope/tiles/WebMercatorQuad").status_code == 404
+
+
 def _coords(geometry: dict) -> np.ndarray:
     return shapely.get_coordinates(shapely.geometry.shape(geometry))
 

@@ -378,6 +378,116 @@ def tilejson(
     }
 
 
+WMQ_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
+_MVT = "application/vnd.mapbox-vector-tile"
+
+
+def web_mercator_quad(base_url: str) -> dict:
+    """The WebMercatorQuad tile matrix set (OGC TMS 2.0, JSON), zooms 0–MAX_ZOOM: the XYZ
+    grid every tile here is on (a tile's row is XYZ's y, its column x)."""
+    return {
+        "id": "WebMercatorQuad",
+        "title": "Google Maps Compatible for the World",
+        "uri": WMQ_URI,
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "orderedAxes": ["X", "Y"],
+        "wellKnownScaleSet": "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
+        "tileMatrices": [
+            {
+                "id": str(z),
+                "scaleDenominator": 559082264.0287178 / (1 << z),
+                "cellSize": 2 * _HALF / 256 / (1 << z),
+                "cornerOfOrigin": "topLeft",
+                "pointOfOrigin": [-_HALF, _HALF],
+                "tileWidth": 256,
+                "tileHeight": 256,
+                "matrixWidth": 1 << z,
+                "matrixHeight": 1 << z,
+            }
+            for z in range(MAX_ZOOM + 1)
+        ],
+        "links": [
+            {
+                "rel": "self",
+                "type": "application/json",
+                "href": f"{base_url}/tileMatrixSets/WebMercatorQuad",
+            }
+        ],
+    }
+
+
+def ogc_tileset_path(tileset: str) -> str:
+    """Where OGC API – Tiles has a tileset: the dataset's (``redmap``) at
+    ``/tiles/WebMercatorQuad``, a collection's under its collection."""
+    if tileset == "redmap":
+        return "/tiles/WebMercatorQuad"
+    return f"/collections/{tileset}/tiles/WebMercatorQuad"
+
+
+def ogc_tileset(tileset: str, base_url: str, catalog: Catalog, *, role: str) -> dict:
+    """A tileset's description in OGC API – Tiles (``tileset`` conformance class): its
+    tile matrix set, the zooms and tiles covering the data, its layers and fields."""
+    doc = tilejson(tileset, base_url, catalog, role=role)  # refuses what the role may not see
+    here = f"{base_url}{ogc_tileset_path(tileset)}"
+    minzoom = doc["minzoom"]
+    limits = []
+    x0, y0, x1, y1 = doc["bounds"]
+    for z in range(minzoom, SERVED_MAX_ZOOM + 1):
+        ((_, col0, row0),) = tiles_covering((x0, y1, x0, y1), z)  # the north-west corner
+        ((_, col1, row1),) = tiles_covering((x1, y0, x1, y0), z)  # and the south-east
+        limits.append(
+            {
+                "tileMatrix": str(z),
+                "minTileRow": row0,
+                "maxTileRow": row1,
+                "minTileCol": col0,
+                "maxTileCol": col1,
+            }
+        )
+    return {
+        "id": tileset,
+        "title": doc["description"],
+        "dataType": "vector",
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "tileMatrixSetURI": WMQ_URI,
+        "tileMatrixSetLimits": limits,
+        "layers": [
+            {
+                "id": layer["id"],
+                "title": layer["description"],
+                "dataType": "vector",
+                "minTileMatrix": str(layer["minzoom"]),
+                "maxTileMatrix": str(layer["maxzoom"]),
+                "propertiesSchema": {
+                    "type": "object",
+                    "properties": {k: {"type": v.lower()} for k, v in layer["fields"].items()},
+                },
+            }
+            for layer in doc["vector_layers"]
+        ],
+        "links": [
+            {"rel": "self", "type": "application/json", "href": here},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
+                "type": "application/json",
+                "href": f"{base_url}/tileMatrixSets/WebMercatorQuad",
+            },
+            {
+                "rel": "item",
+                "type": _MVT,
+                "templated": True,
+                "href": f"{here}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
+            },
+            {
+                "rel": "describedby",
+                "type": "application/json",
+                "title": "TileJSON",
+                "href": f"{base_url}/tiles/{tileset}.json",
+            },
+        ],
+    }
+
+
 def _field_type(column: pd.Series) -> str:
     """A TileJSON field type, as the tile encodes the column."""
     if pd.api.types.is_bool_dtype(column):

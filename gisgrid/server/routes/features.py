@@ -29,6 +29,7 @@ from gisgrid.server.deps import AppState, Role, State, base_url
 from gisgrid.server.settings import Settings
 
 GEOJSON = "application/geo+json"
+OGC_REL = "http://www.opengis.net/def/rel/ogc/1.0/"
 #: What the service conforms to. Not Part 1's ``oas30``: FastAPI writes OpenAPI 3.1.
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -48,6 +49,14 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/sorting",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/dataset-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
+    "http://www.opengis.net/spec/tms/2.0/conf/tilematrixset",
+    "http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset",
 ]
 CRS_DOC = (
     "CRS of the geometries returned (default CRS84, lon/lat): a URI of the collection's "
@@ -109,6 +118,8 @@ def _landing_links(base: str, role: str) -> list[dict]:
         _link("data", f"{base}/collections", title="collections"),
         _link("alternate", f"{base}/map", "text/html", "红地图 dashboard"),
         _link("describedby", f"{base}/styles/redmap.json", title="红地图 MapLibre style"),
+        _link(f"{OGC_REL}tilesets-vector", f"{base}/tiles", title="vector tilesets"),
+        _link(f"{OGC_REL}tiling-schemes", f"{base}/tileMatrixSets", title="tile matrix sets"),
         *(
             _link("tiles", f"{base}/tiles/{name}.json", title=f"{name} tiles (TileJSON)")
             for name in tilesets_for(role)
@@ -134,12 +145,13 @@ def _collection_doc(base: str, cid: str, frame: gpd.GeoDataFrame, crs: list[Serv
         "links": [
             _link("self", f"{base}/collections/{cid}"),
             _link(
-                "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                f"{OGC_REL}queryables",
                 f"{base}/collections/{cid}/queryables",
                 "application/schema+json",
                 "queryables",
             ),
             _link("items", items, GEOJSON, "items"),
+            _link(f"{OGC_REL}tilesets-vector", f"{base}/collections/{cid}/tiles", title="tiles"),
             _link("items", f"{items}?f=html", "text/html", "items (HTML)"),
         ],
     }

@@ -9,12 +9,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gisgrid._errors import InputError
+from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
 from gisgrid.publish.style import map_page, redmap_style
-from gisgrid.publish.tiles import tilejson, tilesets_for
+from gisgrid.publish.tiles import (
+    TILESETS,
+    WMQ_URI,
+    ogc_tileset,
+    ogc_tileset_path,
+    tilejson,
+    tilesets_for,
+    web_mercator_quad,
+)
 from gisgrid.roster.policy import load_policy
-from gisgrid.server.deps import AppState, Role, base_url
+from gisgrid.server.deps import AppState, Role, State, base_url
 
 MVT = "application/vnd.mapbox-vector-tile"
 TileCrs = Annotated[
@@ -73,14 +82,64 @@ def _static_file(name: str) -> bytes:
     return data
 
 
-def router() -> APIRouter:
-    api = APIRouter()
+async def _tile(
+    request: Request, st: State, who: str, tileset: str, zxy: tuple[int, int, int], crs: str | None
+) -> Response:
+    """A tile's response: 204 when empty, 304 for a matching ETag, gzip when accepted."""
+    source = st.tiles[who, _shift(crs)]
+    got = source.cached(tileset, *zxy)  # answered on the event loop when cached
+    if got is None:
+        got = await run_in_threadpool(source.tile, tileset, *zxy)
+    if got.empty:
+        return Response(status_code=204, headers={"Cache-Control": _cache(who)})
+    body, etag = got.body, got.etag
+    headers = {
+        "ETag": f'"{etag}"',
+        "Cache-Control": _cache(who),
+        "Vary": "Accept-Encoding, X-API-Key",
+    }
+    if request.headers.get("if-none-match") == f'"{etag}"':
+        return Response(status_code=304, headers=headers)
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(body, media_type=MVT, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(gzip.decompress(body), media_type=MVT, headers=headers)
+
+
+TILE_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {MVT: {}}, "description": "the tile (gzip when accepted)"},
+    204: {"description": "empty tile"},
+    304: {"description": "not modified (If-None-Match)"},
+}
+
+
+def _add_tiles(api: APIRouter) -> None:
+    """Tiles by name on the XYZ grid, with TileJSON."""
 
     @api.get("/tiles", tags=["tiles"], summary="Tilesets (those the caller may see)")
-    def tilesets(request: Request, who: Role) -> dict:
+    def tilesets(request: Request, st: AppState, who: Role) -> dict:
         base = base_url(request)
-        names = tilesets_for(who)
-        return {"tilesets": [{"id": n, "tilejson": f"{base}/tiles/{n}.json"} for n in names]}
+        return {
+            "links": [_json_link("self", f"{base}/tiles")],
+            "tilesets": [
+                {
+                    "id": name,
+                    "title": f"gisgrid {name} tiles",
+                    "dataType": "vector",
+                    "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+                    "tileMatrixSetURI": WMQ_URI,
+                    "tilejson": f"{base}/tiles/{name}.json",
+                    "links": [
+                        _json_link("self", f"{base}{ogc_tileset_path(name)}"),
+                        _json_link("describedby", f"{base}/tiles/{name}.json"),
+                        _json_link(
+                            "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
+                            f"{base}/tileMatrixSets/WebMercatorQuad",
+                        ),
+                    ],
+                }
+                for name in tilesets_for(who)
+            ],
+        }
 
     @api.get(
         "/tiles/{tileset}.json",
@@ -99,7 +158,7 @@ def router() -> APIRouter:
         "/tiles/{tileset}/{z}/{x}/{y}.mvt",
         tags=["tiles"],
         summary="A vector tile (MVT 2.1, Web Mercator, XYZ); 204 when empty",
-        responses={200: {"content": {MVT: {}}}, 204: {"description": "empty tile"}},
+        responses=TILE_RESPONSES,
     )
     async def tile(
         request: Request,
@@ -110,24 +169,124 @@ def router() -> APIRouter:
         st: AppState,
         who: Role,
         crs: TileCrs = None,
-    ):
-        source = st.tiles[who, _shift(crs)]
-        got = source.cached(tileset, z, x, y)  # answered on the event loop when cached
-        if got is None:
-            got = await run_in_threadpool(source.tile, tileset, z, x, y)
-        if got.empty:
-            return Response(status_code=204, headers={"Cache-Control": _cache(who)})
-        body, etag = got.body, got.etag
-        headers = {
-            "ETag": f'"{etag}"',
-            "Cache-Control": _cache(who),
-            "Vary": "Accept-Encoding, X-API-Key",
+    ) -> Response:
+        return await _tile(request, st, who, tileset, (z, x, y), crs)
+
+
+def _json_link(rel: str, href: str) -> dict:
+    return {"rel": rel, "type": "application/json", "href": href}
+
+
+def _add_ogc_tiles(api: APIRouter) -> None:
+    """OGC API – Tiles: the WebMercatorQuad tile matrix set, the dataset's tileset
+    (``redmap``) and each collection's."""
+
+    @api.get("/tileMatrixSets", tags=["tiles"], summary="Tile matrix sets (OGC API – Tiles)")
+    def matrix_sets(request: Request) -> dict:
+        base = base_url(request)
+        return {
+            "tileMatrixSets": [
+                {
+                    "id": "WebMercatorQuad",
+                    "title": "Google Maps Compatible for the World",
+                    "uri": WMQ_URI,
+                    "links": [_json_link("self", f"{base}/tileMatrixSets/WebMercatorQuad")],
+                }
+            ]
         }
-        if request.headers.get("if-none-match") == f'"{etag}"':
-            return Response(status_code=304, headers=headers)
-        if "gzip" in request.headers.get("accept-encoding", ""):
-            return Response(body, media_type=MVT, headers={**headers, "Content-Encoding": "gzip"})
-        return Response(gzip.decompress(body), media_type=MVT, headers=headers)
+
+    @api.get(
+        "/tileMatrixSets/{tile_matrix_set}",
+        tags=["tiles"],
+        summary="A tile matrix set's definition (OGC TMS 2.0)",
+        responses={404: {"description": "no such tile matrix set"}},
+    )
+    def matrix_set(request: Request, tile_matrix_set: str) -> dict:
+        _wmq(tile_matrix_set)
+        return web_mercator_quad(base_url(request))
+
+    @api.get("/tiles/{tile_matrix_set}", tags=["tiles"], summary="The 红地图 tileset (OGC)")
+    def dataset_tileset(request: Request, tile_matrix_set: str, st: AppState, who: Role) -> dict:
+        _wmq(tile_matrix_set)
+        return ogc_tileset("redmap", base_url(request), st.catalog, role=who)
+
+    @api.get(
+        "/tiles/{tile_matrix_set}/{tile_matrix}/{tile_row}/{tile_col}",
+        tags=["tiles"],
+        summary="A tile of the 红地图 tileset (OGC: matrix, row, column)",
+        responses=TILE_RESPONSES,
+    )
+    async def dataset_tile(
+        request: Request,
+        tile_matrix_set: str,
+        tile_matrix: int,
+        tile_row: int,
+        tile_col: int,
+        st: AppState,
+        who: Role,
+        crs: TileCrs = None,
+    ) -> Response:
+        _wmq(tile_matrix_set)
+        return await _tile(request, st, who, "redmap", (tile_matrix, tile_col, tile_row), crs)
+
+    @api.get(
+        "/collections/{collection_id}/tiles", tags=["tiles"], summary="A collection's tilesets"
+    )
+    def collection_tilesets(request: Request, collection_id: str, st: AppState, who: Role) -> dict:
+        doc = ogc_tileset(_collection(collection_id), base_url(request), st.catalog, role=who)
+        keep = ("id", "title", "dataType", "crs", "tileMatrixSetURI", "links")
+        return {"tilesets": [{k: doc[k] for k in keep}]}
+
+    @api.get(
+        "/collections/{collection_id}/tiles/{tile_matrix_set}",
+        tags=["tiles"],
+        summary="A collection's tileset (OGC)",
+    )
+    def collection_tileset(
+        request: Request, collection_id: str, tile_matrix_set: str, st: AppState, who: Role
+    ) -> dict:
+        _wmq(tile_matrix_set)
+        return ogc_tileset(_collection(collection_id), base_url(request), st.catalog, role=who)
+
+    @api.get(
+        "/collections/{collection_id}/tiles/{tile_matrix_set}/{tile_matrix}/{tile_row}/{tile_col}",
+        tags=["tiles"],
+        summary="A tile of a collection (OGC: matrix, row, column)",
+        responses=TILE_RESPONSES,
+    )
+    async def collection_tile(
+        request: Request,
+        collection_id: str,
+        tile_matrix_set: str,
+        tile_matrix: int,
+        tile_row: int,
+        tile_col: int,
+        st: AppState,
+        who: Role,
+        crs: TileCrs = None,
+    ) -> Response:
+        _wmq(tile_matrix_set)
+        zxy = (tile_matrix, tile_col, tile_row)
+        return await _tile(request, st, who, _collection(collection_id), zxy, crs)
+
+
+def _collection(collection_id: str) -> str:
+    """A collection's tileset name (404 for a name that is none)."""
+    if collection_id not in TILESETS or collection_id == "redmap":
+        raise NotFoundError(f"no collection {collection_id!r}; see /collections")
+    return collection_id
+
+
+def _wmq(tile_matrix_set: str) -> None:
+    if tile_matrix_set != "WebMercatorQuad":
+        raise NotFoundError(f"no tile matrix set {tile_matrix_set!r}; tiles are on WebMercatorQuad")
+
+
+def router() -> APIRouter:
+    api = APIRouter()
+
+    _add_tiles(api)
+    _add_ogc_tiles(api)
 
     @api.get("/styles/redmap.json", tags=["maps"], summary="The 红地图 MapLibre style")
     def style(request: Request, st: AppState) -> JSONResponse:
