@@ -28,7 +28,15 @@ import shapely
 from gisgrid._errors import CRSError
 from gisgrid.crs.names import WGS84, Shift, shift_geometry, unshift
 
-__all__ = ["CRS84", "ServedCRS", "from_wgs84", "offered", "parse_uri", "to_wgs84_geometry"]
+__all__ = [
+    "CRS84",
+    "ServedCRS",
+    "from_wgs84",
+    "offered",
+    "parse_uri",
+    "spellings",
+    "to_wgs84_geometry",
+]
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 _EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
@@ -115,6 +123,17 @@ def parse_uri(text: str, choices: list[ServedCRS], *, name: str = "crs") -> Serv
         f"{name} {text!r} is not offered; use one of {short} "
         f"(as URIs, e.g. {_EPSG}4490, or EPSG:4490, gcj02, bd09)"
     )
+
+
+def spellings(choices: list[ServedCRS]) -> list[str]:
+    """Each offered CRS as a URI and in its short form (``EPSG:4490``, ``gcj02``): the
+    values a ``crs`` parameter documents."""
+    out = []
+    for c in choices:
+        tail = c.uri.rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        short = f"EPSG:{tail}" if tail.isdigit() else tail.lower().replace("-", "")
+        out += [c.uri, short]
+    return out
 
 
 def _swap(geoms: np.ndarray) -> np.ndarray:

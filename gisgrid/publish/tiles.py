@@ -127,14 +127,15 @@ def tiles_covering(bbox: tuple[float, float, float, float], z: int) -> list[tupl
 
 
 def check_tile(tileset: str, z: int, x: int, y: int) -> None:
-    """Refuse an unknown tileset or a tile outside the XYZ scheme."""
+    """Refuse a zoom outside 0–MAX_ZOOM (InputError); an unknown tileset, or a tile
+    outside the zoom's matrix, is not there (LayerNotFoundError)."""
     if tileset not in TILESETS:
-        raise InputError(f"no tileset {tileset!r}; tilesets are {', '.join(TILESETS)}")
+        raise LayerNotFoundError(f"no tileset {tileset!r}; tilesets are {', '.join(TILESETS)}")
     if not 0 <= z <= MAX_ZOOM:
         raise InputError(f"zoom {z} is outside 0–{MAX_ZOOM}")
     n = 1 << z
     if not (0 <= x < n and 0 <= y < n):
-        raise InputError(
+        raise LayerNotFoundError(
             f"tile {z}/{x}/{y} does not exist: x and y must be in 0–{n - 1} at zoom {z}"
         )
 

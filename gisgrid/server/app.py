@@ -122,6 +122,103 @@ class Methods:
         await self.app({**scope, "method": "GET"}, receive, bodiless)
 
 
+_PROBLEM = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "what is wrong, and the fix"},
+        "problems": {"type": "array", "items": {"type": "object"}},
+        "suggestions": {"type": "array", "items": {}},
+    },
+}
+_STATUS = {
+    "400": "a parameter or body that is missing, malformed, out of range, or unknown",
+    "401": "an API key that is not known (call without one for public data)",
+    "404": "no such resource, or none the caller's key may see",
+    "500": "a fault of the server; its log has the details",
+}
+
+
+def _problem(description: str) -> dict:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _complete(doc: dict) -> dict:
+    """Every status the app answers, documented on every operation: errors are 400, not
+    FastAPI's 422 (the handler below turns validation errors into 400), with a JSON
+    ``Problem`` body; 401 where a key is taken, 404 where the path names a resource; HTML
+    beside JSON where ``f=html`` is offered."""
+    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = _PROBLEM
+    for schemas in (doc["components"]["schemas"],):
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+    for path, operations in doc["paths"].items():
+        for op in operations.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            names = {p["name"] for p in op.get("parameters", [])}
+            wanted = ["400", "500"]
+            if "api_key" in names:
+                wanted.append("401")
+            if "{" in path:
+                wanted.append("404")
+            for status in wanted:
+                given = responses.get(status, {})
+                responses[status] = {
+                    **_problem(_STATUS[status]),
+                    **given,
+                    "content": _problem("")["content"],
+                }
+            ok = responses.get("200")
+            if ok is not None and "f" in names:
+                ok.setdefault("content", {}).setdefault("text/html", {"schema": {"type": "string"}})
+    return doc
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Errors to statuses, in one table: every body is JSON with a ``detail``."""
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError):
+        return JSONResponse({"detail": str(exc), "suggestions": exc.suggestions}, status_code=404)
+
+    @app.exception_handler(ConflictError)
+    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
+        body = {"detail": str(exc), "revision": exc.revision, "layers": exc.layers}
+        return JSONResponse(body, status_code=409)
+
+    @app.exception_handler(LayerNotFoundError)
+    async def missing_layer(request: Request, exc: LayerNotFoundError):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(GisgridError)
+    async def bad_input(request: Request, exc: GisgridError):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError):
+        problems = [
+            {
+                "parameter": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
+                "problem": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {"detail": "bad request parameters", "problems": problems}, status_code=400
+        )
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception):
+        logger.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(
+            {"detail": "internal error; the server log has the details"}, status_code=500
+        )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the service for one workspace.
 
@@ -191,42 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.add_middleware(RequestLog)
 
-    @app.exception_handler(NotFoundError)
-    async def not_found(request: Request, exc: NotFoundError):
-        return JSONResponse({"detail": str(exc), "suggestions": exc.suggestions}, status_code=404)
-
-    @app.exception_handler(ConflictError)
-    async def conflict(request: Request, exc: ConflictError) -> JSONResponse:
-        body = {"detail": str(exc), "revision": exc.revision, "layers": exc.layers}
-        return JSONResponse(body, status_code=409)
-
-    @app.exception_handler(LayerNotFoundError)
-    async def missing_layer(request: Request, exc: LayerNotFoundError):
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(GisgridError)
-    async def bad_input(request: Request, exc: GisgridError):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError):
-        problems = [
-            {
-                "parameter": ".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]),
-                "problem": e["msg"],
-            }
-            for e in exc.errors()
-        ]
-        return JSONResponse(
-            {"detail": "bad request parameters", "problems": problems}, status_code=400
-        )
-
-    @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception):
-        logger.exception("unhandled error on %s", request.url.path)
-        return JSONResponse(
-            {"detail": "internal error; the server log has the details"}, status_code=500
-        )
+    _add_error_handlers(app)
 
     @app.get("/healthz", tags=["service"], summary="Liveness and what is served")
     def healthz(st: AppState) -> dict:
@@ -241,4 +303,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(features.router(settings))
     app.include_router(maps.router())
     app.include_router(lookups.router(settings))
+    plain = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            app.openapi_schema = _complete(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

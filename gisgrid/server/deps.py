@@ -4,18 +4,27 @@ import contextlib
 import gc
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request
+from fastapi import Depends, HTTPException, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 
 from gisgrid._errors import InputError
 from gisgrid.crs.uris import offered
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import Directory
-from gisgrid.publish.catalog import ROLES, Catalog
-from gisgrid.publish.tiles import TileSource
+from gisgrid.publish.catalog import COLLECTIONS, ROLES, Catalog
+from gisgrid.publish.tiles import TILESETS, TileSource
 from gisgrid.server.settings import Settings
 
-__all__ = ["AppState", "Role", "State", "base_url", "known_parameters"]
+__all__ = [
+    "AppState",
+    "CollectionId",
+    "Role",
+    "State",
+    "TileMatrixSet",
+    "TilesetName",
+    "base_url",
+    "known_parameters",
+]
 
 
 class State:
@@ -88,6 +97,21 @@ async def role(
 
 
 Role = Annotated[str, Depends(role)]
+#: Path parameters naming what exists, with the names documented (an unknown one is 404)
+CollectionId = Annotated[
+    str,
+    Path(description="A collection id.", json_schema_extra={"enum": [c.id for c in COLLECTIONS]}),
+]
+TilesetName = Annotated[
+    str,
+    Path(
+        description="A tileset: redmap, or a collection's id.",
+        json_schema_extra={"enum": list(TILESETS)},
+    ),
+]
+TileMatrixSet = Annotated[
+    str, Path(description="The tile matrix set.", json_schema_extra={"enum": ["WebMercatorQuad"]})
+]
 AppState = Annotated[State, Depends(state)]
 
 

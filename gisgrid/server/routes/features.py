@@ -20,12 +20,21 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from gisgrid._errors import InputError
-from gisgrid.crs.uris import CRS84, ServedCRS, from_wgs84, parse_uri, to_wgs84_geometry
+from gisgrid.crs.uris import (
+    CRS84,
+    ServedCRS,
+    from_wgs84,
+    offered,
+    parse_uri,
+    spellings,
+    to_wgs84_geometry,
+)
+from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.queries import property_names, queryables, select, sort
 from gisgrid.publish.tiles import tilesets_for
-from gisgrid.server.deps import AppState, Role, State, base_url
+from gisgrid.server.deps import AppState, CollectionId, Role, State, base_url
 from gisgrid.server.settings import Settings
 
 GEOJSON = "application/geo+json"
@@ -276,7 +285,7 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
 
     @api.get("/collections/{collection_id}", summary="One collection")
     def collection(
-        request: Request, collection_id: str, st: AppState, who: Role, f: Format = "json"
+        request: Request, collection_id: CollectionId, st: AppState, who: Role, f: Format = "json"
     ) -> Any:
         _known(st, collection_id, who)
         doc = _collection_doc(
@@ -292,7 +301,7 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
         responses={200: {"content": {"application/schema+json": {}}}},
     )
     def collection_queryables(
-        request: Request, collection_id: str, st: AppState, who: Role, f: Format = "json"
+        request: Request, collection_id: CollectionId, st: AppState, who: Role, f: Format = "json"
     ) -> Any:
         _known(st, collection_id, who)
         uri = f"{base_url(request)}/collections/{collection_id}/queryables"
@@ -310,11 +319,16 @@ def _add_discovery(api: APIRouter, settings: Settings) -> None:
 
 def _add_items(api: APIRouter, settings: Settings) -> None:
     """Pages of a collection's features, and one feature."""
+    crs_enum: dict[str, Any] = {"enum": spellings(offered(Workspace(settings.workspace).crs))}
 
-    @api.get("/collections/{collection_id}/items", summary="Features of a collection")
+    @api.get(
+        "/collections/{collection_id}/items",
+        summary="Features of a collection",
+        responses={200: {"content": {GEOJSON: {"schema": {"type": "object"}}}}},
+    )
     def items(
         request: Request,
-        collection_id: str,
+        collection_id: CollectionId,
         st: AppState,
         who: Role,
         bbox: Annotated[
@@ -324,8 +338,10 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
                 "`bbox-crs` in its axis order (EPSG:4326: minLat,minLon,maxLat,maxLon)."
             ),
         ] = None,
-        bbox_crs: Annotated[str | None, Query(alias="bbox-crs", description=BBOX_CRS)] = None,
-        crs: Annotated[str | None, Query(description=CRS_DOC)] = None,
+        bbox_crs: Annotated[
+            str | None, Query(alias="bbox-crs", description=BBOX_CRS, json_schema_extra=crs_enum)
+        ] = None,
+        crs: Annotated[str | None, Query(description=CRS_DOC, json_schema_extra=crs_enum)] = None,
         limit: Annotated[
             int,
             Query(
@@ -346,26 +362,33 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
             ),
         ] = "cql2-text",
         filter_crs: Annotated[
-            str | None, Query(alias="filter-crs", description="CRS of the filter's geometries.")
+            str | None,
+            Query(
+                alias="filter-crs",
+                description="CRS of the filter's geometries (as `crs`).",
+                json_schema_extra=crs_enum,
+            ),
         ] = None,
         sortby: Annotated[str | None, Query(description=SORTBY_DOC)] = None,
         f: Format = "json",
     ) -> Any:
         _known(st, collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
-        target = parse_uri(crs or CRS84, st.crs)
+        target = parse_uri(CRS84 if crs is None else crs, st.crs)
         full = st.catalog.frame(collection_id, who)
         where = {
             "filter_text": filter,
             "filter_lang": filter_lang,
-            "filter_crs": parse_uri(filter_crs or CRS84, st.crs, name="filter-crs"),
+            "filter_crs": parse_uri(
+                CRS84 if filter_crs is None else filter_crs, st.crs, name="filter-crs"
+            ),
             "equals": {k: v for k, v in request.query_params.items() if k in property_names(full)},
         }
         frame, drop_id = _selected(
             full,
             collection_id,
             bbox=bbox,
-            bbox_crs=parse_uri(bbox_crs or CRS84, st.crs, name="bbox-crs"),
+            bbox_crs=parse_uri(CRS84 if bbox_crs is None else bbox_crs, st.crs, name="bbox-crs"),
             where=where,
             sortby=sortby,
             properties=properties,
@@ -401,18 +424,22 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
 
     items.extra_parameters = queryable_parameters  # type: ignore[attr-defined]
 
-    @api.get("/collections/{collection_id}/items/{feature_id}", summary="One feature")
+    @api.get(
+        "/collections/{collection_id}/items/{feature_id}",
+        summary="One feature",
+        responses={200: {"content": {GEOJSON: {"schema": {"type": "object"}}}}},
+    )
     def item(
         request: Request,
-        collection_id: str,
+        collection_id: CollectionId,
         feature_id: str,
         st: AppState,
         who: Role,
-        crs: Annotated[str | None, Query(description=CRS_DOC)] = None,
+        crs: Annotated[str | None, Query(description=CRS_DOC, json_schema_extra=crs_enum)] = None,
         f: Format = "json",
     ) -> Any:
         _known(st, collection_id, who)
-        target = parse_uri(crs or CRS84, st.crs)
+        target = parse_uri(CRS84 if crs is None else crs, st.crs)
         frame = st.catalog.frame(collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
         hit = frame[frame[c.id_field].astype(str) == feature_id]

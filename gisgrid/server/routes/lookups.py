@@ -28,11 +28,38 @@ CrsName = Annotated[
 ]
 
 
+BATCH_BODY = {
+    "application/json": {
+        "schema": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "description": "lon and lat (numbers), or address (a string); a row that "
+                "cannot be used comes back with its reason",
+                "properties": {"lon": {}, "lat": {}, "address": {}},
+            },
+        }
+    },
+    "text/csv": {"schema": {"type": "string", "description": "a header row, then rows"}},
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        }
+    },
+}
+
+
 def router(settings: Settings) -> APIRouter:
     api = APIRouter(tags=["lookup"])
     batches = anyio.CapacityLimiter(settings.batch_workers)  # batches at once; more queue
 
-    @api.get("/lookup", summary="Street, community, grid and roster at a point or an address")
+    @api.get(
+        "/lookup",
+        summary="Street, community, grid and roster at a point or an address",
+        responses={404: {"description": "no grid there, or no address like it (suggestions)"}},
+    )
     async def lookup(
         st: AppState,
         who: Role,
@@ -54,7 +81,7 @@ def router(settings: Settings) -> APIRouter:
         "/lookup",
         summary="Batch lookup: a JSON array of {lon, lat} or {address}, a CSV body, "
         "or a CSV file uploaded as the form field 'file'",
-        openapi_extra={"requestBody": {"content": {"application/json": {}, "text/csv": {}}}},
+        openapi_extra={"requestBody": {"required": True, "content": BATCH_BODY}},
         responses={
             200: {"content": {"text/csv": {}}, "description": "each row with its grid"},
             400: {"description": "a body that is not a flat JSON array or a readable CSV"},

@@ -4,7 +4,7 @@ import functools
 import gzip
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -14,6 +14,7 @@ from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
 from gisgrid.publish.style import map_page, redmap_style
 from gisgrid.publish.tiles import (
+    MAX_ZOOM,
     TILESETS,
     WMQ_URI,
     ogc_tileset,
@@ -23,21 +24,32 @@ from gisgrid.publish.tiles import (
     web_mercator_quad,
 )
 from gisgrid.roster.policy import load_policy
-from gisgrid.server.deps import AppState, Role, State, base_url
+from gisgrid.server.deps import (
+    AppState,
+    CollectionId,
+    Role,
+    State,
+    TileMatrixSet,
+    TilesetName,
+    base_url,
+)
 
 MVT = "application/vnd.mapbox-vector-tile"
+Zoom = Annotated[int, Path(ge=0, le=MAX_ZOOM, description="Zoom (tile matrix).")]
+Index = Annotated[int, Path(ge=0, description="Column (x) or row (y) of the tile.")]
 TileCrs = Annotated[
     str | None,
     Query(
         description="`gcj02`: geometry in GCJ-02 on the same Web Mercator grid, to lay over "
-        "Amap or Tencent basemaps (WGS84 lands hundreds of metres off there). Default: WGS84."
+        "Amap or Tencent basemaps (WGS84 lands hundreds of metres off there). Default: WGS84.",
+        json_schema_extra={"enum": ["wgs84", "gcj02"]},
     ),
 ]
 
 
 def _shift(crs: str | None) -> Literal["gcj02"] | None:
     """The offset a tile's ``crs`` asks for (None: WGS84)."""
-    key = (crs or "wgs84").strip().lower().replace("-", "").replace("_", "")
+    key = ("wgs84" if crs is None else crs).strip().lower().replace("-", "").replace("_", "")
     if key in ("wgs84", "crs84", "epsg:4326", "4326"):
         return None
     if key == "gcj02":
@@ -148,7 +160,7 @@ def _add_tiles(api: APIRouter) -> None:
         responses={404: {"description": "no such tileset, or not one for this key"}},
     )
     def tileset_json(
-        request: Request, tileset: str, st: AppState, who: Role, crs: TileCrs = None
+        request: Request, tileset: TilesetName, st: AppState, who: Role, crs: TileCrs = None
     ) -> JSONResponse:
         st.catalog.refresh()
         doc = tilejson(tileset, base_url(request), st.catalog, role=who, shift=_shift(crs))
@@ -162,10 +174,10 @@ def _add_tiles(api: APIRouter) -> None:
     )
     async def tile(
         request: Request,
-        tileset: str,
-        z: int,
-        x: int,
-        y: int,
+        tileset: TilesetName,
+        z: Zoom,
+        x: Index,
+        y: Index,
         st: AppState,
         who: Role,
         crs: TileCrs = None,
@@ -201,12 +213,14 @@ def _add_ogc_tiles(api: APIRouter) -> None:
         summary="A tile matrix set's definition (OGC TMS 2.0)",
         responses={404: {"description": "no such tile matrix set"}},
     )
-    def matrix_set(request: Request, tile_matrix_set: str) -> dict:
+    def matrix_set(request: Request, tile_matrix_set: TileMatrixSet) -> dict:
         _wmq(tile_matrix_set)
         return web_mercator_quad(base_url(request))
 
     @api.get("/tiles/{tile_matrix_set}", tags=["tiles"], summary="The 红地图 tileset (OGC)")
-    def dataset_tileset(request: Request, tile_matrix_set: str, st: AppState, who: Role) -> dict:
+    def dataset_tileset(
+        request: Request, tile_matrix_set: TileMatrixSet, st: AppState, who: Role
+    ) -> dict:
         _wmq(tile_matrix_set)
         return ogc_tileset("redmap", base_url(request), st.catalog, role=who)
 
@@ -218,10 +232,10 @@ def _add_ogc_tiles(api: APIRouter) -> None:
     )
     async def dataset_tile(
         request: Request,
-        tile_matrix_set: str,
-        tile_matrix: int,
-        tile_row: int,
-        tile_col: int,
+        tile_matrix_set: TileMatrixSet,
+        tile_matrix: Zoom,
+        tile_row: Index,
+        tile_col: Index,
         st: AppState,
         who: Role,
         crs: TileCrs = None,
@@ -232,7 +246,9 @@ def _add_ogc_tiles(api: APIRouter) -> None:
     @api.get(
         "/collections/{collection_id}/tiles", tags=["tiles"], summary="A collection's tilesets"
     )
-    def collection_tilesets(request: Request, collection_id: str, st: AppState, who: Role) -> dict:
+    def collection_tilesets(
+        request: Request, collection_id: CollectionId, st: AppState, who: Role
+    ) -> dict:
         doc = ogc_tileset(_collection(collection_id), base_url(request), st.catalog, role=who)
         keep = ("id", "title", "dataType", "crs", "tileMatrixSetURI", "links")
         return {"tilesets": [{k: doc[k] for k in keep}]}
@@ -243,7 +259,11 @@ def _add_ogc_tiles(api: APIRouter) -> None:
         summary="A collection's tileset (OGC)",
     )
     def collection_tileset(
-        request: Request, collection_id: str, tile_matrix_set: str, st: AppState, who: Role
+        request: Request,
+        collection_id: CollectionId,
+        tile_matrix_set: TileMatrixSet,
+        st: AppState,
+        who: Role,
     ) -> dict:
         _wmq(tile_matrix_set)
         return ogc_tileset(_collection(collection_id), base_url(request), st.catalog, role=who)
@@ -256,11 +276,11 @@ def _add_ogc_tiles(api: APIRouter) -> None:
     )
     async def collection_tile(
         request: Request,
-        collection_id: str,
-        tile_matrix_set: str,
-        tile_matrix: int,
-        tile_row: int,
-        tile_col: int,
+        collection_id: CollectionId,
+        tile_matrix_set: TileMatrixSet,
+        tile_matrix: Zoom,
+        tile_row: Index,
+        tile_col: Index,
         st: AppState,
         who: Role,
         crs: TileCrs = None,
@@ -314,12 +334,26 @@ def router() -> APIRouter:
             headers={"Cache-Control": "public, max-age=86400"},
         )
 
-    @api.get("/fonts/{fontstack}/{glyphs}.pbf", tags=["maps"], summary="Label glyphs (SDF)")
-    async def fonts(fontstack: str, glyphs: str) -> Response:
-        start, dash, end = glyphs.partition("-")
-        if not (dash and start.isdigit() and end.isdigit() and int(end) == int(start) + 255):
-            detail = f"glyph range {glyphs!r} is not START-END (256 code points)"
-            return JSONResponse({"detail": detail}, status_code=400)
+    @api.get(
+        "/fonts/{fontstack}/{glyphs}.pbf",
+        tags=["maps"],
+        summary="Label glyphs (SDF)",
+        responses={200: {"content": {"application/x-protobuf": {}}}},
+    )
+    async def fonts(
+        fontstack: str,
+        glyphs: Annotated[
+            str,
+            Path(
+                pattern=r"^[0-9]{1,5}-[0-9]{1,5}$",
+                description="A block of 256 code points, START-END: 0-255, 256-511, …",
+            ),
+        ],
+    ) -> Response:
+        start, end = (int(v) for v in glyphs.split("-"))
+        if start % 256 or end != start + 255 or end > 0xFFFF:
+            detail = f"no glyph range {glyphs!r}: ranges are blocks of 256, 0-255, 256-511, …"
+            return JSONResponse({"detail": detail}, status_code=404)
         data = await run_in_threadpool(glyph_range, int(start), fontstack.split(",")[0])
         return Response(
             data,
