@@ -108,3 +108,20 @@ def test_every_zoom_is_simplified_to_its_resolution(source, tmp_path):
     for z, (tiled, raw) in counts.items():
         # unsimplified at z ≥ 14 (snapping only) the tiles kept 65 % of the vertices
         assert tiled < 0.4 * raw, f"z{z}: {tiled} vertices in the tile, {raw} in the data"
+
+
+def test_pmtiles_export_in_two_processes_equals_one(small, tmp_path):
+    """The export's forked workers write the very tiles one process writes."""
+    from pmtiles.reader import MmapSource, all_tiles
+
+    from gisgrid.publish.tiles import write_pmtiles
+
+    got = {}
+    for workers in (1, 2):
+        src = TileSource(Catalog(Workspace(small)), role="public")
+        path = tmp_path / f"w{workers}.pmtiles"
+        n = write_pmtiles(src, path, max_zoom=18, workers=workers)
+        with open(path, "rb") as handle:
+            got[workers] = dict(all_tiles(MmapSource(handle)))
+        assert len(got[workers]) == n > 64  # more than one run of tiles
+    assert got[1] == got[2]

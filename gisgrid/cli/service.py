@@ -71,6 +71,7 @@ def tiles(
     tileset: Annotated[str, typer.Option(help="Tileset: redmap or one collection.")] = "redmap",
     min_zoom: Annotated[int, typer.Option(min=0, max=22)] = 0,
     max_zoom: Annotated[int, typer.Option(min=0, max=22)] = 16,
+    workers: Annotated[int, typer.Option(min=1, help="Processes rendering tiles.")] = 2,
 ) -> None:
     """Export a tileset (public content) as one PMTiles archive, for static hosting."""
     from gisgrid.io.workspace import Workspace
@@ -85,6 +86,7 @@ def tiles(
             tileset=tileset,
             min_zoom=min_zoom,
             max_zoom=max_zoom,
+            workers=workers,
             progress=bar.count,
         )
     console.print(f"wrote {n:,} tiles to {pmtiles}")

@@ -23,6 +23,7 @@ import gzip
 import hashlib
 import logging
 import math
+import multiprocessing as mp
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -67,15 +68,16 @@ class TileLayer:
     collection: str
     minzoom: int = 0
     maxzoom: int = MAX_ZOOM
-    #: optional (frame, zoom) → rows to keep
-    rows: Callable[[pd.DataFrame, int], pd.Series] | None = None
+    #: optional frame → each row's first zoom (rows show from there on)
+    row_minzoom: Callable[[pd.DataFrame], np.ndarray] | None = None
     #: the fields to carry (of those the role may see); all when None
     fields: tuple[str, ...] | None = None
 
 
-def _roads_at(frame: pd.DataFrame, z: int) -> pd.Series:
+def _roads_from(frame: pd.DataFrame) -> np.ndarray:
+    """The zoom each road shows from: arterials always, paths from z14."""
     minimum = {"arterial": 0, "secondary": 11, "local": 13, "path": 14}
-    return frame["road_class"].map(minimum).fillna(13) <= z
+    return frame["road_class"].map(minimum).fillna(13).to_numpy()
 
 
 _REDMAP = (
@@ -84,7 +86,7 @@ _REDMAP = (
     TileLayer("communities", 10),
     TileLayer("service_areas", 12),
     TileLayer("grids", 10),
-    TileLayer("roads", 10, rows=_roads_at),
+    TileLayer("roads", 10, row_minzoom=_roads_from),
     TileLayer("buildings", 14, fields=("building_id", "kind", "floors", "grid_code")),
     TileLayer("service_sites", 12),
     TileLayer("party_orgs", 11),
@@ -97,7 +99,7 @@ TILESETS: dict[str, tuple[TileLayer, ...]] = {
             TileLayer(
                 c.id,
                 14 if c.id in ("buildings", "uncovered") else 0,
-                rows=_roads_at if c.id == "roads" else None,
+                row_minzoom=_roads_from if c.id == "roads" else None,
             ),
         )
         for c in COLLECTIONS
@@ -177,6 +179,16 @@ class _Layer:
     coverage: bool
     _zooms: dict[int, np.ndarray] = field(default_factory=dict)
     _matched: np.ndarray | None = None
+    _row_minzoom: dict[Callable, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.raw = np.asarray(self.frame.geometry.values)  # geopandas' accessor is slow
+
+    def row_minzoom(self, rule: Callable[[pd.DataFrame], np.ndarray]) -> np.ndarray:
+        """Each row's first zoom by ``rule``, computed once."""
+        if rule not in self._row_minzoom:
+            self._row_minzoom[rule] = rule(self.frame)
+        return self._row_minzoom[rule]
 
     def geometries(self, z: int) -> np.ndarray:
         """Every feature's geometry simplified to zoom ``z``'s resolution (computed once
@@ -188,7 +200,7 @@ class _Layer:
         are whole units, so every tile of the zoom shares that grid): the encoder's
         rounding then moves nothing, and neighbours neither gap nor overlap.
         """
-        raw = np.asarray(self.frame.geometry.values)
+        raw = self.raw
         if z > SERVED_MAX_ZOOM:
             return raw
         if z not in self._zooms:
@@ -318,8 +330,8 @@ class TileSource:
             if not len(idx):
                 continue
             idx = np.sort(idx)
-            if spec.rows is not None:
-                idx = idx[spec.rows(layer.frame.iloc[idx], z).to_numpy()]
+            if spec.row_minzoom is not None:
+                idx = idx[layer.row_minzoom(spec.row_minzoom)[idx] <= z]
             geoms = shapely.clip_by_rect(layer.geometries(z)[idx], *clip)
             columns = [
                 c.take(idx) for c in layer.columns if spec.fields is None or c.key in spec.fields
@@ -571,6 +583,47 @@ def tilestats(tileset: str, catalog: Catalog, *, role: str) -> dict:
     return {"layerCount": len(layers), "layers": layers}
 
 
+_EXPORTING: TileSource | None = None  # the source a forked export worker renders from
+
+
+def _export_chunk(args: tuple[str, list[tuple[int, int, int, int]]]) -> list[tuple[int, bytes]]:
+    """Render a run of tiles (in a forked worker): (tile id, gzip bytes) of those not empty."""
+    tileset, chunk = args
+    assert _EXPORTING is not None
+    out = []
+    for tile_id, z, x, y in chunk:
+        got = _EXPORTING.tile(tileset, z, x, y)
+        if not got.empty:
+            out.append((tile_id, got.body))
+    return out
+
+
+def _rendered(
+    source: TileSource, tileset: str, todo: list[tuple[int, int, int, int]], workers: int
+) -> Iterator[tuple[int, list[tuple[int, bytes]]]]:
+    """(tiles done, their non-empty tiles) run by run, in tile-id order; in ``workers``
+    forked processes when there are more than one (each renders runs of 64 tiles)."""
+    global _EXPORTING
+    runs = [todo[i : i + 64] for i in range(0, len(todo), 64)]
+    if workers <= 1 or len(runs) < 2 or "fork" not in mp.get_all_start_methods():
+        for run in runs:
+            yield (
+                len(run),
+                [(i, t.body) for i, *zxy in run if not (t := source.tile(tileset, *zxy)).empty],
+            )
+        return
+    source.catalog.refresh()
+    _EXPORTING = source
+    try:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for run, done in zip(
+                runs, pool.imap(_export_chunk, [(tileset, r) for r in runs]), strict=True
+            ):
+                yield len(run), done
+    finally:
+        _EXPORTING = None
+
+
 def write_pmtiles(
     source: TileSource,
     path: str | Path,
@@ -578,9 +631,11 @@ def write_pmtiles(
     tileset: str = "redmap",
     min_zoom: int = 0,
     max_zoom: int = 16,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Write every non-empty tile of a tileset to a PMTiles v3 archive (atomically).
+    """Write every non-empty tile of a tileset to a PMTiles v3 archive (atomically),
+    rendered in ``workers`` processes.
 
     Returns
     -------
@@ -604,16 +659,16 @@ def write_pmtiles(
     )
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    written = 0
+    written = done = 0
     with open(tmp, "wb") as handle:
         writer = Writer(handle)
-        for i, (tile_id, z, x, y) in enumerate(todo):
-            got = source.tile(tileset, z, x, y)
-            if not got.empty:
-                writer.write_tile(tile_id, got.body)
-                written += 1
+        for n, run in _rendered(source, tileset, todo, workers):
+            for tile_id, body in run:
+                writer.write_tile(tile_id, body)
+            written += len(run)
+            done += n
             if progress:
-                progress(i + 1, len(todo))
+                progress(done, len(todo))
         if not written:
             raise InputError("every tile is empty; nothing to write")
         e7 = [round(v * 1e7) for v in bbox]

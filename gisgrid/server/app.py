@@ -277,6 +277,7 @@ def create_app(settings: Settings) -> FastAPI:
             with_google_fonts=False,
         )
 
+    app.add_middleware(maps.CachedTiles)  # inside Methods (HEAD) and CORS
     app.add_middleware(Methods, routes=lambda: app.router.routes)
     if settings.cors_origins:
         app.add_middleware(

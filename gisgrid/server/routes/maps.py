@@ -2,13 +2,15 @@
 
 import functools
 import gzip
+import re
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gisgrid._errors import InputError
+from gisgrid._errors import GisgridError, InputError
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
@@ -17,6 +19,7 @@ from gisgrid.publish.tiles import (
     MAX_ZOOM,
     TILESETS,
     WMQ_URI,
+    Tile,
     ogc_tileset,
     ogc_tileset_path,
     tilejson,
@@ -94,27 +97,91 @@ def _static_file(name: str) -> bytes:
     return data
 
 
-async def _tile(
-    request: Request, st: State, who: str, tileset: str, zxy: tuple[int, int, int], crs: str | None
-) -> Response:
-    """A tile's response: 204 when empty, 304 for a matching ETag, gzip when accepted."""
-    source = st.tiles[who, _shift(crs)]
-    got = source.cached(tileset, *zxy)  # answered on the event loop when cached
-    if got is None:
-        got = await run_in_threadpool(source.tile, tileset, *zxy)
+def _reply(
+    got: Tile, who: str, *, if_none_match: str | None, gzip_ok: bool
+) -> tuple[int, dict[str, str], bytes]:
+    """A tile's status, headers and body: 204 when empty, 304 for a matching ETag, gzip
+    when accepted (the route and the cached fast path answer alike)."""
     if got.empty:
-        return Response(status_code=204, headers={"Cache-Control": _cache(who)})
-    body, etag = got.body, got.etag
+        return 204, {"Cache-Control": _cache(who)}, b""
     headers = {
-        "ETag": f'"{etag}"',
+        "ETag": f'"{got.etag}"',
         "Cache-Control": _cache(who),
         "Vary": "Accept-Encoding, X-API-Key",
     }
-    if request.headers.get("if-none-match") == f'"{etag}"':
-        return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(body, media_type=MVT, headers={**headers, "Content-Encoding": "gzip"})
-    return Response(gzip.decompress(body), media_type=MVT, headers=headers)
+    if if_none_match == headers["ETag"]:
+        return 304, headers, b""
+    headers["Content-Type"] = MVT
+    if gzip_ok:
+        return 200, {**headers, "Content-Encoding": "gzip"}, got.body
+    return 200, headers, gzip.decompress(got.body)
+
+
+async def _tile(
+    request: Request, st: State, who: str, tileset: str, zxy: tuple[int, int, int], crs: str | None
+) -> Response:
+    """A tile's response, rendered in a worker thread when it is not cached."""
+    source = st.tiles[who, _shift(crs)]
+    got = source.cached(tileset, *zxy)
+    if got is None:
+        got = await run_in_threadpool(source.tile, tileset, *zxy)
+    status, headers, body = _reply(
+        got,
+        who,
+        if_none_match=request.headers.get("if-none-match"),
+        gzip_ok="gzip" in request.headers.get("accept-encoding", ""),
+    )
+    return Response(body, status_code=status, headers=headers)
+
+
+_XYZ = re.compile(r"^/tiles/([A-Za-z_]+)/([0-9]{1,2})/([0-9]{1,8})/([0-9]{1,8})\.mvt$")
+
+
+class CachedTiles:
+    """Cached XYZ tiles answered before routing, as plain ASGI middleware: a map pans
+    through hundreds of cached tiles a second, and FastAPI's routing and dependencies
+    cost more than the answer. Anything else (an uncached tile, an unknown parameter or
+    key, a bad tile) goes on to the route, which answers it as always."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def _cached(self, scope) -> tuple[Tile, str] | None:
+        match = _XYZ.match(scope["path"])
+        st = getattr(scope["app"].state, "gisgrid", None)
+        if match is None or st is None:
+            return None
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        headers = dict(scope["headers"])
+        if set(query) - {"api_key", "crs"}:
+            return None
+        key = headers.get(b"x-api-key", b"").decode("latin-1") or query.get("api_key")
+        who = st.settings.role_of(key)
+        if who is None or query.get("crs", "wgs84") not in ("wgs84", "gcj02"):
+            return None
+        name, z, x, y = match.groups()
+        try:
+            got = st.tiles[who, _shift(query.get("crs"))].cached(name, int(z), int(x), int(y))
+        except GisgridError:
+            return None
+        return (got, who) if got is not None else None
+
+    async def __call__(self, scope, receive, send) -> None:
+        hit = self._cached(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if hit is None:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        status, out, body = _reply(
+            hit[0],
+            hit[1],
+            if_none_match=headers.get(b"if-none-match", b"").decode("latin-1") or None,
+            gzip_ok=b"gzip" in headers.get(b"accept-encoding", b""),
+        )
+        raw = [(k.lower().encode(), v.encode()) for k, v in out.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
 
 TILE_RESPONSES: dict[int | str, dict] = {
