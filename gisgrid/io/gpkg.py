@@ -582,9 +582,10 @@ class GeoPackage:
     def stamp(self) -> tuple[int, ...]:
         """Sizes and times of the file and its write-ahead log: the cheap test for a commit."""
         out: list[int] = []
-        for part in ("", "-wal"):
+        main = os.fspath(self.path)
+        for name in (main, main + "-wal"):  # asked on every tile: os.stat, no Path objects
             try:
-                st = Path(f"{self.path}{part}").stat()
+                st = os.stat(name)
                 out += [st.st_mtime_ns, st.st_size]
             except FileNotFoundError:
                 out += [0, 0]

@@ -223,17 +223,19 @@ def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> b
     type_field = number_field(3, gtype)
     t_at, g_at = tag_at[tag_start].tolist(), geo_at[starts].tolist()
     features = []
-    for i in range(len(keep)):
+    for i in range(len(keep)):  # the one loop over features: byte joins only
         g0, g1 = g_at[i], g_at[i + 1]
         if g1 == g0:
             continue
         t0, t1 = t_at[i], t_at[i + 1]
         body = (
-            (bytes_field(2, tag_bytes[t0:t1]) if t1 > t0 else b"")
+            (b"\x12" + varint(t1 - t0) + tag_bytes[t0:t1] if t1 > t0 else b"")  # field 2
             + type_field
-            + bytes_field(4, geo_bytes[g0:g1])
+            + b"\x22"  # field 4
+            + varint(g1 - g0)
+            + geo_bytes[g0:g1]
         )
-        features.append(bytes_field(2, body))
+        features.append(b"\x12" + varint(len(body)) + body)
     if not features:
         return b""
     out = number_field(15, 2) + bytes_field(1, name.encode("utf-8"))

@@ -19,8 +19,14 @@ import numpy as np
 __all__ = ["bytes_field", "number_field", "varint", "varints", "zigzag"]
 
 
+#: varints of 0 … 16,383 (one or two bytes), looked up: tiles write thousands per render
+_SMALL = [bytes([v]) if v < 128 else bytes([v & 0x7F | 0x80, v >> 7]) for v in range(1 << 14)]
+
+
 def varint(value: int) -> bytes:
     """A non-negative integer as a protobuf varint."""
+    if value < 16384:
+        return _SMALL[value]
     out = bytearray()
     while True:
         byte = value & 0x7F
@@ -64,4 +70,5 @@ def number_field(number: int, value: int) -> bytes:
 
 def bytes_field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (wire type 2)."""
-    return varint(number << 3 | 2) + varint(len(payload)) + payload
+    n = len(payload)
+    return _SMALL[number << 3 | 2] + (_SMALL[n] if n < 16384 else varint(n)) + payload

@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import logging
@@ -340,14 +341,15 @@ class TileSource:
         return encode_tile(layers, bounds=bounds) if layers else b""
 
 
-def tilesets_for(role: str) -> list[str]:
+@functools.cache
+def tilesets_for(role: str) -> tuple[str, ...]:
     """The tilesets a role may see: those with a layer the role may see (the catalog's
     table decides, as for features and lookups)."""
-    return [
+    return tuple(
         name
         for name, specs in TILESETS.items()
         if any(COLLECTIONS_BY_ID[s.collection].visible_to(role) for s in specs)
-    ]
+    )
 
 
 def tilejson(

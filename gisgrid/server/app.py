@@ -244,6 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         logger.info("serving %s", settings.workspace)
         yield
+        app.state.gisgrid.close()
         sys.setswitchinterval(previous)
 
     app = FastAPI(

@@ -13,6 +13,7 @@ from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import Directory
 from gisgrid.publish.catalog import COLLECTIONS, ROLES, Catalog
 from gisgrid.publish.tiles import TILESETS, TileSource
+from gisgrid.server.batches import BatchPool
 from gisgrid.server.settings import Settings
 
 __all__ = [
@@ -46,6 +47,7 @@ class State:
             for role in ROLES
             for shift in (None, "gcj02")
         }
+        self._batches: BatchPool | None = None
         self._directory: Directory | None = None
         self.catalog.on_change(self._reset)
         with contextlib.suppress(InputError):  # a workspace without grids serves no lookups
@@ -62,6 +64,17 @@ class State:
         # over the hundreds of thousands of objects held here paused every request for
         # 70-80 ms, several times per reload (refcounting still frees the old state)
         gc.freeze()
+
+    @property
+    def batches(self) -> BatchPool:
+        """The batch lookups' worker processes, started by the first batch."""
+        if self._batches is None:
+            self._batches = BatchPool(self.settings.workspace, workers=self.settings.batch_workers)
+        return self._batches
+
+    def close(self) -> None:
+        if self._batches is not None:
+            self._batches.close()
 
     @property
     def directory(self) -> Directory:

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         "https://dashboard.example.gov.cn; none by default, '*' for any.",
     )
     batch_workers: int = Field(
-        2, ge=1, description="Batch lookups that run at once (off the event loop); more wait."
+        2, ge=1, description="Batch lookups that run at once, each in a worker process; more wait."
     )
     tile_cache: int = Field(20_000, ge=0, description="Tiles kept in memory per role.")
     api_keys: dict[str, Literal["staff", "planner"]] = Field(

@@ -1,12 +1,9 @@
 """Which grid covers a point or an address: one, or a batch (JSON or CSV)."""
 
-import io
-import json
+import asyncio
 from typing import Annotated
 
 import anyio
-import anyio.to_thread
-import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -101,34 +98,19 @@ def router(settings: Settings) -> APIRouter:
         ] = None,
     ) -> Response:
         body, kind = await _batch_body(request, limit=int(settings.max_body_mb * 1e6))
-
-        def answer() -> Response:  # CPU work: in a worker thread, never on the event loop
-            table = _batch_table(body, kind)
-            nonlocal lon_col, lat_col, address_col
-            if kind == "application/json":  # records name their columns lon, lat or address
-                lon_col, lat_col = "lon", "lat"
-                address_col = "address" if "address" in table.columns else None
-            if len(table) > settings.max_batch:
-                raise HTTPException(
-                    413,
-                    f"{len(table):,} rows is more than the {settings.max_batch:,} "
-                    "a batch may hold; split it",
+        async with batches:  # CPU work: in a worker process, never on the event loop
+            status, media, data = await asyncio.wrap_future(
+                st.batches.submit(
+                    body,
+                    kind,
+                    lon_col=lon_col,
+                    lat_col=lat_col,
+                    address_col=address_col,
+                    crs=crs,
+                    max_batch=settings.max_batch,
                 )
-            out = st.directory.table(
-                table,
-                lon_col=lon_col,
-                lat_col=lat_col,
-                address_col=address_col,
-                crs=crs,
-                source="the CSV" if kind == "text/csv" else "the JSON body",
             )
-            if kind == "text/csv":
-                return Response(out.to_csv(index=False), media_type="text/csv; charset=utf-8")
-            return Response(
-                out.to_json(orient="records", force_ascii=False), media_type="application/json"
-            )
-
-        return await anyio.to_thread.run_sync(answer, limiter=batches)
+        return Response(data, status_code=status, media_type=media)
 
     @api.post(
         "/grids/{grid_code}/lock",
@@ -182,29 +164,3 @@ async def _batch_body(request: Request, *, limit: int) -> tuple[bytes, str]:
             raise too_big
         chunks.append(chunk)
     return b"".join(chunks), kind
-
-
-def _batch_table(body: bytes, kind: str) -> pd.DataFrame:
-    """The rows of a batch body."""
-    if kind == "text/csv":
-        try:
-            return pd.read_csv(io.BytesIO(body), dtype=str, encoding="utf-8-sig")
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise InputError(f"the CSV body cannot be read: {exc}") from None
-    try:
-        rows = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(
-            "the body must be a JSON array of {lon, lat} or {address} objects, or text/csv"
-        ) from None
-    except RecursionError:  # [[[[…]]]] 100,000 deep
-        raise InputError(
-            "the JSON body is nested too deep: send a flat array of {lon, lat} or {address}"
-        ) from None
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise InputError("the body must be a JSON array of {lon, lat} or {address} objects")
-    table = pd.DataFrame(rows)
-    if "address" not in table.columns:  # rows without coordinates get a reason, not an error
-        missing = [c for c in ("lon", "lat") if c not in table.columns]
-        table = table.reindex(columns=[*table.columns, *missing])
-    return table
