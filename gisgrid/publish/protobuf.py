@@ -43,7 +43,10 @@ def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     where each value starts (plus the total at the end)."""
     v = np.asarray(values, dtype=np.uint64)
     n = np.ones(len(v), dtype=np.int64)  # bytes each value takes
+    top = int(v.max()) if len(v) else 0
     for bits in range(7, 64, 7):
+        if top < 1 << bits:  # most values take one or two bytes: stop there
+            break
         n += v >= (np.uint64(1) << np.uint64(bits))
     width = int(n.max()) if len(v) else 1
     shifts = np.arange(0, 7 * width, 7, dtype=np.uint64)

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import multiprocessing as mp
+import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -33,6 +34,7 @@ _state: dict = {}  # in a worker: the workspace location, and (revision, directo
 
 def _start(location: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    os.nice(10)  # background work: the server's own process comes first for the CPU
     _state["location"] = location
     with contextlib.suppress(GisgridError):  # no grids yet: the batch will say so
         _directory()  # ready before the first batch
