@@ -9,6 +9,7 @@ import json
 import shutil
 import uuid
 
+import geopandas as gpd
 import httpx
 import numpy as np
 import pandas as pd
@@ -942,3 +943,30 @@ def test_api_docs_render_offline_in_headless_chromium(served):
     assert heading.strip(), heading
     outside = [u for u in requests if not u.startswith((base, "data:", "blob:"))]
     assert not outside, outside
+
+
+def test_batch_workers_answer_from_the_workspace_as_it_is_now(small, tmp_path):
+    """Batches run in worker processes with a directory of their own: after a planner moves
+    a building to the neighbouring grid, the next batch puts the building's point there."""
+    from gisgrid.delineate.edits import move
+
+    ws = Workspace(small)
+    grids = ws.read("grids").set_index("grid_code")
+    buildings = ws.read("buildings")
+    for row in buildings.itertuples():
+        touching = [
+            code
+            for code in grids.index[grids.geometry.intersects(row.geometry.buffer(10.0))]
+            if code != row.grid_code
+        ]
+        if touching and (buildings["grid_code"] == row.grid_code).sum() > 1:
+            break
+    target = touching[0]
+    inside = gpd.GeoSeries([row.geometry.representative_point()], crs=ws.crs).to_crs(4326)[0]
+    body = [{"lon": inside.x, "lat": inside.y}]
+    with serving(small, tmp_path) as (base, served):
+        before = httpx.post(f"{base}/lookup", json=body, timeout=60).json()
+        assert before[0]["grid_code"] == row.grid_code
+        move(Workspace(served), building=row.building_id, to=target, force=True)
+        after = httpx.post(f"{base}/lookup", json=body, timeout=60).json()
+        assert after[0]["grid_code"] == target
