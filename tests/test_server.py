@@ -24,6 +24,7 @@ from gisgrid.cli import app as cli
 from gisgrid.crs.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
 from gisgrid.crs.uris import CRS84
 from gisgrid.io.workspace import Workspace, copy_workspace
+from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.tiles import tile_bounds, tiles_covering
 
 from .conftest import BACKENDS, KEYS, _drop_schema, serving
@@ -634,14 +635,23 @@ def test_privacy_crawl_of_every_public_endpoint_and_tile(http, served):
         "/tiles",
         "/map",
         "/openapi.json",
+        "/tileMatrixSets",
+        "/tiles/WebMercatorQuad",
     ]:
         texts.append(http.get(url).text)
     for c in http.get("/collections").json()["collections"]:
-        texts.append(http.get(f"/collections/{c['id']}").text)
+        for tail in ("", "/queryables", "/tiles", "/tiles/WebMercatorQuad"):
+            texts.append(http.get(f"/collections/{c['id']}{tail}").text)
+        key = COLLECTIONS_BY_ID[c["id"]].id_field
+        for params in ({}, {"crs": "gcj02"}, {"crs": "EPSG:4547", "sortby": f"-{key}"}):
+            r = http.get(f"/collections/{c['id']}/items", params={**params, "limit": 1000})
+            assert r.status_code == 200, r.text
+            texts.append(r.text)
         doc = http.get(f"/collections/{c['id']}/items", params={"limit": 1000}).json()
-        texts.append(json.dumps(doc, ensure_ascii=False))
         if c["id"] == "buildings":
             assert all("households" not in f["properties"] for f in doc["features"])
+            queryable = http.get("/collections/buildings/queryables").json()["properties"]
+            assert "households" not in queryable and "population" not in queryable
         if doc["features"]:
             texts.append(http.get(f"/collections/{c['id']}/items/{doc['features'][0]['id']}").text)
     tilesets = [t["id"] for t in http.get("/tiles").json()["tilesets"]]
@@ -655,6 +665,17 @@ def test_privacy_crawl_of_every_public_endpoint_and_tile(http, served):
                 assert r.status_code in (200, 204), (name, z, x, y, r.text)
                 texts.append(r.content.decode("utf-8", "replace"))
                 tiles += 1
+            if z == 14:  # the same tiles in GCJ-02, and by OGC API – Tiles' paths
+                ogc = (
+                    "/tiles/WebMercatorQuad"
+                    if name == "redmap"
+                    else (f"/collections/{name}/tiles/WebMercatorQuad")
+                )
+                for _, x, y in tiles_covering(tuple(bounds), z):
+                    for url in (f"/tiles/{name}/{z}/{x}/{y}.mvt?crs=gcj02", f"{ogc}/{z}/{y}/{x}"):
+                        r = http.get(url)
+                        assert r.status_code in (200, 204), (url, r.text)
+                        texts.append(r.content.decode("utf-8", "replace"))
     g = ws.read("grids").to_crs(4326)
     for geom in g.geometry:
         p = geom.representative_point()
