@@ -28,6 +28,7 @@ import multiprocessing as mp
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -279,6 +280,21 @@ class TileSource:
                 coverage=COLLECTIONS_BY_ID[collection].coverage,
             )
         return self._layers[collection]
+
+    def prepare(self, tileset: str, zooms: range, *, threads: int = 1) -> None:
+        """Build the tileset's layers and their geometry at each of ``zooms`` now, in
+        ``threads`` threads (GEOS lets go of the GIL): an export forks its workers after
+        this, so that no worker simplifies a zoom another one already has."""
+        jobs = []
+        for spec in TILESETS[tileset]:
+            layer = self._layer(spec.collection)
+            if layer is not None:
+                jobs += [(layer, z) for z in zooms if spec.minzoom <= z <= spec.maxzoom]
+        for layer, _ in jobs:
+            if layer.coverage and layer._matched is None:
+                layer.geometries(SERVED_MAX_ZOOM)  # the edge-matched coverage, once
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            list(pool.map(lambda job: job[0].geometries(job[1]), jobs))
 
     def cached(self, tileset: str, z: int, x: int, y: int) -> Tile | None:
         """The tile if it is in the cache (as :meth:`tile`), else None.
@@ -614,7 +630,7 @@ def _rendered(
                 [(i, t.body) for i, *zxy in run if not (t := source.tile(tileset, *zxy)).empty],
             )
         return
-    source.catalog.refresh()
+    source.prepare(tileset, range(todo[0][1], todo[-1][1] + 1), threads=workers)
     _EXPORTING = source
     try:
         with mp.get_context("fork").Pool(workers) as pool:
