@@ -6,7 +6,7 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -298,17 +298,9 @@ def _add_ogc_tiles(api: APIRouter) -> None:
         responses=TILE_RESPONSES,
     )
     async def dataset_tile(
-        request: Request,
-        tile_matrix_set: TileMatrixSet,
-        tile_matrix: Zoom,
-        tile_row: Index,
-        tile_col: Index,
-        st: AppState,
-        who: Role,
-        crs: TileCrs = None,
+        request: Request, at: Annotated[OgcTile, Depends()], st: AppState, who: Role
     ) -> Response:
-        _wmq(tile_matrix_set)
-        return await _tile(request, st, who, "redmap", (tile_matrix, tile_col, tile_row), crs)
+        return await _tile(request, st, who, "redmap", at.zxy, at.crs)
 
     @api.get(
         "/collections/{collection_id}/tiles", tags=["tiles"], summary="A collection's tilesets"
@@ -344,17 +336,27 @@ def _add_ogc_tiles(api: APIRouter) -> None:
     async def collection_tile(
         request: Request,
         collection_id: CollectionId,
+        at: Annotated[OgcTile, Depends()],
+        st: AppState,
+        who: Role,
+    ) -> Response:
+        return await _tile(request, st, who, _collection(collection_id), at.zxy, at.crs)
+
+
+class OgcTile:
+    """A tile as OGC API – Tiles addresses it: matrix set, matrix (zoom), row, column."""
+
+    def __init__(
+        self,
         tile_matrix_set: TileMatrixSet,
         tile_matrix: Zoom,
         tile_row: Index,
         tile_col: Index,
-        st: AppState,
-        who: Role,
         crs: TileCrs = None,
-    ) -> Response:
+    ) -> None:
         _wmq(tile_matrix_set)
-        zxy = (tile_matrix, tile_col, tile_row)
-        return await _tile(request, st, who, _collection(collection_id), zxy, crs)
+        self.zxy = (tile_matrix, tile_col, tile_row)  # XYZ's x is the column, y the row
+        self.crs = crs
 
 
 def _collection(collection_id: str) -> str:
