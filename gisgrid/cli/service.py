@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import Annotated
 
-import pandas as pd
 import typer
 
 from gisgrid._errors import InputError
@@ -107,6 +106,9 @@ def lookup(
     address_col: Annotated[str | None, typer.Option(help="CSV address column.")] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the CSV with grids.")] = None,
     counts: Annotated[Path | None, typer.Option(help="Also write rows per grid here.")] = None,
+    chunk_rows: Annotated[
+        int, typer.Option(min=1, help="CSV rows looked up at a time (memory stays bounded).")
+    ] = 250_000,
 ) -> None:
     """Which street, community and grid covers a point, an address, or every row of a CSV.
 
@@ -115,35 +117,30 @@ def lookup(
     """
 
     from gisgrid.io.workspace import Workspace
-    from gisgrid.lookup.directory import Directory
+    from gisgrid.lookup.directory import Directory, lookup_csv
 
     directory = Directory(Workspace(workspace))
     if csv is not None:
         if out is None:
             raise InputError("--csv needs --out OUT.csv for the result")
-        try:
-            table = pd.read_csv(csv, dtype=str, encoding="utf-8-sig")
-        except (FileNotFoundError, ValueError, pd.errors.ParserError) as exc:
-            raise InputError(f"cannot read {csv}: {exc}") from None
-        result = directory.table(
-            table,
-            lon_col=lon_col,
-            lat_col=lat_col,
-            address_col=address_col,
-            crs=crs,
-            source=f"{csv} (see --lon-col, --lat-col, --address-col)",
-        )
-        result.to_csv(out, index=False, encoding="utf-8-sig")
-        inside = result[result["grid_code"] != ""]
+        with progress_bar(f"{csv.name}", unit="B") as bar:  # bytes read of the file
+            done = lookup_csv(
+                directory,
+                csv,
+                out,
+                lon_col=lon_col,
+                lat_col=lat_col,
+                address_col=address_col,
+                crs=crs,
+                chunk_rows=chunk_rows,
+                progress=bar.count,
+            )
         console.print(
-            f"wrote {len(result):,} rows to {out}: {len(inside):,} in a grid, "
-            f"{len(result) - len(inside):,} outside (see the reason column)"
+            f"wrote {done.rows:,} rows to {out}: {done.inside:,} in a grid, "
+            f"{done.rows - done.inside:,} outside (see the reason column)"
         )
         if counts is not None:
-            per = inside.groupby(["grid_code", "grid_name", "community"]).size()
-            per.rename("rows").reset_index().sort_values("rows", ascending=False).to_csv(
-                counts, index=False, encoding="utf-8-sig"
-            )
+            done.per_grid.to_csv(counts, index=False, encoding="utf-8-sig")
             console.print(f"wrote rows per grid to {counts}")
         return
     if address is not None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,10 @@ from gisgrid.lookup.gazetteer import Gazetteer
 from gisgrid.lookup.locator import GridLocator
 from gisgrid.roster.roster import grid_table, rosters
 
-__all__ = ["Directory", "NotFoundError"]
+__all__ = ["CHUNK_ROWS", "CsvLookup", "Directory", "NotFoundError", "lookup_csv"]
+
+#: rows read, looked up and written at a time by :func:`lookup_csv`
+CHUNK_ROWS = 250_000
 
 logger = logging.getLogger(__name__)
 
@@ -248,3 +252,79 @@ def _check_point(lon: float, lat: float, *, geographic: bool) -> None:
         raise InputError(
             f"({lon}, {lat}) is not a longitude/latitude: lon in −180…180, lat in −90…90"
         )
+
+
+@dataclass
+class CsvLookup:
+    """What :func:`lookup_csv` did: rows read, rows in a grid, and rows per grid."""
+
+    rows: int
+    inside: int
+    per_grid: pd.DataFrame
+
+
+def lookup_csv(
+    directory: Directory,
+    source: Path,
+    out: Path,
+    *,
+    lon_col: str = "lon",
+    lat_col: str = "lat",
+    address_col: str | None = None,
+    crs: InputCRS | str = "wgs84",
+    chunk_rows: int = CHUNK_ROWS,
+    progress: Callable[[int, int], None] | None = None,
+) -> CsvLookup:
+    """Look up every row of a CSV of any length, ``chunk_rows`` at a time: memory stays
+    bounded by the chunk, whatever the file's size. Each row gets its grid, names and
+    reason (as :meth:`Directory.table`); ``out`` is written as a whole or not at all
+    (UTF-8 with a byte-order mark, so Excel reads the Chinese).
+
+    Parameters
+    ----------
+    progress
+        Called with (bytes read, file size) after each chunk.
+
+    Raises
+    ------
+    InputError
+        When the file cannot be read or lacks the columns (nothing is written).
+    """
+    size = source.stat().st_size if source.exists() else 0
+    tmp = out.with_name(f".{out.name}.tmp")
+    rows = inside = 0
+    counts: list[pd.Series] = []
+    try:
+        with open(source, "rb") as handle, open(tmp, "w", encoding="utf-8-sig", newline="") as sink:
+            chunks = pd.read_csv(handle, dtype=str, encoding="utf-8-sig", chunksize=chunk_rows)
+            for i, chunk in enumerate(chunks):
+                result = directory.table(
+                    chunk,
+                    lon_col=lon_col,
+                    lat_col=lat_col,
+                    address_col=address_col,
+                    crs=crs,
+                    source=f"{source} (see --lon-col, --lat-col, --address-col)",
+                )
+                result.to_csv(sink, index=False, header=i == 0)
+                hit = result[result["grid_code"] != ""]
+                counts.append(hit.groupby(["grid_code", "grid_name", "community"]).size())
+                rows, inside = rows + len(result), inside + len(hit)
+                if progress:
+                    progress(handle.tell(), size)
+    except (FileNotFoundError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot read {source}: {exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out)
+    per = pd.concat(counts).groupby(level=[0, 1, 2]).sum() if counts else pd.Series(dtype=int)
+    per_grid = (
+        per.rename("rows")
+        .reset_index()
+        .sort_values(["rows", "grid_code"], ascending=[False, True], ignore_index=True)
+        if len(per)
+        else pd.DataFrame(columns=["grid_code", "grid_name", "community", "rows"])
+    )
+    return CsvLookup(rows, inside, per_grid)

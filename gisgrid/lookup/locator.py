@@ -110,11 +110,11 @@ class GridLocator:
         """
         x, y = to_wgs84(np.asarray(lon, float), np.asarray(lat, float), crs)
         out = np.full(len(x), -1, dtype=np.int64)
-        i = np.floor((x - self.x0) / self.dx).astype(np.int64)
-        j = np.floor((y - self.y0) / self.dy).astype(np.int64)
-        inside = (
-            (i >= 0) & (i < self.nx) & (j >= 0) & (j < self.ny) & np.isfinite(x) & np.isfinite(y)
-        )
+        finite = np.isfinite(x) & np.isfinite(y)  # rows without numbers are simply outside
+        i = np.floor(np.clip(np.where(finite, (x - self.x0) / self.dx, -1), -1, 2**31))
+        j = np.floor(np.clip(np.where(finite, (y - self.y0) / self.dy, -1), -1, 2**31))
+        i, j = i.astype(np.int64), j.astype(np.int64)
+        inside = (i >= 0) & (i < self.nx) & (j >= 0) & (j < self.ny) & finite
         cell = np.full(len(x), _INSIDE_NONE, dtype=np.int32)
         cell[inside] = self.cells[j[inside] * self.nx + i[inside]]
         out[cell >= 0] = cell[cell >= 0]
