@@ -24,6 +24,7 @@ __all__ = [
     "TileMatrixSet",
     "TilesetName",
     "base_url",
+    "caller_role",
     "known_parameters",
 ]
 
@@ -93,6 +94,13 @@ async def state(request: Request) -> State:
     return request.app.state.gisgrid
 
 
+def caller_role(request: Request) -> str | None:
+    """The role of the request's API key (``X-API-Key``, else ``api_key=``); public
+    without one, None for a key that is not known."""
+    key = request.headers.get("x-api-key") or request.query_params.get("api_key")
+    return request.app.state.gisgrid.settings.role_of(key)
+
+
 async def role(
     request: Request,
     api_key: Annotated[
@@ -100,8 +108,7 @@ async def role(
     ] = None,
 ) -> str:
     """The caller's role from its API key; 401 for a key that is not known."""
-    key = request.headers.get("x-api-key") or api_key
-    found = request.app.state.gisgrid.settings.role_of(key)
+    found = caller_role(request)
     if found is None:
         raise HTTPException(
             401, "unknown API key; ask for a key, or call without one for public data"

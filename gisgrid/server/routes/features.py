@@ -34,7 +34,7 @@ from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.queries import property_names, queryables, select, sort
 from gisgrid.publish.tiles import tilesets_for
-from gisgrid.server.deps import AppState, CollectionId, Role, State, base_url
+from gisgrid.server.deps import AppState, CollectionId, Role, State, base_url, caller_role
 from gisgrid.server.settings import Settings
 
 GEOJSON = "application/geo+json"
@@ -414,9 +414,7 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
     def queryable_parameters(request: Request) -> set[str]:
         """The collection's queryables, each a parameter of its items (equality)."""
         st: State = request.app.state.gisgrid
-        who = settings.role_of(
-            request.headers.get("x-api-key") or request.query_params.get("api_key")
-        )
+        who = caller_role(request)
         cid = request.path_params.get("collection_id", "")
         if who is None or cid not in {c.id for c in st.catalog.collections(who)}:
             return set()
