@@ -29,6 +29,7 @@ __all__ = [
     "CRS_NAMES",
     "WGS84",
     "InputCRS",
+    "crs_key",
     "off_the_map",
     "parse_crs",
     "shift_geometry",
@@ -74,6 +75,18 @@ class InputCRS:
         return self.shift or self.crs.to_string()
 
 
+def crs_key(text: str) -> str:
+    """A CRS name as gisgrid compares it: case, spaces, hyphens and underscores ignored
+    (``GCJ-02``, ``gcj_02`` and ``gcj02`` are one).
+
+    Examples
+    --------
+    >>> crs_key(" GCJ-02 ")
+    'gcj02'
+    """
+    return text.strip().lower().replace("-", "").replace("_", "")
+
+
 def parse_crs(text: str) -> InputCRS:
     """Parse a ``--crs`` value.
 
@@ -100,7 +113,7 @@ def parse_crs(text: str) -> InputCRS:
     >>> parse_crs("4547").crs.to_epsg()
     4547
     """
-    key = text.strip().lower().replace("-", "").replace("_", "")
+    key = crs_key(text)
     if key in _ALIASES:
         crs, shift = _ALIASES[key]
         return InputCRS(crs, shift)

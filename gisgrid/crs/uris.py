@@ -26,7 +26,7 @@ import pyproj
 import shapely
 
 from gisgrid._errors import CRSError
-from gisgrid.crs.names import WGS84, Shift, shift_geometry, unshift
+from gisgrid.crs.names import WGS84, Shift, crs_key, shift_geometry, unshift
 
 __all__ = [
     "CRS84",
@@ -99,22 +99,23 @@ def _key(text: str) -> str:
             return f"{_EPSG}{int(low[len(prefix) :])}"
     if low.isdigit():
         return f"{_EPSG}{int(low)}"
-    plain = low.replace("-", "").replace("_", "")
+    plain = crs_key(low)
     for uri in _SHIFTED:
         if plain in (uri.lower().replace("-", ""), uri.rsplit(":", 1)[1].lower().replace("-", "")):
             return uri
     return t
 
 
-def parse_uri(text: str, choices: list[ServedCRS], *, name: str = "crs") -> ServedCRS:
-    """The offered CRS ``text`` names (its URI, ``EPSG:n``, or ``gcj02``/``bd09``).
+def parse_uri(text: str | None, choices: list[ServedCRS], *, name: str = "crs") -> ServedCRS:
+    """The offered CRS ``text`` names (its URI, ``EPSG:n``, or ``gcj02``/``bd09``);
+    CRS84 when ``text`` is None (the parameter was not given).
 
     Raises
     ------
     CRSError
         Naming the parameter and the CRSs offered, when ``text`` is none of them.
     """
-    key = _key(text)
+    key = CRS84 if text is None else _key(text)
     for c in choices:
         if c.uri == key:
             return c

@@ -23,7 +23,6 @@ import json
 from collections.abc import Iterator, Mapping
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 from pygeofilter import ast, values
 from pygeofilter.backends.evaluator import handle
@@ -219,15 +218,5 @@ def sort(frame: gpd.GeoDataFrame, sortby: str) -> gpd.GeoDataFrame:
         ascending.append(not part.startswith("-"))
     if not keys:
         raise InputError("sortby is empty; give fields such as -households,name")
-    order = np.lexsort(
-        [_rank(frame[k], asc) for k, asc in reversed(list(zip(keys, ascending, strict=True)))]
-    )
-    return frame.iloc[order]
-
-
-def _rank(column: pd.Series, ascending: bool) -> np.ndarray:
-    """Sort keys of a column: missing values last either way."""
-    codes = column.rank(method="dense", na_option="keep").to_numpy(dtype=float)
-    top = np.nanmax(codes) + 1 if np.isfinite(codes).any() else 1.0
-    codes = codes if ascending else top - codes
-    return np.where(np.isnan(codes), np.inf, codes)
+    # stable on several keys, and missing values last either way
+    return frame.sort_values(keys, ascending=ascending, kind="stable", na_position="last")

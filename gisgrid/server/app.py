@@ -151,10 +151,10 @@ def _complete(doc: dict) -> dict:
     FastAPI's 422 (the handler below turns validation errors into 400), with a JSON
     ``Problem`` body; 401 where a key is taken, 404 where the path names a resource; HTML
     beside JSON where ``f=html`` is offered."""
-    doc.setdefault("components", {}).setdefault("schemas", {})["Problem"] = _PROBLEM
-    for schemas in (doc["components"]["schemas"],):
-        for name in ("HTTPValidationError", "ValidationError"):
-            schemas.pop(name, None)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = _PROBLEM
+    for name in ("HTTPValidationError", "ValidationError"):  # FastAPI's 422 bodies
+        schemas.pop(name, None)
     for path, operations in doc["paths"].items():
         for op in operations.values():
             responses = op.setdefault("responses", {})
@@ -165,12 +165,12 @@ def _complete(doc: dict) -> dict:
                 wanted.append("401")
             if "{" in path:
                 wanted.append("404")
-            for status in wanted:
-                given = responses.get(status, {})
+            for status in wanted:  # a route's own description stands; the body is a Problem
+                problem = _problem(_STATUS[status])
                 responses[status] = {
-                    **_problem(_STATUS[status]),
-                    **given,
-                    "content": _problem("")["content"],
+                    **problem,
+                    **responses.get(status, {}),
+                    "content": problem["content"],
                 }
             ok = responses.get("200")
             if ok is not None and "f" in names:

@@ -374,21 +374,19 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
     ) -> Any:
         _known(st, collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
-        target = parse_uri(CRS84 if crs is None else crs, st.crs)
+        target = parse_uri(crs, st.crs)
         full = st.catalog.frame(collection_id, who)
         where = {
             "filter_text": filter,
             "filter_lang": filter_lang,
-            "filter_crs": parse_uri(
-                CRS84 if filter_crs is None else filter_crs, st.crs, name="filter-crs"
-            ),
+            "filter_crs": parse_uri(filter_crs, st.crs, name="filter-crs"),
             "equals": {k: v for k, v in request.query_params.items() if k in property_names(full)},
         }
         frame, drop_id = _selected(
             full,
             collection_id,
             bbox=bbox,
-            bbox_crs=parse_uri(CRS84 if bbox_crs is None else bbox_crs, st.crs, name="bbox-crs"),
+            bbox_crs=parse_uri(bbox_crs, st.crs, name="bbox-crs"),
             where=where,
             sortby=sortby,
             properties=properties,
@@ -437,7 +435,7 @@ def _add_items(api: APIRouter, settings: Settings) -> None:
         f: Format = "json",
     ) -> Any:
         _known(st, collection_id, who)
-        target = parse_uri(CRS84 if crs is None else crs, st.crs)
+        target = parse_uri(crs, st.crs)
         frame = st.catalog.frame(collection_id, who)
         c = COLLECTIONS_BY_ID[collection_id]
         hit = frame[frame[c.id_field].astype(str) == feature_id]

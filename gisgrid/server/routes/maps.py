@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from gisgrid._errors import GisgridError, InputError
+from gisgrid.crs.names import crs_key
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
@@ -52,7 +53,7 @@ TileCrs = Annotated[
 
 def _shift(crs: str | None) -> Literal["gcj02"] | None:
     """The offset a tile's ``crs`` asks for (None: WGS84)."""
-    key = ("wgs84" if crs is None else crs).strip().lower().replace("-", "").replace("_", "")
+    key = "wgs84" if crs is None else crs_key(crs)
     if key in ("wgs84", "crs84", "epsg:4326", "4326"):
         return None
     if key == "gcj02":
