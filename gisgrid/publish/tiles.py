@@ -166,10 +166,12 @@ def _snap_rounded(polygons: np.ndarray, grid: float) -> np.ndarray:
     face, first = np.unique(face, return_index=True)  # one owner per face
     owner = owner[first]
     out = np.array([shapely.Polygon()] * len(polygons), dtype=object)
+    if not len(owner):  # everything collapsed at this zoom
+        return out
     order = np.argsort(owner, kind="stable")
-    for k, group in zip(*np.unique(owner[order], return_index=True), strict=True):
-        end = np.searchsorted(owner[order], k, side="right")
-        out[k] = shapely.coverage_union_all(faces[face[order[group:end]]])
+    keys, starts = np.unique(owner[order], return_index=True)
+    for k, part in zip(keys, np.split(face[order], starts[1:]), strict=True):
+        out[k] = shapely.coverage_union_all(faces[part])
     return out
 
 
@@ -180,7 +182,7 @@ class _Layer:
     columns: list[Column]
     coverage: bool
     _zooms: dict[int, np.ndarray] = field(default_factory=dict)
-    _matched: np.ndarray | None = None
+    _matched: np.ndarray | None = None  # the coverage edge-matched (coverage layers)
     _row_minzoom: dict[Callable, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -191,6 +193,13 @@ class _Layer:
         if rule not in self._row_minzoom:
             self._row_minzoom[rule] = rule(self.frame)
         return self._row_minzoom[rule]
+
+    def matched(self) -> np.ndarray:
+        """The coverage with the same vertices on both sides of every shared edge (grids
+        of two communities met along their line with a vertex on one side only)."""
+        if self._matched is None:
+            self._matched = shapely.coverage_clean(self.raw)
+        return self._matched
 
     def geometries(self, z: int) -> np.ndarray:
         """Every feature's geometry simplified to zoom ``z``'s resolution (computed once
@@ -208,11 +217,7 @@ class _Layer:
         if z not in self._zooms:
             unit = _unit(z)
             if self.coverage:
-                if self._matched is None:
-                    # where neighbours meet with a vertex on one side only (grids of two
-                    # communities along their line), give both sides the same vertices
-                    self._matched = shapely.coverage_clean(raw)
-                simple = shapely.coverage_simplify(self._matched, unit)
+                simple = shapely.coverage_simplify(self.matched(), unit)
                 self._zooms[z] = _snap_rounded(simple, unit)
             else:
                 self._zooms[z] = shapely.simplify(raw, unit / 4, preserve_topology=True)
@@ -291,8 +296,8 @@ class TileSource:
             if layer is not None:
                 jobs += [(layer, z) for z in zooms if spec.minzoom <= z <= spec.maxzoom]
         for layer, _ in jobs:
-            if layer.coverage and layer._matched is None:
-                layer.geometries(SERVED_MAX_ZOOM)  # the edge-matched coverage, once
+            if layer.coverage:
+                layer.matched()  # once, before the threads that all start from it
         with ThreadPoolExecutor(max(1, threads)) as pool:
             list(pool.map(lambda job: job[0].geometries(job[1]), jobs))
 
@@ -410,7 +415,8 @@ def tilejson(
 
 
 WMQ_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
-_MVT = "application/vnd.mapbox-vector-tile"
+WEB_MERCATOR = "http://www.opengis.net/def/crs/EPSG/0/3857"
+MVT = "application/vnd.mapbox-vector-tile"
 
 
 def web_mercator_quad(base_url: str) -> dict:
@@ -420,7 +426,7 @@ def web_mercator_quad(base_url: str) -> dict:
         "id": "WebMercatorQuad",
         "title": "Google Maps Compatible for the World",
         "uri": WMQ_URI,
-        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "crs": WEB_MERCATOR,
         "orderedAxes": ["X", "Y"],
         "wellKnownScaleSet": "http://www.opengis.net/def/wkss/OGC/1.0/GoogleMapsCompatible",
         "tileMatrices": [
@@ -459,7 +465,6 @@ def ogc_tileset(tileset: str, base_url: str, catalog: Catalog, *, role: str) -> 
     """A tileset's description in OGC API – Tiles (``tileset`` conformance class): its
     tile matrix set, the zooms and tiles covering the data, its layers and fields."""
     doc = tilejson(tileset, base_url, catalog, role=role)  # refuses what the role may not see
-    here = f"{base_url}{ogc_tileset_path(tileset)}"
     minzoom = doc["minzoom"]
     limits = []
     x0, y0, x1, y1 = doc["bounds"]
@@ -476,11 +481,7 @@ def ogc_tileset(tileset: str, base_url: str, catalog: Catalog, *, role: str) -> 
             }
         )
     return {
-        "id": tileset,
-        "title": doc["description"],
-        "dataType": "vector",
-        "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
-        "tileMatrixSetURI": WMQ_URI,
+        **tileset_summary(tileset, base_url),
         "tileMatrixSetLimits": limits,
         "layers": [
             {
@@ -496,6 +497,19 @@ def ogc_tileset(tileset: str, base_url: str, catalog: Catalog, *, role: str) -> 
             }
             for layer in doc["vector_layers"]
         ],
+    }
+
+
+def tileset_summary(tileset: str, base_url: str) -> dict:
+    """A tileset as OGC API – Tiles lists it: what it is and its links (to its
+    description, its tile matrix set, its tiles and its TileJSON)."""
+    here = f"{base_url}{ogc_tileset_path(tileset)}"
+    return {
+        "id": tileset,
+        "title": f"gisgrid {tileset} tiles",
+        "dataType": "vector",
+        "crs": WEB_MERCATOR,
+        "tileMatrixSetURI": WMQ_URI,
         "links": [
             {"rel": "self", "type": "application/json", "href": here},
             {
@@ -505,7 +519,7 @@ def ogc_tileset(tileset: str, base_url: str, catalog: Catalog, *, role: str) -> 
             },
             {
                 "rel": "item",
-                "type": _MVT,
+                "type": MVT,
                 "templated": True,
                 "href": f"{here}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
             },

@@ -18,12 +18,13 @@ from gisgrid.publish.glyphs import glyph_range
 from gisgrid.publish.style import map_page, redmap_style
 from gisgrid.publish.tiles import (
     MAX_ZOOM,
+    MVT,
     TILESETS,
     WMQ_URI,
     Tile,
     ogc_tileset,
-    ogc_tileset_path,
     tilejson,
+    tileset_summary,
     tilesets_for,
     web_mercator_quad,
 )
@@ -38,7 +39,6 @@ from gisgrid.server.deps import (
     base_url,
 )
 
-MVT = "application/vnd.mapbox-vector-tile"
 Zoom = Annotated[int, Path(ge=0, le=MAX_ZOOM, description="Zoom (tile matrix).")]
 Index = Annotated[int, Path(ge=0, description="Column (x) or row (y) of the tile.")]
 TileCrs = Annotated[
@@ -203,22 +203,7 @@ def _add_tiles(api: APIRouter) -> None:
         return {
             "links": [_json_link("self", f"{base}/tiles")],
             "tilesets": [
-                {
-                    "id": name,
-                    "title": f"gisgrid {name} tiles",
-                    "dataType": "vector",
-                    "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
-                    "tileMatrixSetURI": WMQ_URI,
-                    "tilejson": f"{base}/tiles/{name}.json",
-                    "links": [
-                        _json_link("self", f"{base}{ogc_tileset_path(name)}"),
-                        _json_link("describedby", f"{base}/tiles/{name}.json"),
-                        _json_link(
-                            "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme",
-                            f"{base}/tileMatrixSets/WebMercatorQuad",
-                        ),
-                    ],
-                }
+                {**tileset_summary(name, base), "tilejson": f"{base}/tiles/{name}.json"}
                 for name in tilesets_for(who)
             ],
         }
@@ -311,9 +296,10 @@ def _add_ogc_tiles(api: APIRouter) -> None:
     def collection_tilesets(
         request: Request, collection_id: CollectionId, st: AppState, who: Role
     ) -> dict:
-        doc = ogc_tileset(_collection(collection_id), base_url(request), st.catalog, role=who)
-        keep = ("id", "title", "dataType", "crs", "tileMatrixSetURI", "links")
-        return {"tilesets": [{k: doc[k] for k in keep}]}
+        name = _collection(collection_id)
+        if name not in tilesets_for(who):
+            raise NotFoundError(f"no collection {collection_id!r}; see /collections")
+        return {"tilesets": [tileset_summary(name, base_url(request))]}
 
     @api.get(
         "/collections/{collection_id}/tiles/{tile_matrix_set}",
