@@ -312,6 +312,9 @@ def lookup_csv(
                 rows, inside = rows + len(result), inside + len(hit)
                 if progress:
                     progress(handle.tell(), size)
+    except InputError:  # the file's columns: said as the table says them
+        tmp.unlink(missing_ok=True)
+        raise
     except (FileNotFoundError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot read {source}: {exc}") from None
