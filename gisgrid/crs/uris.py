@@ -26,7 +26,7 @@ import pyproj
 import shapely
 
 from gisgrid._errors import CRSError
-from gisgrid.crs.names import WGS84, Shift, crs_key, shift_geometry, unshift
+from gisgrid.crs.names import WGS84, InputCRS, Shift, crs_key, shift_geometry, to_wgs84
 
 __all__ = [
     "CRS84",
@@ -156,17 +156,15 @@ def from_wgs84(geoms: np.ndarray, target: ServedCRS) -> np.ndarray:
 
 
 def to_wgs84_geometry(geom: shapely.Geometry, source: ServedCRS) -> shapely.Geometry:
-    """A geometry given in ``source`` (its axis order) in WGS84 lon/lat; edges are
-    densified first, so a box in a projected CRS keeps its true outline."""
+    """A geometry given in ``source`` (its axis order) in WGS84 lon/lat, by
+    :func:`gisgrid.crs.names.to_wgs84`; in a projected CRS its edges are densified first,
+    so that a box keeps its true outline."""
     if source.is_crs84:
         return geom
     if source.lat_first:
         geom = _swap(np.asarray([geom]))[0]
-    if source.shift is not None:
-        return unshift(np.asarray([geom]), source.shift)[0]
-    if source.crs.equals(WGS84):
-        return geom
-    minx, miny, maxx, maxy = geom.bounds
-    geom = shapely.segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
-    to = pyproj.Transformer.from_crs(source.crs, WGS84, always_xy=True)
-    return shapely.transform(geom, lambda xy: np.column_stack(to.transform(xy[:, 0], xy[:, 1])))
+    if not source.crs.is_geographic:
+        minx, miny, maxx, maxy = geom.bounds
+        geom = shapely.segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
+    where = InputCRS(source.crs, source.shift)
+    return shapely.transform(geom, lambda xy: np.column_stack(to_wgs84(xy[:, 0], xy[:, 1], where)))
