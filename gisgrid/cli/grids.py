@@ -1,4 +1,4 @@
-"""Commands on grids: delineate, redivide, lock, unlock, move, diff, rollback."""
+"""Commands on grids: delineate, redivide, lock, unlock, move, diff, rollback, publish."""
 
 from __future__ import annotations
 
@@ -148,6 +148,15 @@ def delineate(
         console.print(
             f"  {row.grid_code}  {row.households:>5} households  {row.reason}", highlight=False
         )
+    _draft_hint(workspace)
+
+
+def _draft_hint(workspace: Path) -> None:
+    console.print(
+        f"[dim]a draft: the public sees it once published (`gisgrid publish {workspace} "
+        "--note TEXT`)[/]",
+        highlight=False,
+    )
 
 
 @command()
@@ -248,6 +257,9 @@ def move_(
     force: Annotated[
         bool, typer.Option("--force", help="Move even when a rule breaks; flags the grids.")
     ] = False,
+    reason: Annotated[
+        str, typer.Option(help="Why a forced move is made; kept with the grids and the run.")
+    ] = "",
 ) -> None:
     """Move a building or a compound to another grid, with the land around it.
 
@@ -257,13 +269,16 @@ def move_(
     """
     from gisgrid.delineate.edits import move
 
-    result = move(workspace, to=to, building=building, compound=compound, force=force)
+    result = move(
+        workspace, to=to, building=building, compound=compound, force=force, reason=reason
+    )
     for code, (before, after) in result.households.items():
         console.print(f"  {code}: {before} → {after} households", highlight=False)
     console.print(
         f"moved {len(result.buildings)} building(s) to {result.target}"
         + (" [yellow](forced: grids flagged manual_edit)[/]" if result.forced else "")
     )
+    _draft_hint(workspace)
 
 
 @command("diff")
@@ -311,3 +326,45 @@ def rollback(
 
     new_run = run_rollback(workspace, run)
     console.print(f"restored the grids of run {run} as run {new_run}")
+    _draft_hint(workspace)
+
+
+@command()
+def publish(
+    workspace: WorkspaceArg,
+    note: Annotated[
+        str | None,
+        typer.Option(help="What is published, on whose approval. Without it: show the draft."),
+    ] = None,
+    restore: Annotated[
+        int | None,
+        typer.Option(help="Publish the grids of this earlier run instead (undoes a publication)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Publish the draft grids: the public map, tiles, features, lookups and rosters show
+    them from now on. Without --note, show what publishing would change."""
+    from dataclasses import asdict
+
+    from gisgrid.delineate.publication import draft_status
+    from gisgrid.delineate.publication import publish as run_publish
+
+    if note is not None:
+        run = run_publish(workspace, note=note, restore=restore)
+        if not as_json:
+            console.print(f"published the draft as run {run}")
+    elif restore is not None:
+        raise InputError("--restore publishes: give --note too")
+    status = draft_status(workspace)
+    if as_json:
+        typer.echo(json.dumps(asdict(status), ensure_ascii=False, indent=2))
+        return
+    if note is None:
+        published = (
+            f"run {status.published_run} ({status.published_at}: {status.note})"
+            if status.published_run is not None
+            else "nothing yet"
+        )
+        console.print(f"published: {published}\ndraft: run {status.draft_run}", highlight=False)
+        for kind, n in sorted((status.pending or {}).items()):
+            console.print(f"  {kind}: {n:,} not yet published", highlight=False)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid._errors import InputError, argument
+from gisgrid._errors import ConflictError, InputError, argument
 from gisgrid.delineate.community import Params
 from gisgrid.delineate.history import record_run
 from gisgrid.delineate.partition import Band
@@ -89,6 +89,8 @@ def move(
     building: str | None = None,
     compound: str | None = None,
     force: bool = False,
+    reason: str = "",
+    from_grid: str | None = None,
     params: Params | None = None,
 ) -> MoveResult:
     """Move a building, or a whole compound, to another grid.
@@ -103,6 +105,11 @@ def move(
         What to move: one building id, or every building of a compound.
     force
         Move even when a rule breaks, flagging both grids ``manual_edit``.
+    reason
+        Why a forced move is made (kept in the grids' ``reason`` and the run).
+    from_grid
+        The grid the caller saw the building(s) in: when another planner has moved them
+        since, nothing is moved (a conflict).
     params
         Supplies the household band.
 
@@ -110,6 +117,9 @@ def move(
     ------
     MoveRefusedError
         With the reasons, when a rule would break and ``force`` is off.
+    ConflictError
+        When the buildings are no longer in ``from_grid``, or another writer changed the
+        grids or buildings while the move was worked out.
     """
     band = (params or Params()).households
     ws = open_workspace(workspace)
@@ -127,7 +137,15 @@ def move(
         what = f"compound {compound}"
     if chosen.empty:
         raise InputError(f"no {what} in {ws.location}")
-    sources = [c for c in chosen["grid_code"].dropna().unique() if c != to]
+    now_in = sorted(chosen["grid_code"].dropna().astype(str).unique())
+    if from_grid is not None and now_in != [from_grid]:
+        raise ConflictError(
+            f"{what} is in grid {', '.join(now_in) or 'none'} now, not {from_grid}: another "
+            "planner moved it; look at the current grids and move it again",
+            layers=["buildings"],
+            revision=ws.revision,
+        )
+    sources = [c for c in now_in if c != to]
     if not sources:
         raise InputError(f"{what} is already in grid {to}")
     plan = _plan_move(grids, buildings, chosen, sources, to, what, band)
@@ -135,7 +153,7 @@ def move(
         raise MoveRefusedError(plan.broken, forcible=False)
     if plan.reasons and not force:
         raise MoveRefusedError(plan.reasons)
-    new_grids = _moved_grids(grids, chosen, sources, to, plan, band)
+    new_grids = _moved_grids(grids, chosen, sources, to, plan, band, reason=reason)
     buildings.loc[chosen.index, "grid_code"] = to
     ws.write(
         {
@@ -144,7 +162,12 @@ def move(
             **record_run(
                 ws,
                 kind="move",
-                params={"what": what, "to": to, "forced": bool(plan.reasons)},
+                params={
+                    "what": what,
+                    "to": to,
+                    "forced": bool(plan.reasons),
+                    **({"reason": reason} if reason else {}),
+                },
                 grids=new_grids,
                 buildings=buildings,
             ),
@@ -257,6 +280,8 @@ def _moved_grids(
     to: str,
     plan: _MovePlan,
     band: Band,
+    *,
+    reason: str = "",
 ) -> gpd.GeoDataFrame:
     """The grids layer after the move, re-counted; flagged ``manual_edit`` when forced."""
     pop = pd.to_numeric(chosen["population"], errors="coerce").fillna(0)
@@ -274,5 +299,6 @@ def _moved_grids(
         for code in [*sources, to]:
             flags = [f for f in str(out.loc[code, "flags"] or "").split(",") if f]
             out.loc[code, "flags"] = ",".join(dict.fromkeys([*flags, "manual_edit"]))
-            out.loc[code, "reason"] = "moved by hand against: " + "; ".join(plan.reasons)
+            why = f" (because: {reason})" if reason else ""
+            out.loc[code, "reason"] = "moved by hand against: " + "; ".join(plan.reasons) + why
     return gpd.GeoDataFrame(out.reset_index(drop=True), crs=grids.crs)

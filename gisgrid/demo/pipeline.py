@@ -20,6 +20,7 @@ import pandas as pd
 import shapely
 
 import gisgrid
+from gisgrid.delineate.publication import publish, published_buildings, published_grids
 from gisgrid.delineate.redivision import redivide
 from gisgrid.delineate.run import delineate
 from gisgrid.demo.district import make_district
@@ -133,8 +134,6 @@ def _write_workspace(
 _MAP_LAYERS = (
     "streets",
     "communities",
-    "grids",
-    "buildings",
     "roads",
     "water",
     "resources",
@@ -147,6 +146,8 @@ _MAP_LAYERS = (
 def _draw_map(ws: Workspace, path: Path) -> Path:
     """The offline map of the workspace, with each grid's public roster."""
     stored = {name: ws.read(name) for name in _MAP_LAYERS if name in ws}
+    stored["grids"] = published_grids(ws)  # the map is public: what is published
+    stored["buildings"] = published_buildings(ws)
     stored["rosters"] = rosters(ws, private=False)
     return write_map(district_map(stored, title="石峰区 demo · gisgrid"), path)
 
@@ -202,6 +203,7 @@ def run_demo(
             for code in sorted(c for c, h in per.items() if h > redivide_over):
                 redivide(ws, code, max_households=redivide_to, workers=workers)
                 redivided.append(code)
+    publish(ws, note="演示区划 the demo's first delineation")
     with timed("assigning rosters and measuring coverage", "assign"):
         assigned = assign(ws)
         cov = coverage_of(ws)

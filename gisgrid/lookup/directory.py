@@ -20,6 +20,7 @@ import pandas as pd
 
 from gisgrid._errors import InputError
 from gisgrid.crs.names import InputCRS, parse_crs, to_wgs84
+from gisgrid.delineate.publication import published_buildings, published_grids
 from gisgrid.io.schema import json_value
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.gazetteer import Gazetteer
@@ -63,9 +64,7 @@ class Directory:
     def __post_init__(self) -> None:
         if not self.ws.exists:
             raise InputError(f"there is no workspace at {self.ws.location}; check the path")
-        if "grids" not in self.ws:
-            raise InputError(f"{self.ws.location} has no grids; run `gisgrid delineate` first")
-        grids = self.ws.read("grids")
+        grids = published_grids(self.ws)  # lookups answer what the public sees
         self.locator = GridLocator(grids)
         streets = (
             self.ws.read("streets")
@@ -74,7 +73,7 @@ class Directory:
         )
         comms = self.ws.read("communities")
         self.grids = grid_table(grids, comms, streets)
-        buildings = self.ws.read("buildings", columns=["building_id", "address", "grid_code"])
+        buildings = published_buildings(self.ws, columns=["building_id", "address", "grid_code"])
         self.building_grid = dict(
             zip(buildings["building_id"], buildings["grid_code"].fillna(""), strict=True)
         )

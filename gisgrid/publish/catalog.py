@@ -27,6 +27,7 @@ import geopandas as gpd
 import pandas as pd
 
 from gisgrid._errors import LayerNotFoundError
+from gisgrid.delineate.publication import PUBLISHED_BUILDINGS, PUBLISHED_GRIDS, published_buildings
 from gisgrid.io.workspace import Workspace
 
 __all__ = ["COLLECTIONS", "COLLECTIONS_BY_ID", "ROLES", "Catalog", "Collection"]
@@ -59,6 +60,11 @@ class Collection:
     coverage
         Whether its polygons tile the land edge to edge (tiles simplify them as one
         coverage, so neighbours never gap or overlap).
+    read
+        How its rows are read from the workspace, when not as the layer itself.
+    uses
+        The layers ``read`` reads besides ``layer`` (a reload reads it again when one
+        of them changed).
     """
 
     id: str
@@ -69,6 +75,8 @@ class Collection:
     min_role: str = "public"
     id_field: str = ""
     coverage: bool = False
+    read: Callable[[Workspace], gpd.GeoDataFrame] | None = None
+    uses: tuple[str, ...] = ()
 
     def visible_to(self, role: str) -> bool:
         return ROLES.index(role) >= ROLES.index(self.min_role)
@@ -103,6 +111,42 @@ def _places(cid: str, title: str, kind: str, *, levels: tuple[str, ...] = ()) ->
     )
 
 
+def _communities(ws: Workspace) -> gpd.GeoDataFrame:
+    """Communities with their households and population, summed over their buildings."""
+    frame = ws.read("communities")
+    if "buildings" not in ws:
+        return frame
+    counts = ws.read(
+        "buildings", columns=["community_code", "households", "population"], geometry=False
+    )
+    return frame.join(
+        counts.groupby("community_code")[["households", "population"]].sum(), on="code"
+    )
+
+
+def _buildings(ws: Workspace) -> gpd.GeoDataFrame:
+    """Buildings in their published grids; planners also see the draft's
+    ``draft_grid_code``."""
+    draft = ws.read("buildings", columns=["building_id", "grid_code"], geometry=False)
+    frame = published_buildings(ws)
+    frame["draft_grid_code"] = draft["grid_code"].to_numpy()
+    return frame
+
+
+_GRID_FIELDS = {
+    "public": (
+        "grid_code",
+        "name",
+        "grid_type",
+        "community_code",
+        "street_code",
+        "households",
+        "population",
+    ),
+    "staff": ("buildings", "in_band", "flags", "reason", "locked"),
+    "planner": ("polsby_popper", "area_m2", "run_id"),
+}
+
 COLLECTIONS: tuple[Collection, ...] = (
     Collection(
         "streets",
@@ -119,26 +163,24 @@ COLLECTIONS: tuple[Collection, ...] = (
         {"public": ("code", "name", "parent_code", "households", "population")},
         id_field="code",
         coverage=True,
+        read=_communities,
+        uses=("buildings",),
     ),
     Collection(
         "grids",
-        "网格 grids",
-        "grids",
-        {
-            "public": (
-                "grid_code",
-                "name",
-                "grid_type",
-                "community_code",
-                "street_code",
-                "households",
-                "population",
-            ),
-            "staff": ("buildings", "in_band", "flags", "reason", "locked"),
-            "planner": ("polsby_popper", "area_m2", "run_id"),
-        },
+        "网格 grids (published)",
+        PUBLISHED_GRIDS,
+        {**_GRID_FIELDS, "planner": (*_GRID_FIELDS["planner"], "published_run")},
         id_field="grid_code",
         coverage=True,
+    ),
+    Collection(
+        "draft_grids",
+        "网格草案 draft grids (not yet published)",
+        "grids",
+        {"planner": tuple(f for fields in _GRID_FIELDS.values() for f in fields)},
+        min_role="planner",
+        id_field="grid_code",
     ),
     Collection(
         "buildings",
@@ -147,8 +189,11 @@ COLLECTIONS: tuple[Collection, ...] = (
         {
             "public": ("building_id", "kind", "floors", "name", "address", "grid_code"),
             "staff": ("households", "population", "entrances", "compound_id", "community_code"),
+            "planner": ("draft_grid_code",),
         },
         id_field="building_id",
+        read=_buildings,
+        uses=(PUBLISHED_BUILDINGS,),
     ),
     Collection(
         "roads",
@@ -194,7 +239,6 @@ class Catalog:
 
     ws: Workspace
     frames: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     revision: int = -1  # the workspace revision loaded (−1: nothing yet)
     _stamp: tuple[int, ...] = ()
     _loading: int = -1  # the revision being loaded in the background (−1: none)
@@ -233,10 +277,10 @@ class Catalog:
 
     def _reload(self, revision: int) -> None:
         try:
-            frames, tables = self._load()
+            frames = self._load()
             with self._lock:
                 if revision >= self.revision:
-                    self.frames, self.tables, self.revision = frames, tables, revision
+                    self.frames, self.revision = frames, revision
             for listener in self._listeners:
                 listener()
         finally:
@@ -244,7 +288,7 @@ class Catalog:
                 if self._loading == revision:
                     self._loading = -1
 
-    def _load(self) -> tuple[dict[str, gpd.GeoDataFrame], dict[str, pd.DataFrame]]:
+    def _load(self) -> dict[str, gpd.GeoDataFrame]:
         """Every published collection and table; a layer whose revision did not change
         is kept from the last load, not read again."""
         have = set(self.ws.layers())
@@ -253,29 +297,17 @@ class Catalog:
         for c in COLLECTIONS:
             if c.layer not in have:
                 continue
-            uses = (c.layer, "buildings") if c.id == "communities" else (c.layer,)
-            key = tuple(revisions.get(name, 0) for name in uses)
+            key = tuple(revisions.get(name, 0) for name in (c.layer, *c.uses))
             cached = self._kept.get(c.id)
-            frames[c.id] = cached[1] if cached and cached[0] == key else self._collection(c, have)
+            frames[c.id] = cached[1] if cached and cached[0] == key else self._collection(c)
             self._kept[c.id] = (key, frames[c.id])
-        tables: dict[str, pd.DataFrame] = {
-            name: self.ws.read(name)
-            for name in ("assignments", "streets", "communities", "grids")
-            if name in have
-        }
         logger.info("loaded %d collections from %s", len(frames), self.ws.location)
-        return frames, tables
+        return frames
 
-    def _collection(self, c: Collection, have: set[str]) -> gpd.GeoDataFrame:
-        frame = self.ws.read(c.layer)
+    def _collection(self, c: Collection) -> gpd.GeoDataFrame:
+        frame = c.read(self.ws) if c.read is not None else self.ws.read(c.layer)
         if c.rows is not None:
             frame = frame[c.rows(frame)]
-        if c.id == "communities" and "buildings" in have:
-            counts = self.ws.read(
-                "buildings", columns=["community_code", "households", "population"], geometry=False
-            )
-            per = counts.groupby("community_code")[["households", "population"]].sum()
-            frame = frame.join(per, on="code")
         frame = frame.drop(columns=[f for f in NEVER if f in frame.columns])
         return frame.to_crs(4326).reset_index(drop=True)
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gisgrid._errors import InputError
+from gisgrid.delineate.publication import published_buildings, published_grids
 from gisgrid.io.workspace import WorkspaceLike, open_workspace
 from gisgrid.roster.matching import solve
 from gisgrid.roster.network import Network, network_of
@@ -110,10 +111,10 @@ def assign(
     ):
         if needed not in ws:
             raise InputError(f"{ws.location} has no {needed} layer; run `{fix}` first")
-    grids = ws.read("grids")
+    grids = published_grids(ws)  # rosters serve the grids the public sees
     communities = ws.read("communities")
-    buildings = ws.read(
-        "buildings", columns=["building_id", "community_code", "grid_code", "households"]
+    buildings = published_buildings(
+        ws, columns=["building_id", "community_code", "grid_code", "households"]
     )
     buildings["households"] = buildings["households"].fillna(0)
     buildings["grid_code"] = buildings["grid_code"].fillna("")

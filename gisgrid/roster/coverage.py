@@ -29,6 +29,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import csgraph, csr_array
 
 from gisgrid._errors import InputError, argument
+from gisgrid.delineate.publication import published_buildings
 from gisgrid.io.workspace import WorkspaceLike, open_workspace
 from gisgrid.roster.network import Network, network_of
 from gisgrid.roster.policy import Policy, load_policy
@@ -204,8 +205,8 @@ def coverage_of(
             f"no service sites (resources of kind {', '.join(policy.coverage_kinds)}) "
             f"in {ws.location}"
         )
-    buildings = ws.read(
-        "buildings", columns=["building_id", "grid_code", "community_code", "households"]
+    buildings = published_buildings(
+        ws, columns=["building_id", "grid_code", "community_code", "households"]
     )
     if "grid_code" not in buildings:
         buildings["grid_code"] = ""

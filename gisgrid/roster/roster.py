@@ -15,6 +15,7 @@ from __future__ import annotations
 import pandas as pd
 
 from gisgrid._errors import InputError
+from gisgrid.delineate.publication import published_grids
 from gisgrid.io.workspace import Workspace
 from gisgrid.roster.policy import Policy, load_policy
 
@@ -81,7 +82,7 @@ def rosters(
             if name not in ws:
                 fix = "gisgrid assign" if name == "assignments" else "gisgrid delineate"
                 raise InputError(f"{ws.location} has no {name}; run `{fix}` first")
-            t[name] = ws.read(name)
+            t[name] = published_grids(ws) if name == "grids" else ws.read(name)
     out = grid_table(t["grids"], t["communities"], t["streets"])
     phones = dict(
         zip(t["resources"]["resource_id"], t["resources"]["phone"].fillna(""), strict=True)
