@@ -36,6 +36,7 @@ class MoveRefusedError(InputError):
 
     def __init__(self, reasons: list[str], *, forcible: bool = True) -> None:
         self.reasons = reasons
+        self.forcible = forcible
         fix = (
             f"use {argument('force')} to move anyway"
             if forcible
@@ -73,13 +74,18 @@ def lock(workspace: WorkspaceLike, codes: list[str], *, locked: bool = True) -> 
 
 @dataclass
 class MoveResult:
-    """What a move did: the buildings moved, the grids before and after."""
+    """What a move did (or would do): the buildings, the grids' households before and
+    after, the rules it breaks (``reasons``, which ``force`` overrides) and the invariants
+    (``broken``, which nothing overrides)."""
 
     buildings: list[str]
     source: list[str]
     target: str
     forced: bool
     households: dict[str, tuple[int, int]]
+    reasons: list[str]
+    broken: list[str]
+    run_id: int | None = None  # None when nothing was written (a dry run)
 
 
 def move(
@@ -91,6 +97,7 @@ def move(
     force: bool = False,
     reason: str = "",
     from_grid: str | None = None,
+    dry_run: bool = False,
     params: Params | None = None,
 ) -> MoveResult:
     """Move a building, or a whole compound, to another grid.
@@ -110,6 +117,9 @@ def move(
     from_grid
         The grid the caller saw the building(s) in: when another planner has moved them
         since, nothing is moved (a conflict).
+    dry_run
+        Only check: say what the move would do and which rules it breaks, and write
+        nothing (no refusal is raised).
     params
         Supplies the household band.
 
@@ -149,34 +159,32 @@ def move(
     if not sources:
         raise InputError(f"{what} is already in grid {to}")
     plan = _plan_move(grids, buildings, chosen, sources, to, what, band)
+    ids = chosen["building_id"].astype(str).tolist()
+    if dry_run:
+        return MoveResult(ids, sources, to, False, plan.counts, plan.reasons, plan.broken)
     if plan.broken:
         raise MoveRefusedError(plan.broken, forcible=False)
     if plan.reasons and not force:
         raise MoveRefusedError(plan.reasons)
     new_grids = _moved_grids(grids, chosen, sources, to, plan, band, reason=reason)
     buildings.loc[chosen.index, "grid_code"] = to
-    ws.write(
-        {
-            "grids": new_grids,
-            "buildings": buildings,
-            **record_run(
-                ws,
-                kind="move",
-                params={
-                    "what": what,
-                    "to": to,
-                    "forced": bool(plan.reasons),
-                    **({"reason": reason} if reason else {}),
-                },
-                grids=new_grids,
-                buildings=buildings,
-            ),
-        }
+    layers = record_run(
+        ws,
+        kind="move",
+        params={
+            "what": what,
+            "to": to,
+            "forced": bool(plan.reasons),
+            **({"reason": reason} if reason else {}),
+        },
+        grids=new_grids,
+        buildings=buildings,
     )
+    ws.write({"grids": new_grids, "buildings": buildings, **layers})
     logger.info("moved %s from %s to %s", what, ", ".join(sources), to)
-    return MoveResult(
-        chosen["building_id"].astype(str).tolist(), sources, to, bool(plan.reasons), plan.counts
-    )
+    run_id = int(layers["runs"]["run_id"].iloc[-1])
+    forced = bool(plan.reasons)
+    return MoveResult(ids, sources, to, forced, plan.counts, plan.reasons, [], run_id)
 
 
 @dataclass

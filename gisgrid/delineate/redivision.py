@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -172,6 +173,8 @@ def redivide(
     max_households: int | None = None,
     params: Params | None = None,
     workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    committed: Callable[[], None] | None = None,
 ) -> Redivision:
     """Re-divide a community and delineate grids inside the new communities.
 
@@ -188,6 +191,10 @@ def redivide(
         Delineation parameters for the grids inside.
     workers
         Processes for the delineation.
+    progress
+        Called with (communities delineated, new communities).
+    committed
+        Called once the new communities are written (before their grids are).
 
     Returns
     -------
@@ -258,7 +265,15 @@ def redivide(
             layers["retired_grids"] = retired
     ws.write(layers)
     logger.info("re-divided %s into %s", community, ", ".join(plan.communities["code"]))
-    delineate(ws, params=params, communities=list(plan.communities["code"]), workers=workers)
+    if committed is not None:
+        committed()
+    delineate(
+        ws,
+        params=params,
+        communities=list(plan.communities["code"]),
+        workers=workers,
+        progress=progress,
+    )
     return plan
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gisgrid.publish.palette import Palette
 
-__all__ = ["LEGEND", "map_page", "redmap_style"]
+__all__ = ["LEGEND", "map_page", "plan_page", "redmap_style"]
 
 RED = "#c00000"
 #: legend entries: label, swatch, colour, and the style layers its switch shows and hides
@@ -79,6 +79,14 @@ def map_page(title: str, labels: dict[str, str] | None = None) -> str:
     safe = json.dumps(labels or {}, ensure_ascii=False).replace("<", "\\u003c")  # inside <script>
     page = page.replace("{{labels}}", safe)
     return page.replace("{{title}}", html.escape(title)).replace("{{legend}}", legend)
+
+
+def plan_page(title: str) -> str:
+    """The planner's workbench (``/plan``): draft grids of a community with live counts,
+    moves with their checks, locks, undo and redo, background re-runs, run comparison
+    and publishing. It calls the ``/plan`` routes with the planner's key."""
+    page = (Path(__file__).parent / "web" / "plan.html").read_text(encoding="utf-8")
+    return page.replace("{{title}}", html.escape(title))
 
 
 def _land(src: str, palette: Palette) -> list[dict]:

@@ -24,7 +24,7 @@ from gisgrid._errors import ConflictError, GisgridError, InputError, LayerNotFou
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import NotFoundError
 from gisgrid.server.deps import AppState, State, known_parameters
-from gisgrid.server.routes import features, lookups, maps
+from gisgrid.server.routes import features, lookups, maps, plan
 from gisgrid.server.settings import Settings
 
 __all__ = ["create_app"]
@@ -134,6 +134,8 @@ _PROBLEM = {
 _STATUS = {
     "400": "a parameter or body that is missing, malformed, out of range, or unknown",
     "401": "an API key that is not known (call without one for public data)",
+    "403": "a key whose role may not do this",
+    "409": "another writer changed what this was based on; nothing was written",
     "404": "no such resource, or none the caller's key may see",
     "500": "a fault of the server; its log has the details",
 }
@@ -305,6 +307,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(features.router(settings))
     app.include_router(maps.router())
     app.include_router(lookups.router(settings))
+    app.include_router(plan.router())
     plain = app.openapi
 
     def openapi() -> dict:

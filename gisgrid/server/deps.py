@@ -2,6 +2,7 @@
 
 import contextlib
 import gc
+from collections import defaultdict
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request
@@ -9,11 +10,13 @@ from fastapi.dependencies.models import Dependant
 
 from gisgrid._errors import InputError
 from gisgrid.crs.uris import offered
+from gisgrid.delineate.undo import EditLog
 from gisgrid.io.workspace import Workspace
 from gisgrid.lookup.directory import Directory
 from gisgrid.publish.catalog import COLLECTIONS, ROLES, Catalog
 from gisgrid.publish.tiles import TILESETS, TileSource
 from gisgrid.server.batches import BatchPool
+from gisgrid.server.jobs import Jobs
 from gisgrid.server.settings import Settings
 
 __all__ = [
@@ -49,6 +52,9 @@ class State:
             for shift in (None, "gcj02")
         }
         self._batches: BatchPool | None = None
+        self._jobs: Jobs | None = None
+        #: each planner's edits, to undo and redo (keyed by the digest of their key)
+        self.edits: defaultdict[str, EditLog] = defaultdict(EditLog)
         self._directory: Directory | None = None
         self.catalog.on_change(self._reset)
         with contextlib.suppress(InputError):  # a workspace without grids serves no lookups
@@ -73,9 +79,23 @@ class State:
             self._batches = BatchPool(self.settings.workspace, workers=self.settings.batch_workers)
         return self._batches
 
+    @property
+    def jobs(self) -> Jobs:
+        """Planners' background jobs."""
+        if self._jobs is None:
+            self._jobs = Jobs(self.settings.workspace)
+        return self._jobs
+
+    def writer(self) -> Workspace:
+        """A workspace object of a write's own: its conflict check compares the write
+        against what this request read, not what another one did."""
+        return Workspace(self.settings.workspace)
+
     def close(self) -> None:
         if self._batches is not None:
             self._batches.close()
+        if self._jobs is not None:
+            self._jobs.close()
 
     @property
     def directory(self) -> Directory:

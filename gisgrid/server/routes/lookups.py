@@ -5,13 +5,10 @@ from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from gisgrid._errors import InputError
 from gisgrid.crs.names import CRS_NAMES
-from gisgrid.delineate.edits import lock
-from gisgrid.io.workspace import Workspace
 from gisgrid.server.deps import AppState, Role
 from gisgrid.server.settings import Settings
 
@@ -111,30 +108,6 @@ def router(settings: Settings) -> APIRouter:
                 )
             )
         return Response(data, status_code=status, media_type=media)
-
-    @api.post(
-        "/grids/{grid_code}/lock",
-        tags=["planner"],
-        summary="Lock a grid (planner)",
-        responses={
-            401: {"description": "unknown API key"},
-            403: {"description": "not a planner's key"},
-            404: {"description": "no such grid"},
-            409: {"description": "another writer changed the grids; the body has the revision"},
-        },
-    )
-    async def lock_grid(grid_code: str, st: AppState, who: Role, locked: bool = True) -> dict:
-        if who != "planner":
-            raise HTTPException(403, "locking grids needs a planner key")
-        ws = Workspace(st.ws.location)  # a handle of this request's own: its reads are its own
-        n = await run_in_threadpool(lock, ws, [grid_code], locked=locked)
-        await run_in_threadpool(st.catalog.refresh, wait=True)  # the planner sees the lock
-        return {
-            "grid_code": grid_code,
-            "locked": locked,
-            "changed": n,
-            "revision": ws.last_revision,
-        }
 
     return api
 
