@@ -8,6 +8,7 @@ from gisgrid._errors import (
     GisgridError,
     InputError,
     LayerNotFoundError,
+    NotFoundError,
     WorkspaceError,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "GisgridError",
     "InputError",
     "LayerNotFoundError",
+    "NotFoundError",
     "WorkspaceError",
     "__version__",
 ]

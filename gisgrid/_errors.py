@@ -82,3 +82,12 @@ class LayerNotFoundError(WorkspaceError, KeyError):
 
 class AssetsMissingError(GisgridError, FileNotFoundError):
     """Web assets (Leaflet, MapLibre) were not installed at build time."""
+
+
+class NotFoundError(InputError, LookupError):
+    """Nothing matches (an address, a tile, a job); the message and ``suggestions`` say
+    what comes closest."""
+
+    def __init__(self, message: str, suggestions: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions or []

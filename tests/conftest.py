@@ -161,11 +161,11 @@ def free_port() -> int:
 
 @contextmanager
 def serving(
-    source: Path | str, folder: Path, *, settings: str = ""
+    source: Path | str, folder: Path, *, settings: str = "", keys: dict[str, str] | None = None
 ) -> Iterator[tuple[str, Path | str]]:
     """A workspace served by `gisgrid serve` in its own process on a free loopback port,
-    with a staff and a planner key: (base URL, what is served). A GeoPackage is copied
-    first; a PostGIS URL is served as it is."""
+    with a staff and a planner key (and ``keys``, key → role): (base URL, what is served).
+    A GeoPackage is copied first; a PostGIS URL is served as it is."""
     import httpx
 
     from gisgrid.server import hash_key
@@ -176,9 +176,10 @@ def serving(
         path = folder / "ws.gpkg"
         shutil.copy(source, path)
     config = folder / "gisgrid.toml"
-    keys = "\n".join(f'"{hash_key(k)}" = "{role}"' for role, k in KEYS.items())
+    roles = {**{k: role for role, k in KEYS.items()}, **(keys or {})}
+    lines = "\n".join(f'"{hash_key(k)}" = "{role}"' for k, role in roles.items())
     where = path if isinstance(path, str) else "ws.gpkg"
-    config.write_text(f'workspace = "{where}"\n{settings}\n[api_keys]\n{keys}\n', "utf-8")
+    config.write_text(f'workspace = "{where}"\n{settings}\n[api_keys]\n{lines}\n', "utf-8")
     port = free_port()
     proc = subprocess.Popen(
         [

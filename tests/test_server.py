@@ -443,17 +443,18 @@ def test_tile_cache_follows_workspace_changes(http, served):
     ws = served[1]
     code, lon, lat = grid_point(ws, 1)
     ((z, x, y),) = tiles_covering((lon, lat, lon, lat), 14)
-    staff = {"X-API-Key": KEYS["staff"]}
-    before = http.get(f"/tiles/grids/{z}/{x}/{y}.mvt", headers=staff).headers["etag"]
-    assert http.post(f"/grids/{code}/lock", headers=staff).status_code == 403
-    assert (
-        http.post(f"/grids/{code}/lock", headers={"X-API-Key": KEYS["planner"]}).status_code == 200
-    )
-    after = http.get(f"/tiles/grids/{z}/{x}/{y}.mvt", headers=staff).headers["etag"]
-    assert after != before  # the lock shows in staff tiles at once
-    http.post(
-        f"/grids/{code}/lock", params={"locked": False}, headers={"X-API-Key": KEYS["planner"]}
-    )
+    staff, planner = {"X-API-Key": KEYS["staff"]}, {"X-API-Key": KEYS["planner"]}
+    tile = f"/tiles/grids/{z}/{x}/{y}.mvt"
+    before = http.get(tile, headers=staff).headers["etag"]
+    lock = {"grid_codes": [code]}
+    assert http.post("/plan/locks", json=lock, headers=staff).status_code == 403
+    assert http.post("/plan/locks", json=lock, headers=planner).status_code == 200
+    assert http.get(tile, headers=staff).headers["etag"] == before  # a draft: not published
+    draft = http.get("/plan/status", headers=planner).json()["draft_run"]
+    note = {"note": "锁定 test", "draft_run": draft}
+    assert http.post("/plan/publish", json=note, headers=planner).status_code == 200
+    assert http.get(tile, headers=staff).headers["etag"] != before  # published: at once
+    assert http.delete(f"/plan/locks/{code}", headers=planner).status_code == 200
 
 
 def test_point_lookup_in_every_coordinate_system(http, served):

@@ -91,7 +91,10 @@ def test_twelve_planners_lock_twelve_grids_at_once_over_http(served_demo):
 
     def lock(code: str) -> int:
         r = httpx.post(
-            f"{base}/grids/{code}/lock", headers={"X-API-Key": KEYS["planner"]}, timeout=60
+            f"{base}/plan/locks",
+            json={"grid_codes": [code]},
+            headers={"X-API-Key": KEYS["planner"]},
+            timeout=60,
         )
         return r.status_code
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gisgrid._errors import InputError
+from gisgrid._errors import InputError, NotFoundError
 from gisgrid.crs.names import InputCRS, parse_crs, to_wgs84
 from gisgrid.delineate.publication import published_buildings, published_grids
 from gisgrid.io.schema import json_value
@@ -27,7 +27,7 @@ from gisgrid.lookup.gazetteer import Gazetteer
 from gisgrid.lookup.locator import GridLocator
 from gisgrid.roster.roster import grid_table, rosters
 
-__all__ = ["CHUNK_ROWS", "CsvLookup", "Directory", "NotFoundError", "lookup_csv"]
+__all__ = ["CHUNK_ROWS", "CsvLookup", "Directory", "lookup_csv"]
 
 #: rows read, looked up and written at a time by :func:`lookup_csv`
 CHUNK_ROWS = 250_000
@@ -35,14 +35,6 @@ CHUNK_ROWS = 250_000
 logger = logging.getLogger(__name__)
 
 OUTSIDE = "outside every grid"
-
-
-class NotFoundError(InputError, LookupError):
-    """Nothing matches; the message and ``suggestions`` say what comes closest."""
-
-    def __init__(self, message: str, suggestions: list[dict] | None = None) -> None:
-        super().__init__(message)
-        self.suggestions = suggestions or []
 
 
 @dataclass

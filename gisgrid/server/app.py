@@ -20,9 +20,14 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.routing import Match
 
 import gisgrid
-from gisgrid._errors import ConflictError, GisgridError, InputError, LayerNotFoundError
+from gisgrid._errors import (
+    ConflictError,
+    GisgridError,
+    InputError,
+    LayerNotFoundError,
+    NotFoundError,
+)
 from gisgrid.io.workspace import Workspace
-from gisgrid.lookup.directory import NotFoundError
 from gisgrid.server.deps import AppState, State, known_parameters
 from gisgrid.server.routes import features, lookups, maps, plan
 from gisgrid.server.settings import Settings

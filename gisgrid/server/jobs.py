@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gisgrid._errors import ConflictError, GisgridError, InputError
+from gisgrid._errors import ConflictError, GisgridError, NotFoundError
 
 __all__ = ["Job", "Jobs"]
 
@@ -147,13 +147,13 @@ class Jobs:
 
         Raises
         ------
-        InputError
+        NotFoundError
             When there is no such job.
         """
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
-                raise InputError(f"no job {job_id}")
+                raise NotFoundError(f"no job {job_id} (jobs live as long as the server)")
             self._drain(job)
             return job
 

@@ -19,7 +19,7 @@ import shapely
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from gisgrid._errors import InputError
+from gisgrid._errors import InputError, NotFoundError
 from gisgrid.crs.uris import (
     CRS84,
     ServedCRS,
@@ -30,7 +30,6 @@ from gisgrid.crs.uris import (
     to_wgs84_geometry,
 )
 from gisgrid.io.workspace import Workspace
-from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.queries import property_names, queryables, select, sort
 from gisgrid.publish.tiles import tilesets_for

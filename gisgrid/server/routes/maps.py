@@ -10,9 +10,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gisgrid._errors import GisgridError, InputError
+from gisgrid._errors import GisgridError, InputError, NotFoundError
 from gisgrid.crs.names import crs_key
-from gisgrid.lookup.directory import NotFoundError
 from gisgrid.publish.assets import asset_path
 from gisgrid.publish.glyphs import glyph_range
 from gisgrid.publish.style import map_page, redmap_style
