@@ -112,3 +112,30 @@ def test_a_forced_move_never_splits_a_grid_or_cuts_a_building(town):
     b = town.read("buildings")
     for g, code in zip(b.geometry, b["grid_code"], strict=True):  # shapely: none is cut
         assert g.difference(grids.geometry[code]).area < 0.01 * g.area
+
+
+def test_a_compound_across_two_grids_moved_into_one_is_counted_once(small, tmp_path):
+    """A compound already partly in the target grid: only the buildings that arrive add to
+    its counts (they were added twice: 476 + all 580 households = 1,056 where 580 hold)."""
+    import shutil
+
+    import pandas as pd
+
+    from gisgrid.io.workspace import Workspace
+
+    shutil.copy(small, tmp_path / "c.gpkg")
+    ws = Workspace(tmp_path / "c.gpkg")
+    b = ws.read("buildings")
+    split = b.groupby("compound_id")["grid_code"].nunique()
+    compound = split[split > 1].index[0]
+    mine = b[b["compound_id"] == compound]
+    to = mine.groupby("grid_code")["households"].sum().idxmax()  # where most of it is
+    result = move(ws, to=to, compound=compound, force=True)
+    grids = Workspace(ws.location).read("grids").set_index("grid_code")
+    after = Workspace(ws.location).read("buildings")
+    counted = after.groupby("grid_code")[["households", "population"]].sum()
+    for code in [*result.source, to]:
+        assert grids.loc[code, "households"] == counted.loc[code, "households"]
+        assert grids.loc[code, "population"] == counted.loc[code, "population"]
+        assert result.households[code][1] == counted.loc[code, "households"]
+    assert pd.Series(after[after["compound_id"] == compound]["grid_code"]).eq(to).all()

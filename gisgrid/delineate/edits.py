@@ -239,7 +239,8 @@ def _plan_move(
                 f"grid {src} would hold {counts[src][1]} households, outside "
                 f"{band.low:g}–{band.high:g}"
             )
-    after_to = int(grids.loc[to, "households"]) + int(hh.sum())
+    arriving = chosen["grid_code"] != to  # a compound's buildings already in ``to`` stay
+    after_to = int(grids.loc[to, "households"]) + int(hh[arriving].sum())
     counts[to] = (int(grids.loc[to, "households"]), after_to)
     if geoms[to].geom_type != "Polygon":
         broken.append(f"grid {to} would not be one piece: {what} does not border it")
@@ -301,7 +302,8 @@ def _moved_grids(
             pop[chosen["grid_code"] == src].sum()
         )
     out.loc[to, "households"] = plan.counts[to][1]
-    out.loc[to, "population"] = int(out.loc[to, "population"]) + int(pop.sum())
+    arriving = chosen["grid_code"] != to
+    out.loc[to, "population"] = int(out.loc[to, "population"]) + int(pop[arriving].sum())
     out["in_band"] = band.contains(out["households"]) | (out["grid_type"] == "dedicated")
     if plan.reasons:
         for code in [*sources, to]:
