@@ -217,6 +217,7 @@ def test_assign_coverage_serve_and_look_up(district, tmp_path):
     shutil.copy(district.path, tmp_path / "ws.gpkg")
     ws = Workspace(tmp_path / "ws.gpkg")
     gisgrid("import", ws.path, "resources", staff(ws, tmp_path))
+    gisgrid("publish", ws.path, "--note", "街道办批准 approved")  # rosters serve what is published
     gisgrid("assign", ws.path)
     roster = ws.read("assignments")
     workers = roster[(roster["role"] == "grid_worker") & (roster["resource_id"] != "")]

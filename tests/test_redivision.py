@@ -79,7 +79,8 @@ def test_redivide_writes_communities_history_and_grids_inside(demo_copy):
     inside = buildings[buildings["community_code"].isin(new_codes)]
     assert inside["grid_code"].str[:12].eq(inside["community_code"]).all()
     runs = demo_copy.read("runs")
-    assert len(runs) == 2  # the demo's run, then the one inside the new communities
+    # the demo's run and its publication, then the one inside the new communities
+    assert runs["kind"].tolist() == ["delineate", "publish", "delineate"]
 
 
 def test_bad_requests_are_refused(demo_copy):
