@@ -13,11 +13,11 @@ import typer
 from rich.logging import RichHandler
 
 import gisgrid
-from gisgrid.cli import data, demo, grids, rosters, service
+from gisgrid.cli import data, demo, exports, grids, rosters, service
 from gisgrid.cli._common import app, console, err
 
 __all__ = ["app"]
-_COMMANDS = (data, grids, demo, rosters, service)  # imported to register their commands
+_COMMANDS = (data, grids, exports, demo, rosters, service)  # imported to register their commands
 
 
 def _version(value: bool) -> None:

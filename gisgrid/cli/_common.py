@@ -7,6 +7,7 @@ with status 2 (by :func:`command`, for every command); nothing else is caught.
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,10 +94,19 @@ def command(
                 )
                 raise typer.Exit(1) from None
 
-        app.command(name)(guarded)
+        app.command(name, help=_reflowed(fn.__doc__))(guarded)
         return guarded
 
     return register
+
+
+def _reflowed(doc: str | None) -> str | None:
+    """A docstring's paragraphs each on one line: the terminal wraps them to its width
+    (rich keeps the source's line breaks, which cut every line of ``--help`` in two)."""
+    if doc is None:
+        return None
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 
 
 def _typers(exc: Exception) -> bool:
