@@ -174,6 +174,7 @@ PLAN_ROUTES = [
     ("DELETE", "/plan/jobs/1"),
     ("GET", "/plan/diff?from=1&to=2"),
     ("POST", "/plan/publish"),
+    ("GET", "/plan/export?format=xlsx"),
 ]
 
 
@@ -400,3 +401,31 @@ def test_a_job_reports_progress_and_its_run_and_a_cancelled_job_writes_nothing(p
         "/plan/jobs", json={"kind": "delineate", "community_code": "430204999999"}, headers=A
     )
     assert bad.status_code == 400 and "430204999999" in bad.json()["detail"]
+
+
+def test_exports_over_http(planners, tmp_path):
+    http, where = planners
+    media = {
+        "shp": "application/zip",
+        "geojson": "application/geo+json",
+        "gpkg": "application/geopackage+sqlite3",
+        "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    }
+    community = Workspace(where).read("communities")["code"].iloc[0]
+    for fmt, kind in media.items():
+        r = http.get("/plan/export", params={"format": fmt, "community_code": community}, headers=A)
+        assert r.status_code == 200 and r.headers["content-type"] == kind, r.text
+        assert "attachment" in r.headers["content-disposition"]
+        assert r.headers["cache-control"] == "private, no-store"
+        (tmp_path / f"g.{fmt.replace('shp', 'zip')}").write_bytes(r.content)
+    grids = Workspace(where).read("published_grids")
+    import pyogrio
+
+    back = pyogrio.read_dataframe(f"/vsizip/{tmp_path / 'g.zip'}/grids.shp")
+    assert sorted(back["grid_code"]) == sorted(grids["grid_code"])
+    bad = http.get("/plan/export", params={"format": "docx"}, headers=A)
+    assert bad.status_code == 400
+    assert (
+        http.get("/plan/export", params={"format": "xlsx", "colour": 1}, headers=A).status_code
+        == 400
+    )

@@ -154,9 +154,20 @@ def test_a_planner_works_the_page_and_the_public_sees_only_what_is_published(sma
             "document.body.dataset.draftRun"
         )
         assert _public_grid_at(public, base, lon, lat) == staying
+
+        # hand it on: the published grids as Excel, from the page
+        page.select_option("#xformat", "xlsx")
+        with page.expect_download() as download:
+            page.click("#export")
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
         page.screenshot(path=str(tmp_path / "plan.png"))
         browser.close()
     assert not errors, errors
     assert all(u.startswith(base) or u.startswith(("data:", "blob:")) for u in requests)
+    from openpyxl import load_workbook
+
+    rows = {r[0].value: r for r in load_workbook(saved)["网格"].iter_rows(min_row=2)}
+    assert rows[staying][7].value == want[staying] and rows[staying][0].data_type == "s"
     stored = Workspace(where).read("buildings")
     assert set(stored[stored["compound_id"] == compound]["grid_code"]) == {staying}

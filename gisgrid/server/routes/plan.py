@@ -8,12 +8,14 @@ its own (its reads are what its conflict check compares against).
 """
 
 import json
+import pathlib
+import tempfile
 from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gisgrid._errors import InputError
@@ -22,12 +24,20 @@ from gisgrid.delineate.history import diff_runs
 from gisgrid.delineate.publication import draft_status, publish
 from gisgrid.delineate.undo import Step, latest_run
 from gisgrid.io.workspace import Workspace
+from gisgrid.publish.export import Format, export_grids
 from gisgrid.publish.style import plan_page
 from gisgrid.server.deps import AppState, State
 from gisgrid.server.settings import hash_key
 
 GRID_CODE = r"^[0-9]{15}$"
 COMMUNITY_CODE = r"^[0-9]{12}$"
+EXPORT_MEDIA = {
+    "shp": "application/zip",
+    "geojson": "application/geo+json",
+    "gpkg": "application/geopackage+sqlite3",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "pdf": "application/pdf",
+}
 _PLANNER_ERRORS: dict[int | str, dict] = {
     403: {"description": "a key that is not a planner's"},
     409: {"description": "another planner changed what this was based on; nothing written"},
@@ -356,6 +366,56 @@ def router() -> APIRouter:
         ] = None,
     ) -> dict:
         return await run_in_threadpool(_diff, st.writer(), run_a, run_b, community_code)
+
+    @api.get(
+        "/export",
+        summary="The grids as Shapefile, GeoJSON, GeoPackage, Excel or PDF",
+        responses={
+            **_PLANNER_ERRORS,
+            200: {"content": {media: {} for media in EXPORT_MEDIA.values()}},
+        },
+        response_class=Response,
+    )
+    async def export(
+        st: AppState,
+        who: Planner,
+        format: Annotated[Format, Query(description="shp (zipped), geojson, gpkg, xlsx, pdf.")],
+        encoding: Annotated[
+            Literal["utf-8", "gbk"], Query(description="Shapefile text encoding.")
+        ] = "utf-8",
+        paper: Annotated[Literal["A4", "A3", "A0"], Query(description="PDF paper.")] = "A3",
+        draft: Annotated[bool, Query(description="The draft, not the published grids.")] = False,
+        community_code: Annotated[
+            str | None, Query(pattern=COMMUNITY_CODE, description="Only this community.")
+        ] = None,
+    ) -> Response:
+        with tempfile.TemporaryDirectory() as folder:
+            name = (
+                "grids"
+                + (f"-{community_code}" if community_code else "")
+                + ("-draft" if draft else "")
+            )
+            written = await run_in_threadpool(
+                partial(
+                    export_grids,
+                    st.writer(),
+                    pathlib.Path(folder) / f"{name}.{format}",
+                    format=format,
+                    encoding=encoding if format == "shp" else "utf-8",
+                    paper=paper,
+                    draft=draft,
+                    communities=[community_code] if community_code else None,
+                )
+            )
+            data = written.read_bytes()
+        return Response(
+            data,
+            media_type=EXPORT_MEDIA[format],
+            headers={
+                "Content-Disposition": f'attachment; filename="{written.name}"',
+                "Cache-Control": "private, no-store",
+            },
+        )
 
     @api.post("/publish", summary="Publish the draft", responses=_PLANNER_ERRORS)
     async def publish_draft(body: PublishBody, st: AppState, who: Planner) -> dict:
