@@ -151,7 +151,7 @@ def delineate(
     _draft_hint(workspace)
 
 
-def _draft_hint(workspace: Path) -> None:
+def _draft_hint(workspace: str) -> None:
     console.print(
         f"[dim]a draft: the public sees it once published (`gisgrid publish {workspace} "
         "--note TEXT`)[/]",
