@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import pandas as pd
@@ -151,14 +152,28 @@ def small_gpkg_copy(small, tmp_path) -> Workspace:
     return Workspace(tmp_path / "plan.gpkg")
 
 
-@pytest.fixture
-def planners(small_copy, tmp_path):
-    """The small demo served with two planners' keys: (client, workspace location)."""
+@contextmanager
+def _planners(source, folder):
     with (
-        serving(small_copy.location, tmp_path, keys={SECOND: "planner"}) as (base, where),
+        serving(source, folder, keys={SECOND: "planner"}) as (base, where),
         httpx.Client(base_url=base, timeout=120) as http,
     ):
         yield http, str(where)
+
+
+@pytest.fixture
+def planners(small, tmp_path):
+    """The small demo (a GeoPackage) served with two planners' keys: (client, workspace)."""
+    with _planners(small, tmp_path) as served:
+        yield served
+
+
+@pytest.fixture
+def planners_on_both(small_copy, tmp_path):
+    """The same on each backend: the routes' writes are the workspace's, tested on both in
+    test_storage and test_postgis; these run where concurrency is the point."""
+    with _planners(small_copy.location, tmp_path) as served:
+        yield served
 
 
 PLAN_ROUTES = [
@@ -199,8 +214,8 @@ def test_every_planner_route_wants_a_planners_key(planners):
     assert {"400", "401", "403", "409"} <= set(op["responses"])
 
 
-def test_a_move_checked_then_made_then_published(planners):
-    http, where = planners
+def test_a_move_checked_then_made_then_published(planners_on_both):
+    http, where = planners_on_both
     building, old, new = movable(Workspace(where))
     body = {"building_id": building, "to_grid": new, "from_grid": old}
     revision = http.get("/plan/status", headers=A).json()["revision"]
@@ -249,8 +264,8 @@ def test_a_move_checked_then_made_then_published(planners):
     )
 
 
-def test_two_planners_move_the_same_building_one_lands_one_conflicts(planners):
-    http, where = planners
+def test_two_planners_move_the_same_building_one_lands_one_conflicts(planners_on_both):
+    http, where = planners_on_both
     building, old, new = movable(Workspace(where))
     body = {"building_id": building, "to_grid": new, "from_grid": old}
     for i in range(3):  # at once, several times: never two 200s, never a silent overwrite
@@ -429,3 +444,35 @@ def test_exports_over_http(planners, tmp_path):
         http.get("/plan/export", params={"format": "xlsx", "colour": 1}, headers=A).status_code
         == 400
     )
+
+
+def test_a_redivision_job_writes_new_communities_with_grids_inside(planners):
+    http, where = planners
+    community = Workspace(where).read("communities")["code"].iloc[0]
+    job = http.post(
+        "/plan/jobs",
+        json={"kind": "redivide", "community_code": community, "parts": 2},
+        headers=A,
+    ).json()
+    for _ in range(900):
+        job = http.get(f"/plan/jobs/{job['id']}", headers=A).json()
+        if job["state"] != "running":
+            break
+        time.sleep(0.2)
+    assert job["state"] == "done", job
+    new = job["result"]["communities"]
+    ws = Workspace(where)
+    communities = ws.read("communities")
+    assert len(new) == 2 and set(new) <= set(communities["code"])
+    assert ws.read("community_history")["code"].tolist() == [community]
+    grids = ws.read("grids")
+    assert set(grids["community_code"]) == set(new)  # grids inside the new communities
+    for code in new:  # each new community tiled by its grids
+        outline = communities.set_index("code").geometry[code]
+        mine = shapely.union_all(grids[grids["community_code"] == code].geometry.values)
+        assert abs(mine.area - outline.area) < 1.0
+    cancelled = http.delete(f"/plan/jobs/{job['id']}", headers=A)
+    assert cancelled.status_code == 409 and "done" in cancelled.json()["detail"]
+    # the public still sees the published grids of the old community
+    public = http.get("/collections/grids/items", params={"limit": 100}).json()
+    assert {f["properties"]["community_code"] for f in public["features"]} == {community}

@@ -145,6 +145,15 @@ def test_a_planner_works_the_page_and_the_public_sees_only_what_is_published(sma
         assert page.evaluate("document.getElementById('jobbar').value") == 1
         assert _households(page, staying) == want[staying]  # locked grids kept as they are
 
+        # compare the first run with the draft on the map
+        runs = page.eval_on_selector_all("#runa option", "os => os.map(o => o.value)")
+        page.select_option("#runa", runs[0])
+        page.select_option("#runb", runs[-1])
+        page.click("#compare")
+        page.wait_for_function("document.getElementById('diff').innerText.includes('→')")
+        assert "building_moved" in page.inner_text("#diff")
+        assert page.evaluate("document.body.dataset.compared") == f"{len(g)}→{len(g)}"
+
         # not public before publishing
         assert _public_grid_at(public, base, lon, lat) == leaving
         page.fill("#note", "街道办 2026-12-01 批准")

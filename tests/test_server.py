@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from gisgrid.cli import app as cli
 from gisgrid.crs.gcj02 import wgs84_to_bd09, wgs84_to_gcj02
 from gisgrid.crs.uris import CRS84
+from gisgrid.delineate.publication import publish
 from gisgrid.io.workspace import Workspace, copy_workspace
 from gisgrid.publish.catalog import COLLECTIONS_BY_ID
 from gisgrid.publish.tiles import tile_bounds, tiles_covering
@@ -990,5 +991,6 @@ def test_batch_workers_answer_from_the_workspace_as_it_is_now(small, tmp_path):
         before = httpx.post(f"{base}/lookup", json=body, timeout=60).json()
         assert before[0]["grid_code"] == row.grid_code
         move(Workspace(served), building=row.building_id, to=target, force=True)
+        publish(Workspace(served), note="moved")  # lookups answer what is published
         after = httpx.post(f"{base}/lookup", json=body, timeout=60).json()
         assert after[0]["grid_code"] == target

@@ -239,19 +239,21 @@ def _add_edits(api: APIRouter) -> None:
     ) -> dict:
         return await set_locks(st, who, [grid_code], False)
 
+    async def again(st: State, who: str, *, back: bool) -> dict:
+        ws = st.writer()
+        log = st.edits[who]
+        step = await run_in_threadpool(log.undo if back else log.redo, ws)
+        await _written(st, who, None, ws)
+        done = "undone" if back else "redone"
+        return {done: step.label, "revision": ws.last_revision, **_steps(st, who)}
+
     @api.post("/undo", summary="Undo your last edit", responses=_PLANNER_ERRORS)
     async def undo(st: AppState, who: Planner) -> dict:
-        ws = st.writer()
-        step = await run_in_threadpool(st.edits[who].undo, ws)
-        await _written(st, who, None, ws)
-        return {"undone": step.label, "revision": ws.last_revision, **_steps(st, who)}
+        return await again(st, who, back=True)
 
     @api.post("/redo", summary="Redo your last undone edit", responses=_PLANNER_ERRORS)
     async def redo(st: AppState, who: Planner) -> dict:
-        ws = st.writer()
-        step = await run_in_threadpool(st.edits[who].redo, ws)
-        await _written(st, who, None, ws)
-        return {"redone": step.label, "revision": ws.last_revision, **_steps(st, who)}
+        return await again(st, who, back=False)
 
 
 def _steps(st: State, who: str) -> dict:
