@@ -446,33 +446,45 @@ def test_exports_over_http(planners, tmp_path):
     )
 
 
-def test_a_redivision_job_writes_new_communities_with_grids_inside(planners):
-    http, where = planners
-    community = Workspace(where).read("communities")["code"].iloc[0]
-    job = http.post(
-        "/plan/jobs",
-        json={"kind": "redivide", "community_code": community, "parts": 2},
-        headers=A,
-    ).json()
-    for _ in range(900):
+def _finished(http, job: dict) -> dict:
+    for _ in range(1500):
         job = http.get(f"/plan/jobs/{job['id']}", headers=A).json()
         if job["state"] != "running":
-            break
+            return job
         time.sleep(0.2)
-    assert job["state"] == "done", job
-    new = job["result"]["communities"]
-    ws = Workspace(where)
-    communities = ws.read("communities")
-    assert len(new) == 2 and set(new) <= set(communities["code"])
-    assert ws.read("community_history")["code"].tolist() == [community]
-    grids = ws.read("grids")
-    assert set(grids["community_code"]) == set(new)  # grids inside the new communities
-    for code in new:  # each new community tiled by its grids
-        outline = communities.set_index("code").geometry[code]
-        mine = shapely.union_all(grids[grids["community_code"] == code].geometry.values)
-        assert abs(mine.area - outline.area) < 1.0
-    cancelled = http.delete(f"/plan/jobs/{job['id']}", headers=A)
-    assert cancelled.status_code == 409 and "done" in cancelled.json()["detail"]
-    # the public still sees the published grids of the old community
-    public = http.get("/collections/grids/items", params={"limit": 100}).json()
-    assert {f["properties"]["community_code"] for f in public["features"]} == {community}
+    raise AssertionError(f"job {job} did not finish")
+
+
+def test_a_redivision_job_that_cannot_split_fails_with_its_reason(planners):
+    http, where = planners
+    community = Workspace(where).read("communities")["code"].iloc[0]
+    revision = Workspace(where).revision
+    body = {"kind": "redivide", "community_code": community, "parts": 2}
+    job = _finished(http, http.post("/plan/jobs", json=body, headers=A).json())
+    assert job["state"] == "failed" and "cannot be re-divided" in job["error"]
+    assert Workspace(where).revision == revision  # nothing written
+
+
+def test_a_redivision_job_writes_new_communities_with_grids_inside(demo_full, tmp_path):
+    oversized = "430204005001"  # the demo's 24,000-household community
+    with _planners(demo_full.workspace, tmp_path) as (http, where):
+        body = {"kind": "redivide", "community_code": oversized, "max_households": 8000}
+        job = _finished(http, http.post("/plan/jobs", json=body, headers=A).json())
+        assert job["state"] == "done", job
+        new = job["result"]["communities"]
+        ws = Workspace(where)
+        communities = ws.read("communities").set_index("code")
+        assert len(new) >= 3 and set(new) <= set(communities.index)
+        assert ws.read("community_history")["code"].tolist() == [oversized]
+        grids = ws.read("grids")
+        for code in new:  # each new community tiled by its grids
+            mine = shapely.union_all(grids[grids["community_code"] == code].geometry.values)
+            assert abs(mine.area - communities.geometry[code].area) < 1.0
+        cancelled = http.delete(f"/plan/jobs/{job['id']}", headers=A)
+        assert cancelled.status_code == 409 and "done" in cancelled.json()["detail"]
+        # the public still sees the published grids: none in the new communities yet
+        fresh = next(c for c in new if c != oversized)  # the largest part keeps the old code
+        public = http.get(
+            "/collections/grids/items", params={"community_code": fresh, "limit": 10}
+        ).json()
+        assert public["numberMatched"] == 0

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import shutil
 
+import httpx
 import pytest
 
 from gisgrid.io.workspace import Workspace
 
 from .conftest import KEYS, serving
 
+SECOND = "another-planner"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARGS = ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
@@ -65,7 +67,7 @@ def test_a_planner_works_the_page_and_the_public_sees_only_what_is_published(sma
     want = {leaving: int(g[leaving]) - arriving, staying: int(g[staying]) + arriving}
 
     with (
-        serving(tmp_path / "w.gpkg", tmp_path) as (base, where),
+        serving(tmp_path / "w.gpkg", tmp_path, keys={SECOND: "planner"}) as (base, where),
         sync_playwright() as p,
     ):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -133,6 +135,22 @@ def test_a_planner_works_the_page_and_the_public_sees_only_what_is_published(sma
             f"document.querySelector(\"#grids tr[data-code='{staying}']\")"
             f"?.dataset.households == '{want[staying]}'"
         )
+
+        # another planner locks a third grid: undoing now would discard that, so the page
+        # says so, and nothing is undone
+        third = next(c for c in g.index if c not in (leaving, staying))
+        other = httpx.post(
+            f"{base}/plan/locks",
+            json={"grid_codes": [third]},
+            headers={"X-API-Key": SECOND},
+            timeout=60,
+        )
+        assert other.status_code == 200
+        page.click("#undo")
+        page.wait_for_function("document.body.dataset.msg?.startsWith('error:冲突')")
+        assert "changed since your last edit" in page.inner_text("#msg")
+        page.wait_for_selector(f"input.lock[data-code='{third}']:checked")  # reloaded
+        assert _households(page, staying) == want[staying]
 
         # lock both grids, re-delineate the community and watch the progress bar
         for code in (leaving, staying):

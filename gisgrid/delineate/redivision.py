@@ -135,6 +135,13 @@ def plan_redivision(
         ceiling_is_hard=max_households is not None,
     )
     labels = partition(graph, k, households=band, population=Band(1, 0, np.inf), seed=seed)
+    if labels.max() + 1 < 2:
+        raise InputError(
+            f"community {community} cannot be re-divided into {k}: its {len(cells)} blocks "
+            "(between major roads, water and walls, today's grids kept whole) do not split "
+            f"into parts of about {share:,.0f} households; import the new boundaries instead "
+            "(`gisgrid import WS communities FILE`)"
+        )
 
     geoms = [dissolve(cells.geometry.values[labels == lab]) for lab in range(labels.max() + 1)]
     hh = np.bincount(labels, weights=graph.households)
