@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gisgrid._errors import InputError
-from gisgrid.delineate.edits import MoveRefusedError, move
+from gisgrid.delineate.edits import MoveRefusedError, lock, move
 from gisgrid.delineate.history import diff_runs
 from gisgrid.delineate.publication import draft_status, publish
 from gisgrid.delineate.undo import Step, latest_run
@@ -205,8 +205,6 @@ def _add_edits(api: APIRouter) -> None:
             raise InputError(f"no grid with code {', '.join(unknown[:5])} in the draft")
         flip = sorted(c for c in set(codes) if now[c] != locked)
         if flip:
-            from gisgrid.delineate.edits import lock
-
             await run_in_threadpool(partial(lock, ws, flip, locked=locked))
             verb = "locking" if locked else "unlocking"
             await _written(
