@@ -376,8 +376,11 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
             assert run(*make(where, code, str(roads))).returncode == 0
             took[name] = time.perf_counter() - t0
             after[name] = state(where)
+    # 50 on a GeoPackage, where atomicity is our writer's; 20 on PostGIS, where it is the
+    # database's transaction (and each trial copies a schema): the suite's time is bounded
+    trials = 50 if small_copy.location.endswith(".gpkg") else 20
     kills = 0
-    for i in range(50):
+    for i in range(trials):
         name, make = OPERATIONS[i % len(OPERATIONS)]
         with trial(small_copy, folder, f"k{i}") as where:
             proc = start(*make(where, code, str(roads)))
@@ -388,7 +391,7 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
             proc.wait(60)
             assert strays(where, folder) == [], (i, name)
             assert state(where) in (before, after[name]), (i, name)
-    assert kills >= 25  # most runs were really interrupted
+    assert kills >= trials // 2  # most runs were really interrupted
 
 
 def test_readers_over_http_never_wait_for_a_committing_delineation(served_copy):
