@@ -26,7 +26,7 @@ from gisgrid.delineate.undo import Step, latest_run
 from gisgrid.io.workspace import Workspace
 from gisgrid.publish.export import Format, export_grids
 from gisgrid.publish.style import plan_page
-from gisgrid.server.deps import AppState, State
+from gisgrid.server.deps import AppState, State, caller_role
 from gisgrid.server.settings import hash_key
 
 GRID_CODE = r"^[0-9]{15}$"
@@ -52,13 +52,12 @@ async def planner(
 ) -> str:
     """Who the planner is (their key's digest): 401 without a known key, 403 for a key
     of another role."""
-    key = request.headers.get("x-api-key") or api_key
-    role = request.app.state.gisgrid.settings.role_of(key) if key else None
-    if role is None:
+    role = caller_role(request)
+    if role in (None, "public"):
         raise HTTPException(401, "planner routes need a planner's API key (X-API-Key header)")
     if role != "planner":
         raise HTTPException(403, f"this is a {role} key; planner routes need a planner's key")
-    return hash_key(str(key))
+    return hash_key(str(request.headers.get("x-api-key") or api_key))
 
 
 Planner = Annotated[str, Depends(planner)]
