@@ -48,3 +48,16 @@ def test_a_bug_is_one_line_not_a_traceback(monkeypatch, tmp_path):
     monkeypatch.setenv("GISGRID_DEBUG", "1")
     debug = CliRunner().invoke(app, ["info", str(tmp_path / "ws.gpkg")])
     assert isinstance(debug.exception, ZeroDivisionError)
+
+
+def test_help_paragraphs_reflow_to_the_terminal():
+    """rich kept each docstring's source line breaks, so every line of a long paragraph
+    came out cut in two ("…one piece each, / when the / target is …")."""
+    result = CliRunner().invoke(app, ["move", "--help"])
+    assert result.exit_code == 0
+    text = result.output.split("╭")[0]  # the description, before the option boxes
+    lines = [line.strip() for line in text.splitlines()]
+    paragraphs = "\n".join(lines).split("\n\n")  # blank lines part them
+    for paragraph in paragraphs:
+        rows = [row for row in paragraph.splitlines() if row]
+        assert all(len(row) > 60 for row in rows[:-1]), rows  # filled, not cut
