@@ -23,7 +23,15 @@ from gisgrid._errors import InputError
 from gisgrid.io.digest import input_digest
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
 
-__all__ = ["Diff", "diff_runs", "next_run_id", "record_run", "rollback", "snapshot_layers"]
+__all__ = [
+    "Diff",
+    "diff_runs",
+    "latest_run",
+    "next_run_id",
+    "record_run",
+    "rollback",
+    "snapshot_layers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +216,11 @@ def next_run_id(ws: Workspace) -> int:
         return 1
     runs = ws.read("runs")
     return int(pd.to_numeric(runs["run_id"]).max()) + 1 if len(runs) else 1
+
+
+def latest_run(ws: Workspace) -> int:
+    """The id of the workspace's latest run (0 before the first)."""
+    return next_run_id(ws) - 1
 
 
 def record_run(

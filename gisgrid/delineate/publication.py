@@ -22,7 +22,7 @@ import geopandas as gpd
 import pandas as pd
 
 from gisgrid._errors import ConflictError, InputError, argument
-from gisgrid.delineate.history import diff_runs, record_run, rollback
+from gisgrid.delineate.history import diff_runs, latest_run, record_run, rollback
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
 
 __all__ = [
@@ -138,10 +138,10 @@ def publish(
         raise InputError(f"give {argument('note')}: say what is published and on whose approval")
     if "grids" not in ws:
         raise InputError(f"{ws.location} has no grids yet; delineate the workspace first")
-    status = draft_status(ws)
-    if draft_run is not None and draft_run != status.draft_run:
+    latest = latest_run(ws)  # what was reviewed, not the diff against the publication
+    if draft_run is not None and draft_run != latest:
         raise ConflictError(
-            f"the draft is at run {status.draft_run}, not run {draft_run}: another planner "
+            f"the draft is at run {latest}, not run {draft_run}: another planner "
             "changed it since you reviewed it; review the draft again, then publish",
             layers=["grids"],
             revision=ws.revision,

@@ -20,7 +20,7 @@ from gisgrid.delineate.edits import lock
 from gisgrid.delineate.history import rollback
 from gisgrid.io.workspace import Workspace
 
-__all__ = ["EditLog", "Step", "latest_run"]
+__all__ = ["EditLog", "Step"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ class Step:
     after: int = 0
     codes: tuple[str, ...] = ()
     locked: bool = True
-
-
-def latest_run(ws: Workspace) -> int:
-    """The id of the workspace's latest run (0 before the first)."""
-    if "runs" not in ws:
-        return 0
-    runs = ws.values("runs", "run_id")
-    return max((int(r) for r in runs), default=0)  # type: ignore[call-overload]
 
 
 @dataclass

@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gisgrid._errors import InputError
 from gisgrid.delineate.edits import MoveRefusedError, lock, move
-from gisgrid.delineate.history import diff_runs
+from gisgrid.delineate.history import diff_runs, latest_run
 from gisgrid.delineate.publication import draft_status, publish
-from gisgrid.delineate.undo import Step, latest_run
+from gisgrid.delineate.undo import Step
 from gisgrid.io.workspace import Workspace
 from gisgrid.publish.export import Format, export_grids
 from gisgrid.publish.style import plan_page
@@ -260,14 +260,13 @@ def _steps(st: State, who: str) -> dict:
 
 def _job_view(st: State, job_id: int) -> JSONResponse:
     job = st.jobs.get(job_id)
-    if job.state == "done" and job.kind == "delineate" and not job.recorded:
-        job.recorded = True  # undone like a move: back to the run before it
-        after = int((job.result or {}).get("run_id", 0))
-        step = Step("run", f"the re-delineation of {job.community_code}", job.before_run, after)
-        st.edits[job.owner].record(step, int((job.result or {}).get("revision", 0)))
-        st.catalog.refresh(wait=True)
-    if job.state == "done" and job.kind == "redivide" and not job.recorded:
+    if job.state == "done" and not job.recorded:
         job.recorded = True
+        if job.kind == "delineate":  # undone like a move: back to the run before it
+            result = job.result or {}
+            label = f"the re-delineation of {job.community_code}"
+            step = Step("run", label, job.before_run, int(result.get("run_id", 0)))
+            st.edits[job.owner].record(step, int(result.get("revision", 0)))
         st.catalog.refresh(wait=True)
     return JSONResponse(job.view(), status_code=200)
 
