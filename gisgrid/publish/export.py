@@ -36,7 +36,7 @@ from gisgrid.delineate.publication import draft_status, published_grids
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
 from gisgrid.roster.roster import grid_table, rosters
 
-__all__ = ["FIELDS", "FORMATS", "export_grids", "grid_sheet"]
+__all__ = ["FIELDS", "FORMATS", "export_grids", "grid_sheet", "partial_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def export_grids(
     return _geopackage(sheet, out, ws=ws)
 
 
-def _partial(out: Path) -> Path:
+def partial_path(out: Path) -> Path:
     """Where a file is written before it is moved over ``out`` whole (same folder and
     extension, so that drivers keyed on the extension are content)."""
     return out.with_name(f".{out.stem}.part{out.suffix}")
@@ -191,7 +191,7 @@ def _shapefile(sheet: gpd.GeoDataFrame, out: Path, *, encoding: str) -> Path:
     with tempfile.TemporaryDirectory() as folder:
         shp = Path(folder) / "grids.shp"
         pyogrio.write_dataframe(frame, shp, driver="ESRI Shapefile", encoding=codec)
-        partial = _partial(out)
+        partial = partial_path(out)
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             for part in sorted(Path(folder).iterdir()):
                 archive.write(part, part.name)
@@ -200,7 +200,7 @@ def _shapefile(sheet: gpd.GeoDataFrame, out: Path, *, encoding: str) -> Path:
 
 
 def _geojson(sheet: gpd.GeoDataFrame, out: Path) -> Path:
-    partial = _partial(out)
+    partial = partial_path(out)
     pyogrio.write_dataframe(
         sheet.to_crs(4326), partial, driver="GeoJSON", layer_options={"RFC7946": "YES"}
     )
@@ -251,7 +251,7 @@ def _excel(sheet: gpd.GeoDataFrame, out: Path, *, ws: Workspace, draft: bool) ->
         ("导出时间", datetime.now(UTC).isoformat(timespec="seconds")),
     ):
         about.append(row)
-    partial = _partial(out)
+    partial = partial_path(out)
     book.save(partial)
     partial.replace(out)
     return out
@@ -259,7 +259,7 @@ def _excel(sheet: gpd.GeoDataFrame, out: Path, *, ws: Workspace, draft: bool) ->
 
 def _geopackage(sheet: gpd.GeoDataFrame, out: Path, *, ws: Workspace) -> Path:
     """Grids and their communities with QGIS default styles and Chinese aliases."""
-    partial = _partial(out)
+    partial = partial_path(out)
     partial.unlink(missing_ok=True)
     communities = ws.read("communities")
     communities = communities[communities["code"].isin(sheet["community_code"])]

@@ -27,6 +27,7 @@ from gisgrid._errors import InputError
 from gisgrid.delineate.publication import draft_status
 from gisgrid.io.workspace import Workspace
 from gisgrid.publish.assets import cjk_font
+from gisgrid.publish.export import partial_path
 
 __all__ = ["PAPERS", "write_pdf"]
 
@@ -99,7 +100,7 @@ def write_pdf(
     )
     footer = f"gisgrid · {stamp} · {datetime.now(UTC):%Y-%m-%d} · {ws.crs.name if ws.crs else ''}"
     pages, done = len(sheet) + sheet["community_code"].nunique(), 0
-    partial = out.with_name(f".{out.stem}.part{out.suffix}")
+    partial = partial_path(out)
     with _pdf_fonts(), PdfPages(partial, metadata={"Title": "网格划分图 · 网格公示牌"}) as pdf:
         for code, grids in sheet.groupby("community_code", sort=True):
             boundary = communities.geometry.get(code)
