@@ -32,6 +32,7 @@ __all__ = [
     "draft_status",
     "publish",
     "published_buildings",
+    "published_codes",
     "published_grids",
 ]
 
@@ -192,12 +193,17 @@ def published_buildings(
     for a building added since)."""
     wanted = None if columns is None else list(dict.fromkeys(["building_id", *columns]))
     buildings = ws.read("buildings", columns=wanted, geometry=geometry)
+    buildings["grid_code"] = published_codes(ws, buildings["building_id"])
+    if columns is not None and "building_id" not in columns:
+        buildings = buildings.drop(columns="building_id")
+    return buildings
+
+
+def published_codes(ws: Workspace, building_ids: pd.Series) -> pd.Series:
+    """The published grid of each building id (None where there is none)."""
     codes = (
         pd.DataFrame(ws.read(PUBLISHED_BUILDINGS)).set_index("building_id")["grid_code"]
         if PUBLISHED_BUILDINGS in ws
         else pd.Series(dtype=object)
     )
-    buildings["grid_code"] = buildings["building_id"].astype(str).map(codes).astype(object)
-    if columns is not None and "building_id" not in columns:
-        buildings = buildings.drop(columns="building_id")
-    return buildings
+    return building_ids.astype(str).map(codes).astype(object)

@@ -27,7 +27,7 @@ import geopandas as gpd
 import pandas as pd
 
 from gisgrid._errors import LayerNotFoundError
-from gisgrid.delineate.publication import PUBLISHED_BUILDINGS, PUBLISHED_GRIDS, published_buildings
+from gisgrid.delineate.publication import PUBLISHED_BUILDINGS, PUBLISHED_GRIDS, published_codes
 from gisgrid.io.workspace import Workspace
 
 __all__ = ["COLLECTIONS", "COLLECTIONS_BY_ID", "ROLES", "Catalog", "Collection"]
@@ -127,9 +127,9 @@ def _communities(ws: Workspace) -> gpd.GeoDataFrame:
 def _buildings(ws: Workspace) -> gpd.GeoDataFrame:
     """Buildings in their published grids; planners also see the draft's
     ``draft_grid_code``."""
-    draft = ws.read("buildings", columns=["building_id", "grid_code"], geometry=False)
-    frame = published_buildings(ws)
-    frame["draft_grid_code"] = draft["grid_code"].to_numpy()
+    frame = ws.read("buildings")  # read once: the draft's codes, then the published ones
+    frame["draft_grid_code"] = frame["grid_code"]
+    frame["grid_code"] = published_codes(ws, frame["building_id"])
     return frame
 
 
