@@ -291,3 +291,41 @@ def test_the_same_buildings_from_a_gbk_shapefile(district, tmp_path):
     back = stored.geometry.reindex(b["building_id"]).values
     moved = shapely.area(shapely.symmetric_difference(back, b.geometry.values))
     assert (moved < 0.001 * shapely.area(b.geometry.values) + 0.01).all()  # the same outlines
+
+
+def test_publish_and_export_real_districts(district, tmp_path):
+    """Drafts, publishing and every export format on OSM and momepy data (names in Finnish
+    and Czech, other CRSs): read back by GDAL, openpyxl and PDFium."""
+    import shutil
+
+    import pyogrio
+    import pypdfium2 as pdfium
+    from openpyxl import load_workbook
+
+    from gisgrid.publish.export import export_grids
+
+    shutil.copy(district.path, tmp_path / "ws.gpkg")
+    ws = Workspace(tmp_path / "ws.gpkg")
+    gisgrid("publish", ws.path, "--note", "approved")
+    grids = ws.read("published_grids").sort_values("grid_code").reset_index(drop=True)
+    first = grids["community_code"].iloc[0]
+    back = pyogrio.read_dataframe(
+        export_grids(ws, tmp_path / "g.gpkg", format="gpkg"), layer="grids"
+    )
+    assert back["grid_code"].tolist() == grids["grid_code"].tolist()
+    assert shapely.equals(back.geometry.values, grids.geometry.values).all()
+    assert back.crs == grids.crs  # the dataset's own zone
+    sheet = load_workbook(export_grids(ws, tmp_path / "g.xlsx", format="xlsx"))["网格"]
+    assert [r[0].value for r in sheet.iter_rows(min_row=2)] == grids["grid_code"].tolist()
+    shp = export_grids(ws, tmp_path / "g.zip", format="shp")
+    assert (
+        pyogrio.read_dataframe(f"/vsizip/{shp}/grids.shp")["name"].tolist()
+        == grids["name"].tolist()
+    )
+    pdf = pdfium.PdfDocument(
+        export_grids(ws, tmp_path / "g.pdf", format="pdf", communities=[first])
+    )
+    mine = grids[grids["community_code"] == first]
+    assert len(pdf) == 1 + len(mine)
+    text = pdf[0].get_textpage().get_text_range()
+    assert all(code in text for code in mine["grid_code"])
