@@ -31,6 +31,9 @@ from gisgrid.publish.tiles import tile_bounds, tiles_covering
 from .conftest import BACKENDS, KEYS, _drop_schema, serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# pages and the API's contract do not depend on where the catalog read its layers from:
+# these run on the GeoPackage only (the PostGIS reads are covered by the rest)
+GPKG_ONLY = pytest.mark.parametrize("served", ["gpkg"], indirect=True)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -696,6 +699,7 @@ def test_privacy_crawl_of_every_public_endpoint_and_tile(http, served):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+@GPKG_ONLY
 def test_dashboard_in_headless_chromium(served, tmp_path):
     from PIL import Image
     from playwright.sync_api import sync_playwright
@@ -867,6 +871,7 @@ def test_a_heavy_batch_never_stalls_other_requests(demo_full, tmp_path):
         assert big.status_code == 413 and "max_body_mb" in big.json()["detail"]
 
 
+@GPKG_ONLY
 def test_schemathesis_finds_no_failure(served, tmp_path):
     """A bounded schemathesis run over real HTTP (coverage, fuzzing and stateful phases, 25
     examples per operation, a fixed seed): every status and media type the service
@@ -938,6 +943,7 @@ def test_cors_origins_are_a_setting(small, tmp_path):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed")
+@GPKG_ONLY
 def test_api_docs_render_offline_in_headless_chromium(served):
     """/docs loaded Swagger UI from a CDN, so it was blank offline; /docs and /redoc now
     use the app's own files from npm and render with every other host unreachable."""

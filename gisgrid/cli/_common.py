@@ -30,6 +30,7 @@ from gisgrid._errors import GisgridError
 
 __all__ = [
     "WORKERS",
+    "SchedulerOpt",
     "WorkersOpt",
     "WorkspaceArg",
     "app",
@@ -63,6 +64,16 @@ WorkersOpt = Annotated[
     int, typer.Option(min=1, help="Processes to run communities in (they are independent).")
 ]
 WORKERS = max(1, os.cpu_count() or 1)
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        envvar="GISGRID_DASK_SCHEDULER",
+        metavar="tcp://HOST:PORT",
+        help="Run each community as a task on this Dask scheduler's cluster instead of "
+        "local processes (the workers need this gisgrid installed).",
+        show_default=False,
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -11,7 +11,15 @@ import typer
 from rich.table import Table
 
 from gisgrid._errors import InputError
-from gisgrid.cli._common import WORKERS, WorkersOpt, WorkspaceArg, command, console, progress_bar
+from gisgrid.cli._common import (
+    WORKERS,
+    SchedulerOpt,
+    WorkersOpt,
+    WorkspaceArg,
+    command,
+    console,
+    progress_bar,
+)
 
 
 def _band(text: str, option: str) -> tuple[int, int]:
@@ -63,6 +71,7 @@ def delineate(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed: the same seed, the same grids.")] = 0,
     workers: WorkersOpt = WORKERS,
+    scheduler: SchedulerOpt = None,
     full: Annotated[
         bool,
         typer.Option("--full", help="Redraw every unlocked grid, not only those that need it."),
@@ -100,6 +109,7 @@ def delineate(
             params=params,
             communities=community,
             workers=workers,
+            scheduler=scheduler,
             full=full,
             progress=bar.count,
         )
@@ -177,6 +187,7 @@ def redivide(
         bool, typer.Option("--dry-run", help="Print what would change; write nothing.")
     ] = False,
     workers: WorkersOpt = WORKERS,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Re-divide oversized communities (along major roads, water and walls), then
     delineate grids inside the new ones.
@@ -204,7 +215,12 @@ def redivide(
             plan = plan_redivision(ws, code, parts=parts, max_households=max_households)
         else:
             plan = run_redivision(
-                ws, code, parts=parts, max_households=max_households, workers=workers
+                ws,
+                code,
+                parts=parts,
+                max_households=max_households,
+                workers=workers,
+                scheduler=scheduler,
             )
         table = Table(
             title=f"{code} → {len(plan.communities)} communities"

@@ -180,6 +180,7 @@ def redivide(
     max_households: int | None = None,
     params: Params | None = None,
     workers: int = 1,
+    scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     committed: Callable[[], None] | None = None,
 ) -> Redivision:
@@ -196,8 +197,8 @@ def redivide(
         As in :func:`plan_redivision`.
     params
         Delineation parameters for the grids inside.
-    workers
-        Processes for the delineation.
+    workers, scheduler
+        Local processes, or a Dask scheduler, for the delineation.
     progress
         Called with (communities delineated, new communities).
     committed
@@ -279,6 +280,7 @@ def redivide(
         params=params,
         communities=list(plan.communities["code"]),
         workers=workers,
+        scheduler=scheduler,
         progress=progress,
     )
     return plan

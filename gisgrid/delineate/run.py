@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import geopandas as gpd
@@ -20,6 +19,7 @@ import shapely
 
 from gisgrid._errors import InputError
 from gisgrid.delineate.community import CommunityResult, CommunityTask, Params, delineate_community
+from gisgrid.delineate.fanout import fan_out
 from gisgrid.delineate.history import next_run_id, record_run
 from gisgrid.delineate.metrics import grid_metrics, polsby_popper
 from gisgrid.io.schema import WATER_KINDS
@@ -79,6 +79,7 @@ def delineate(
     communities: Iterable[str] | None = None,
     workers: int = 1,
     full: bool = False,
+    scheduler: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DelineationRun:
     """Delineate grids in every community of a workspace (or the named ones).
@@ -93,7 +94,7 @@ def delineate(
     communities
         Community codes to delineate; all when None.
     workers
-        Processes to fan out to (communities are independent).
+        Local processes to fan out to (communities are independent).
     full
         Re-delineate every unlocked grid. By default a community that already
         has grids is re-delineated incrementally: only the grids whose
@@ -101,6 +102,10 @@ def delineate(
         neighbours, are redrawn; the others keep their polygon and code. A new
         grid that continues an old one takes its code; other new grids take the
         next free serials; retired codes are never given again.
+    scheduler
+        A dask.distributed scheduler (``tcp://HOST:PORT``): each community is a task
+        on its cluster instead of a local process (:mod:`gisgrid.delineate.fanout`).
+        The grids are the same as a local run's.
     progress
         Called with (communities done, communities in all).
 
@@ -122,7 +127,15 @@ def delineate(
         full=full,
         retired=inputs.retired,
     )
-    results = _fan_out(tasks, workers=workers, progress=progress)
+    order = sorted(tasks, key=lambda t: -len(t.buildings))  # largest first balances best
+    results = fan_out(
+        delineate_community,
+        order,
+        key=lambda t: t.code,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+    )
     run_id = next_run_id(ws)
     new = _new_grids(results, wanted, inputs, params, run_id)
     old_codes = _assign_buildings(inputs, results)
@@ -231,30 +244,6 @@ def _wanted(
             f"{params.target_households}"
         )
     return wanted
-
-
-def _fan_out(
-    tasks: list[CommunityTask],
-    *,
-    workers: int,
-    progress: Callable[[int, int], None] | None,
-) -> dict[str, CommunityResult]:
-    """Delineate every community, largest first, in ``workers`` processes."""
-    order = sorted(tasks, key=lambda t: -len(t.buildings))
-    results: dict[str, CommunityResult] = {}
-    if workers > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            done: Iterable[CommunityResult] = pool.map(delineate_community, order)
-            for i, (task, result) in enumerate(zip(order, done, strict=True)):
-                results[task.code] = result
-                if progress:
-                    progress(i + 1, len(tasks))
-    else:
-        for i, task in enumerate(order):
-            results[task.code] = delineate_community(task)
-            if progress:
-                progress(i + 1, len(tasks))
-    return results
 
 
 def _new_grids(
@@ -399,7 +388,7 @@ def _tasks(
                 roads=near("roads", row.geometry),
                 retired=frozenset(retired.get(row.code, set())),
                 freed=freed,
-                previous=old_grid,
+                previous=old_grid[old_grid.index.isin(mine_b["building_id"].astype(str))],
             )
         )
     return tasks
