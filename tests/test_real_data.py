@@ -112,6 +112,38 @@ def test_delineation_keeps_every_invariant(district):
     assert len(grids) >= 1 and (grids["grid_code"].str.len() == 15).all()
 
 
+def test_batch_lookup_agrees_with_shapely_near_every_boundary(district):
+    """Points within 0-12 m of grid boundaries (where the locator's coarse cells and their
+    sub-cells are crossed by edges) and anywhere in the district: each gets the grid that
+    shapely says contains it, in lon/lat; points within a micrometre of an edge are left
+    out (either side is right)."""
+    from gisgrid.lookup.locator import GridLocator
+
+    grids = district.read("grids")
+    rng = np.random.default_rng(7)
+    edges = shapely.boundary(grids.geometry.values)
+    along = shapely.line_interpolate_point(
+        np.repeat(edges, 400), rng.uniform(0, 1, 400 * len(edges)), normalized=True
+    )
+    angle, dist = rng.uniform(0, 2 * np.pi, len(along)), rng.uniform(0, 12, len(along))
+    x0, y0, x1, y1 = grids.total_bounds
+    x = np.concatenate([shapely.get_x(along) + dist * np.cos(angle), rng.uniform(x0, x1, 50_000)])
+    y = np.concatenate([shapely.get_y(along) + dist * np.sin(angle), rng.uniform(y0, y1, 50_000)])
+    lon, lat = pyproj.Transformer.from_crs(grids.crs, 4326, always_xy=True).transform(x, y)
+    g4326 = grids.to_crs(4326)
+    pts = shapely.points(lon, lat)
+    clear = (
+        shapely.distance(pts, shapely.union_all(shapely.boundary(g4326.geometry.values))) > 1e-11
+    )
+    truth = np.full(len(pts), "", dtype=object)
+    for code, geom in zip(g4326["grid_code"], g4326.geometry.values, strict=True):
+        truth[shapely.contains_xy(geom, lon, lat)] = code
+    codes = GridLocator(grids).codes(lon, lat)
+    assert clear.mean() > 0.99 and (truth[clear] != "").mean() > 0.5
+    wrong = np.flatnonzero(codes[clear] != truth[clear])
+    assert len(wrong) == 0, (len(wrong), lon[clear][wrong[:3]], lat[clear][wrong[:3]])
+
+
 def test_a_rerun_on_unchanged_data_changes_nothing(district):
     before = _state(district)
     gisgrid("delineate", district.path)

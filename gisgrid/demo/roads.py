@@ -7,6 +7,7 @@ secondary roads between them in the urban zone, local streets about every
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import geopandas as gpd
@@ -119,7 +120,7 @@ def make_roads(
     urban = shapely.Point(core).buffer(urban_radius, quad_segs=32)
     inner = shapely.Point(core).buffer(core_radius, quad_segs=32)
     rows: list[tuple[BaseGeometry, str, str]] = []
-    art_names = iter(rng.permutation(names.ARTERIAL).tolist() * 10)
+    art_names = itertools.cycle(rng.permutation(names.ARTERIAL).tolist())  # any scale
     for line in place(art_u, art_v, 35.0):
         rows.append((line.intersection(territory), "arterial", next(art_names)))
     urban_area = territory.intersection(urban)
