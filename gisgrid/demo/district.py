@@ -12,6 +12,7 @@ import pyproj
 import shapely
 from shapely import affinity
 
+from gisgrid._errors import InputError
 from gisgrid.crs import CGCS2000, gk_zone_crs
 from gisgrid.demo import names
 from gisgrid.demo.buildings import fill
@@ -38,12 +39,19 @@ def _codes(n_communities: int, rng: np.random.Generator) -> pd.DataFrame:
     extra = n_communities - (real["level"] == "village").sum()
     if extra > 0:
         streets = real[real["level"] == "town"]["code"].tolist()
+        used = set(real["code"])
+        # each street's next free serial from 100 (then from 001): never a real code
+        serials = [*range(100, 1000), *range(1, 100)]
+        free = {st: iter([f"{st[:9]}{n:03d}" for n in serials]) for st in streets}
         rows = []
         for i in range(extra):
             parent = streets[i % len(streets)]
+            code = next((c for c in free[parent] if c not in used), None)
+            if code is None:
+                raise InputError(f"a street holds at most 999 communities; {extra} is too many")
             rows.append(
                 {
-                    "code": parent[:9] + f"{100 + i // len(streets):03d}",
+                    "code": code,
                     "parent_code": parent,
                     "level": "village",
                     "ur_code": "111",
