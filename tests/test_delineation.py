@@ -526,3 +526,30 @@ def test_overlap_is_measured_across_communities():
     band, pop = Band(400, 300, 500), Band(1048, 786, 1310)
     m = grid_metrics(grids, comms, buildings, np.array([]), households=band, population=pop)
     assert m["overlap_m2"] == pytest.approx(2000.0)
+
+
+def test_buildings_off_their_community_are_refused_in_one_line(tmp_path, demo_full):
+    """Buildings whose community_code names a community kilometres away (an edit by hand)
+    crashed the engine inside GEOS (empty cells: 'getX called on empty Point'); now the
+    run is refused naming the first, and nothing is written."""
+    import shutil
+
+    path = tmp_path / "ws.gpkg"
+    shutil.copy(demo_full.workspace, path)
+    ws = Workspace(path)
+    b = ws.read("buildings")
+    comms = ws.read("communities").set_index("code")
+    a, far = comms.index[0], comms.index[-1]
+    assert comms.geometry[a].distance(comms.geometry[far]) > 1000
+    moved = b.index[b["community_code"] == a][:300]
+    b.loc[moved, "community_code"] = far
+    ws.write({"buildings": b})
+    before = ws.read("grids")
+    result = CliRunner().invoke(app, ["delineate", str(path), "--full"])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())
+    assert f"{len(moved)} buildings lie outside the community" in line
+    assert str(b.loc[moved[0], "building_id"]) in line and far in line
+    assert "Traceback" not in result.output
+    pd.testing.assert_frame_equal(ws.read("grids").drop(columns="geometry"),
+                                  before.drop(columns="geometry"))  # fmt: skip

@@ -363,6 +363,7 @@ def _tasks(
         if "grid_code" in buildings
         else pd.Series(dtype=object)
     )
+    _check_buildings_inside(comms, by_comm)
     for row in comms.itertuples():
         mine_b = by_comm.get(row.code, buildings.iloc[:0])
         kept, freed = empty, empty
@@ -392,6 +393,31 @@ def _tasks(
             )
         )
     return tasks
+
+
+def _check_buildings_inside(comms: gpd.GeoDataFrame, by_comm: dict) -> None:
+    """Refuse buildings that lie off the community their ``community_code`` names (an
+    import gives each the community holding most of it; an edit by hand may not)."""
+    off: list[tuple[str, str, float]] = []
+    for row in comms.itertuples():
+        mine = by_comm.get(row.code)
+        if mine is None or mine.empty:
+            continue
+        rep = shapely.point_on_surface(mine.geometry.values)
+        shapely.prepare(row.geometry)
+        far = ~shapely.intersects(row.geometry, rep)
+        if far.any():
+            gap = shapely.distance(row.geometry, rep[far])
+            ids = mine["building_id"].astype(str).to_numpy()[far]
+            off += [(row.code, b, float(d)) for b, d in zip(ids, gap, strict=True)]
+    if off:
+        code, first, gap = off[0]
+        raise InputError(
+            f"{len(off):,} buildings lie outside the community their community_code names "
+            f"(first: {first} of {code}, {gap:,.0f} m outside it); import the buildings "
+            "again (`gisgrid import WORKSPACE buildings FILE`), which gives each the community "
+            "holding most of it"
+        )
 
 
 def _freed(
