@@ -2,7 +2,7 @@
 the same points, one core each; then `gisgrid lookup --csv` over a CSV of 10 M rows.
 
     pip install -e ".[bench]"
-    python benchmarks/bench_lookup.py --workspace demo/demo.gpkg --points 1000000 --csv-rows 10000000
+    python benchmarks/bench_lookup.py --workspace demo/demo.gpkg --csv-rows 10000000
 
 Every engine answers the same random points over the published grids (lon/lat); the
 answers are compared with gisgrid's. DuckDB runs with one thread (and, for reference,
@@ -87,9 +87,8 @@ def csv_run(ws: Path, loc: GridLocator, bounds, rows: int, folder: Path) -> None
             )
             block.to_csv(f, header=False, index=False)
     size = path.stat().st_size
-    print(
-        f"\n2. CSV of {rows:,} rows ({size / 1e6:,.0f} MB), written in {time.perf_counter() - t:.0f} s"
-    )
+    written = time.perf_counter() - t
+    print(f"\n2. CSV of {rows:,} rows ({size / 1e6:,.0f} MB), written in {written:.0f} s")
     out, counts = folder / "out.csv", folder / "per-grid.csv"
     cmd = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "gisgrid.cli", "lookup",
            str(ws), "--csv", str(path), "--out", str(out), "--counts", str(counts)]  # fmt: skip
@@ -120,9 +119,8 @@ def main() -> None:
     import duckdb
 
     print(f"machine: {platform.node()} {platform.machine()}, Python {platform.python_version()}")
-    print(
-        f"date: {time.strftime('%Y-%m-%d')}; duckdb {duckdb.__version__}, geopandas {gpd.__version__}"
-    )
+    versions = f"duckdb {duckdb.__version__}, geopandas {gpd.__version__}"
+    print(f"date: {time.strftime('%Y-%m-%d')}; {versions}")
     grids = published_grids(Workspace(args.workspace)).to_crs(4326)
     t = time.perf_counter()
     loc = GridLocator(grids)

@@ -17,6 +17,8 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import pandas as pd
@@ -27,6 +29,7 @@ from gisgrid.lookup.directory import Directory
 
 __all__ = ["BatchPool", "batch_table"]
 
+PARENT_POLL_S = 1.0  # how often a worker checks that its server still runs
 logger = logging.getLogger(__name__)
 
 _state: dict = {}  # in a worker: the workspace location, and (revision, directory)
@@ -35,9 +38,19 @@ _state: dict = {}  # in a worker: the workspace location, and (revision, directo
 def _start(location: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
     os.nice(10)  # background work: the server's own process comes first for the CPU
+    threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     _state["location"] = location
     with contextlib.suppress(GisgridError):  # no grids yet: the batch will say so
         _directory()  # ready before the first batch
+
+
+def _exit_with(parent: int) -> None:
+    """Exit once the server is gone: stopped by a signal before it could shut the pool
+    down (SIGTERM from systemd or docker), or killed, it leaves its workers orphaned, each
+    holding a directory in memory, waiting for batches that never come."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(0)
 
 
 def _directory() -> Directory:
