@@ -1,8 +1,10 @@
 """A vectorised Mapbox Vector Tile 2.1 encoder.
 
 Geometries go to tile coordinates, onto the integer grid and into the command
-stream in array operations (shapely's ragged arrays, numpy), and the protobuf
-is written directly: the per-feature Python work is a few byte joins. It
+stream in array operations (coordinates read straight from single geometries,
+shapely's ragged arrays for the rest, numpy), and the protobuf is written
+directly, features assembled through one index array: no Python work per
+feature. It
 writes what the specification asks: exterior rings with positive area in tile
 coordinates (y down), interior rings negative, ClosePath on every ring, zigzag
 deltas, keys and values shared across a layer's features, version 2.
@@ -141,12 +143,27 @@ def _points(coords: np.ndarray, geom_off: np.ndarray) -> tuple[np.ndarray, np.nd
 def _geometry_streams(geoms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     """The MVT geometry type, every feature's command integers, and where each starts."""
     types = shapely.get_type_id(geoms)
+    if (types == GeometryType.POLYGON).all() and not shapely.get_num_interior_rings(geoms).any():
+        # most tiles' polygons (buildings, grids clipped to the tile): one ring each, read
+        # straight from the geometries, without making ring objects (2.2 → 0.6 ms for the
+        # 614 buildings of the demo's densest z14 tile)
+        ring_off = np.concatenate([[0], np.cumsum(shapely.get_num_coordinates(geoms))])
+        coords = _counter_clockwise(shapely.get_coordinates(geoms), ring_off)
+        one = np.arange(len(geoms) + 1)  # one ring per polygon, one polygon per feature
+        out, starts = _streams(coords, ring_off, one, closed=True, poly_off=one)
+        return _POLYGON, out, starts
     if np.isin(types, [GeometryType.POLYGON, GeometryType.MULTIPOLYGON]).all():
         geoms = _as_multi(geoms, GeometryType.POLYGON, shapely.multipolygons)
         geoms = shapely.orient_polygons(geoms, exterior_cw=False)  # positive area, y down
         _, coords, (ring_off, poly_off, geom_off) = shapely.to_ragged_array(geoms)
         out, starts = _streams(coords, ring_off, poly_off[geom_off], closed=True, poly_off=poly_off)
         return _POLYGON, out, starts
+    one = np.arange(len(geoms) + 1)  # single geometries: each feature one part
+    if (types == GeometryType.LINESTRING).all():
+        part_off = np.concatenate([[0], np.cumsum(shapely.get_num_coordinates(geoms))])
+        return _LINE, *_streams(shapely.get_coordinates(geoms), part_off, one, closed=False)
+    if (types == GeometryType.POINT).all():
+        return _POINT, *_points(shapely.get_coordinates(geoms), one)
     if np.isin(types, [GeometryType.LINESTRING, GeometryType.MULTILINESTRING]).all():
         geoms = _as_multi(geoms, GeometryType.LINESTRING, shapely.multilinestrings)
         _, coords, (part_off, geom_off) = shapely.to_ragged_array(geoms)
@@ -156,6 +173,26 @@ def _geometry_streams(geoms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         _, coords, (geom_off,) = shapely.to_ragged_array(geoms)
         return _POINT, *_points(coords, geom_off)
     raise ValueError("a tile layer must hold one kind of geometry")
+
+
+def _counter_clockwise(coords: np.ndarray, ring_off: np.ndarray) -> np.ndarray:
+    """Closed rings (one per polygon) reversed where their signed area is negative, so
+    that the exterior's area is positive in tile coordinates (as :func:`shapely.orient_polygons`
+    with ``exterior_cw=False``); rings of no area (collapsed by the rounding) become a
+    single repeated point, which :func:`_streams` drops as the MVT specification wants."""
+    x, y = coords[:, 0], coords[:, 1]
+    cross = np.zeros(len(coords))
+    cross[:-1] = x[:-1] * y[1:] - x[1:] * y[:-1]
+    cross[ring_off[1:] - 1] = 0.0  # each ring's closing point: no term into the next ring
+    starts, ends = ring_off[:-1], ring_off[1:]
+    area = np.add.reduceat(cross, starts)  # rings are never empty here
+    if (area > 0).all():
+        return coords
+    ring = np.repeat(np.arange(len(starts)), ends - starts)
+    i = np.arange(len(coords))
+    order = np.where((area < 0)[ring], starts[ring] + ends[ring] - 1 - i, i)
+    order = np.where((area == 0)[ring], starts[ring], order)
+    return coords[order]
 
 
 def _value(v: object) -> bytes:
@@ -172,7 +209,8 @@ def _value(v: object) -> bytes:
 @dataclass(frozen=True)
 class Column:
     """A property prepared for tiles: each row's code into ``values`` (-1: missing),
-    and each value already encoded as a protobuf ``Value``."""
+    and each value already encoded as a layer's ``values`` field (4) holding a protobuf
+    ``Value``."""
 
     key: str
     codes: np.ndarray
@@ -190,7 +228,8 @@ def prepare(frame: pd.DataFrame) -> list[Column]:
         if col.dtype.kind == "f" and np.all(np.mod(col.dropna(), 1) == 0):
             col = col.astype("Int64")  # counts with gaps stay integers
         codes, uniques = pd.factorize(col, use_na_sentinel=True)
-        out.append(Column(str(key), np.asarray(codes, np.int64), [_value(v) for v in uniques]))
+        values = [bytes_field(4, _value(v)) for v in uniques]
+        out.append(Column(str(key), np.asarray(codes, np.int64), values))
     return out
 
 
@@ -216,34 +255,67 @@ def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> b
         keys.append(column.key)
         values += [column.values[u] for u in used]
     tags = tags[:, : 2 * len(keys)]
-    n_tags = (tags >= 0).sum(axis=1)
     tag_bytes, tag_at = varints(tags[tags >= 0])
     geo_bytes, geo_at = varints(stream)
-    tag_start = np.concatenate([[0], np.cumsum(n_tags)])
-    type_field = number_field(3, gtype)
-    t_at, g_at = tag_at[tag_start].tolist(), geo_at[starts].tolist()
-    features = []
-    for i in range(len(keep)):  # the one loop over features: byte joins only
-        g0, g1 = g_at[i], g_at[i + 1]
-        if g1 == g0:
-            continue
-        t0, t1 = t_at[i], t_at[i + 1]
-        body = (
-            (b"\x12" + varint(t1 - t0) + tag_bytes[t0:t1] if t1 > t0 else b"")  # field 2
-            + type_field
-            + b"\x22"  # field 4
-            + varint(g1 - g0)
-            + geo_bytes[g0:g1]
-        )
-        features.append(b"\x12" + varint(len(body)) + body)
+    tag_start = np.concatenate([[0], np.cumsum((tags >= 0).sum(axis=1))])
+    features = _features(
+        tag_bytes, tag_at[tag_start], geo_bytes, geo_at[starts], number_field(3, gtype)
+    )
     if not features:
         return b""
     out = number_field(15, 2) + bytes_field(1, name.encode("utf-8"))
-    out += b"".join(features)
+    out += features
     out += b"".join(bytes_field(3, k.encode("utf-8")) for k in keys)
-    out += b"".join(bytes_field(4, v) for v in values)
+    out += b"".join(values)
     out += number_field(5, EXTENT)
     return out
+
+
+def _features(
+    tags: bytes, tag_at: np.ndarray, geometry: bytes, geo_at: np.ndarray, type_field: bytes
+) -> bytes:
+    """Every feature's message (field 2 of the layer), assembled in array operations.
+
+    ``tags`` and ``geometry`` hold the features' packed tags and command integers one
+    after the other; ``tag_at`` and ``geo_at`` are where each feature's start (plus the
+    end). A feature is ``0x12 len | 0x12 len tags | type | 0x22 len geometry``; one with no
+    geometry left is dropped. Each byte of the output is taken from one buffer holding
+    the pieces, through one index array: a loop of byte joins per feature made most of
+    the densest z14 tile's time (its buildings layer 3.4 → 2.2 ms with this).
+    """
+    t_len, g_len = np.diff(tag_at), np.diff(geo_at)
+    keep = g_len > 0
+    t_len, g_len = t_len[keep], g_len[keep]
+    t_at, g_at = tag_at[:-1][keep], geo_at[:-1][keep]
+    if not len(g_len):
+        return b""
+    v_tag, v_tag_at = varints(t_len)
+    v_geo, v_geo_at = varints(g_len)
+    tag_head = np.where(t_len > 0, 1 + np.diff(v_tag_at), 0)  # 0x12 and the length
+    body = tag_head + t_len + len(type_field) + 1 + np.diff(v_geo_at) + g_len
+    v_body, v_body_at = varints(body)
+    const = b"\x12" + type_field + b"\x22"
+    pieces = [const, tags, geometry, v_tag, v_geo, v_body]
+    base = np.cumsum([0, *map(len, pieces)])  # where each piece sits in the buffer
+    buffer = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    k = len(body)
+    zero, one = np.zeros(k, np.int64), np.ones(k, np.int64)
+    has_tags = t_len > 0
+    # per feature, segments in order: (start in the buffer, length)
+    seg_start = np.column_stack([
+        zero, base[5] + v_body_at[:-1],                      # 0x12, its length
+        zero, base[3] + v_tag_at[:-1], base[1] + t_at,       # 0x12, tags' length, tags
+        one + zero, base[4] + v_geo_at[:-1], base[2] + g_at,  # type 0x22, length, geometry
+    ])  # fmt: skip
+    seg_len = np.column_stack([
+        one, np.diff(v_body_at),
+        has_tags.astype(np.int64), np.where(has_tags, np.diff(v_tag_at), 0), t_len,
+        one * (len(type_field) + 1), np.diff(v_geo_at), g_len,
+    ])  # fmt: skip
+    seg_start, seg_len = seg_start.ravel(), seg_len.ravel()
+    ends = np.cumsum(seg_len)
+    index = np.arange(ends[-1]) + np.repeat(seg_start - (ends - seg_len), seg_len)
+    return buffer[index].tobytes()
 
 
 def encode_tile(
