@@ -12,7 +12,7 @@ the local process pool on a copy and checks the grids are identical.
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import shutil
 import sys
 import time
@@ -28,8 +28,12 @@ from gisgrid.delineate.run import delineate
 from gisgrid.io.workspace import Workspace
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _peak_mb(pid: int | str = "self") -> float:
+    """A process's peak resident memory (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
 
 
 def main() -> None:
@@ -77,7 +81,7 @@ def main() -> None:
         t = time.perf_counter()
         run = delineate(work, scheduler=cluster.scheduler_address, full=True, progress=progress)
         seconds = time.perf_counter() - t
-        peaks = client.run(_peak_mb)
+        peaks = {addr: _peak_mb(pid) for addr, pid in client.run(os.getpid).items()}
     print(f"\nscale {args.scale} on a LocalCluster of {args.workers} worker processes")
     print(f"- delineate, end to end (read, fan out, measure, write): {seconds:.1f} s")
     for addr, mb in sorted(peaks.items()):

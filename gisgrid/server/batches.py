@@ -37,11 +37,21 @@ _state: dict = {}  # in a worker: the workspace location, and (revision, directo
 
 def _start(location: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
-    os.nice(10)  # background work: the server's own process comes first for the CPU
+    _background()
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     _state["location"] = location
     with contextlib.suppress(GisgridError):  # no grids yet: the batch will say so
         _directory()  # ready before the first batch
+
+
+def _background() -> None:
+    """Run only when the server's own process does not want the CPU: SCHED_IDLE where
+    Linux has it (nice 10 still left single-point lookups waiting a time slice behind a
+    batch: p99 2.9-3.9 ms against 1.1 ms idle on 2 cores), else the lowest niceness."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
 
 
 def _exit_with(parent: int) -> None:
