@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["bytes_field", "number_field", "varint", "varints", "zigzag"]
+__all__ = ["bytes_field", "number_field", "varint", "varint_sizes", "varints", "zigzag"]
 
 
 #: varints of 0 … 16,383 (one or two bytes), looked up: tiles write thousands per render
@@ -38,16 +38,23 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
-def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """Varints of many non-negative integers as one byte string, and the byte offset
-    where each value starts (plus the total at the end)."""
+def varint_sizes(values: np.ndarray) -> np.ndarray:
+    """The bytes each non-negative integer takes as a varint."""
     v = np.asarray(values, dtype=np.uint64)
-    n = np.ones(len(v), dtype=np.int64)  # bytes each value takes
+    n = np.ones(len(v), dtype=np.int64)
     top = int(v.max()) if len(v) else 0
     for bits in range(7, 64, 7):
         if top < 1 << bits:  # most values take one or two bytes: stop there
             break
         n += v >= (np.uint64(1) << np.uint64(bits))
+    return n
+
+
+def varints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Varints of many non-negative integers as one byte string, and the byte offset
+    where each value starts (plus the total at the end)."""
+    v = np.asarray(values, dtype=np.uint64)
+    n = varint_sizes(v)
     width = int(n.max()) if len(v) else 1
     shifts = np.arange(0, 7 * width, 7, dtype=np.uint64)
     groups = ((v[:, None] >> shifts[None, :]) & np.uint64(0x7F)).astype(np.uint8)
