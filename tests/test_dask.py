@@ -176,3 +176,18 @@ def test_a_scheduler_without_workers_says_so(district, tmp_path, monkeypatch):
         assert time.monotonic() - started < 30
     finally:
         c.stop()
+
+
+def test_a_postgis_workspace_on_a_cluster_equals_the_local_run(
+    district, cluster, tmp_path, pg_schema
+):
+    """The command's machine reads PostGIS and scatters the communities; the workers never
+    connect to it; the run is written back in one transaction, as a local run is."""
+    from gisgrid.io.workspace import copy_workspace
+
+    local = _copy(district, tmp_path, "local")
+    delineate(local, workers=2, full=True)
+    copy_workspace(district, pg_schema)
+    run = delineate(pg_schema, full=True, scheduler=cluster.address)
+    assert len(run.communities) == 7
+    _assert_same(local, pg_schema)
