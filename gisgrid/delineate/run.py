@@ -358,11 +358,6 @@ def _tasks(
         return kinds[kind][trees[kind].query(geometry, predicate="intersects")]
 
     empty = gpd.GeoDataFrame(geometry=[], crs=buildings.crs)
-    old_grid = (
-        buildings.set_index(buildings["building_id"].astype(str))["grid_code"]
-        if "grid_code" in buildings
-        else pd.Series(dtype=object)
-    )
     _check_buildings_inside(comms, by_comm)
     for row in comms.itertuples():
         mine_b = by_comm.get(row.code, buildings.iloc[:0])
@@ -389,32 +384,39 @@ def _tasks(
                 roads=near("roads", row.geometry),
                 retired=frozenset(retired.get(row.code, set())),
                 freed=freed,
-                previous=old_grid[old_grid.index.isin(mine_b["building_id"].astype(str))],
+                previous=_previous_codes(mine_b),
             )
         )
     return tasks
 
 
+def _previous_codes(buildings: gpd.GeoDataFrame) -> pd.Series:
+    """A community's buildings' grid codes before this run, by building id."""
+    if "grid_code" not in buildings:
+        return pd.Series(dtype=object)
+    return buildings.set_index(buildings["building_id"].astype(str))["grid_code"]
+
+
 def _check_buildings_inside(comms: gpd.GeoDataFrame, by_comm: dict) -> None:
     """Refuse buildings that lie off the community their ``community_code`` names (an
     import gives each the community holding most of it; an edit by hand may not)."""
-    off: list[tuple[str, str, float]] = []
+    count, first = 0, None
     for row in comms.itertuples():
         mine = by_comm.get(row.code)
         if mine is None or mine.empty:
             continue
         rep = shapely.point_on_surface(mine.geometry.values)
         shapely.prepare(row.geometry)
-        far = ~shapely.intersects(row.geometry, rep)
-        if far.any():
-            gap = shapely.distance(row.geometry, rep[far])
-            ids = mine["building_id"].astype(str).to_numpy()[far]
-            off += [(row.code, b, float(d)) for b, d in zip(ids, gap, strict=True)]
-    if off:
-        code, first, gap = off[0]
+        far = np.flatnonzero(~shapely.intersects(row.geometry, rep))
+        if len(far) and first is None:
+            gap = shapely.distance(row.geometry, rep[far[0]])
+            first = (str(mine["building_id"].iloc[far[0]]), row.code, gap)
+        count += len(far)
+    if first is not None:
+        building, code, gap = first
         raise InputError(
-            f"{len(off):,} buildings lie outside the community their community_code names "
-            f"(first: {first} of {code}, {gap:,.0f} m outside it); import the buildings "
+            f"{count:,} buildings lie outside the community their community_code names "
+            f"(first: {building} of {code}, {gap:,.0f} m outside it); import the buildings "
             "again (`gisgrid import WORKSPACE buildings FILE`), which gives each the community "
             "holding most of it"
         )
