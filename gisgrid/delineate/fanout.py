@@ -66,18 +66,23 @@ def fan_out(
     """
     if scheduler:
         return _on_dask(func, tasks, key=key, scheduler=scheduler, progress=progress)
-    results: dict[str, R] = {}
-    done: Iterable[R]
     if workers > 1 and len(tasks) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            done = pool.map(func, tasks)
-            for i, (task, result) in enumerate(zip(tasks, done, strict=True)):
-                results[key(task)] = result
-                if progress:
-                    progress(i + 1, len(tasks))
-        return results
-    for i, task in enumerate(tasks):
-        results[key(task)] = func(task)
+            return _collected(tasks, pool.map(func, tasks), key=key, progress=progress)
+    return _collected(tasks, map(func, tasks), key=key, progress=progress)
+
+
+def _collected(
+    tasks: Sequence[T],
+    done: Iterable[R],
+    *,
+    key: Callable[[T], str],
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, R]:
+    """The results, in the tasks' order, by key; progress reported as each comes."""
+    results: dict[str, R] = {}
+    for i, (task, result) in enumerate(zip(tasks, done, strict=True)):
+        results[key(task)] = result
         if progress:
             progress(i + 1, len(tasks))
     return results
@@ -91,9 +96,9 @@ def _on_dask(
     scheduler: str,
     progress: Callable[[int, int], None] | None,
 ) -> dict[str, R]:
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    client = _connect(Client, scheduler)
+    client = _connect(scheduler)
     results: dict[str, R] = {}
     with client:
         _check_workers(client, scheduler)
@@ -128,9 +133,11 @@ def _on_dask(
     return results
 
 
-def _connect(client_type: Any, scheduler: str) -> Any:
+def _connect(scheduler: str) -> Any:
+    from distributed import Client
+
     try:
-        return client_type(scheduler, timeout=CONNECT_SECONDS, set_as_default=False)
+        return Client(scheduler, timeout=CONNECT_SECONDS, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(
             f"cannot reach the Dask scheduler at {scheduler} ({exc}); start one with "

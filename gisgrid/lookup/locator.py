@@ -80,7 +80,7 @@ class GridLocator:
             self.x0 + ix.ravel() * self.dx, self.y0 + iy.ravel() * self.dy, self.dx, self.dy
         )
         mixed = np.flatnonzero(cells == _MIXED)
-        self.slot = np.full(len(cells), -1, dtype=np.int64)
+        self.slot = np.full(len(cells), -1, dtype=np.int32)
         self.slot[mixed] = np.arange(len(mixed))
         si, sj = np.meshgrid(np.arange(_SUB), np.arange(_SUB))  # row-major within a cell
         sdx, sdy = self.dx / _SUB, self.dy / _SUB
@@ -123,14 +123,14 @@ class GridLocator:
         fj = np.clip(np.where(finite, (y - self.y0) / self.dy, -1), -1, 2**31)
         i, j = np.floor(fi).astype(np.int64), np.floor(fj).astype(np.int64)
         inside = (i >= 0) & (i < self.nx) & (j >= 0) & (j < self.ny) & finite
-        where = j[inside] * self.nx + i[inside]
+        flat = j * self.nx + i  # the cell, where inside
         cell = np.full(len(x), _INSIDE_NONE, dtype=np.int32)
-        cell[inside] = self.cells[where]
+        cell[inside] = self.cells[flat[inside]]
         edge = np.flatnonzero(cell == _MIXED)  # in a cell a boundary crosses: its sub-cell
         if len(edge):
             si = np.minimum(((fi[edge] - i[edge]) * _SUB).astype(np.int64), _SUB - 1)
             sj = np.minimum(((fj[edge] - j[edge]) * _SUB).astype(np.int64), _SUB - 1)
-            row = self.slot[j[edge] * self.nx + i[edge]]
+            row = self.slot[flat[edge]].astype(np.int64)
             cell[edge] = self.sub[row * _SUB * _SUB + sj * _SUB + si]
         out[cell >= 0] = cell[cell >= 0]
         mixed = np.flatnonzero(cell == _MIXED)
