@@ -126,3 +126,30 @@ def test_planners_editing_different_grids_never_wait_on_each_other(pg_small):
     assert same.result(30) == 0  # … then finds the grid already locked
     assert ws.read("grids").set_index("grid_code").loc[[first, second], "locked"].all()
     assert Workspace(pg_small).revision >= 3
+
+
+def test_a_reader_keeps_the_tables_its_snapshot_points_to(pg_small):
+    """A reader whose snapshot says a layer is in table T, and which has not touched T yet,
+    holds no lock on it: a writer replacing the layer dropped T after its commit, and the
+    reader failed with 'relation … does not exist' (a planner's move beside a full
+    re-delineation, seen in CI). T now stays until no snapshot older than that commit is
+    open, and goes with a later write."""
+    import psycopg
+
+    ws = Workspace(pg_small)
+    roads = ws.read("roads")
+    with ws.store.reader() as session:
+        assert "roads" in session.layer_names()  # the snapshot: roads in its old table
+        ws.write({"roads": roads.assign(name="新路")})  # another connection, committed
+        seen = session.read_layer("roads")
+    assert seen["name"].tolist() == roads["name"].tolist()  # the reader's own snapshot
+    assert set(ws.read("roads")["name"]) == {"新路"}
+    ws.write({"roads": roads})  # no old snapshot now: the tables let go of are dropped
+    base, schema = pg_small.split("?schema=")
+    with psycopg.connect(base) as con:
+        tables = con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name LIKE 'roads%%'",
+            (schema,),
+        ).fetchall()
+    assert len(tables) == 1, tables

@@ -46,7 +46,9 @@ _CONTENTS = (
     "CREATE TABLE IF NOT EXISTS gisgrid_contents (layer text PRIMARY KEY, physical text NOT NULL,"
     " srid integer, geometry_type text, ordinal bigserial)"
 )
-_GARBAGE = "CREATE TABLE IF NOT EXISTS gisgrid_garbage (physical text PRIMARY KEY)"
+# ``released``: the transaction that let go of the table (a snapshot older than it may
+# still read it); NULL in schemas written before it was kept
+_GARBAGE = "CREATE TABLE IF NOT EXISTS gisgrid_garbage (physical text PRIMARY KEY, released xid)"
 _SQL_TYPES = {"BOOLEAN": "boolean", "INTEGER": "bigint", "REAL": "double precision"}
 _POOLS: dict[str, ConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
@@ -147,8 +149,8 @@ class Session:
 
     def write_layer(self, name: str, frame: pd.DataFrame) -> None:
         """A new physical table for the layer, filled; the old one is dropped later."""
-        for statement in (_CONTENTS, _GARBAGE):
-            self.con.execute(statement)
+        self.con.execute(_CONTENTS)
+        _garbage_table(self.con, self.schema)
         spatial = isinstance(frame, gpd.GeoDataFrame) and frame.geometry.name in frame.columns
         attrs = frame.drop(columns=frame.geometry.name) if spatial else frame
         physical = f"{name[:40]}__{uuid.uuid4().hex[:10]}"
@@ -172,9 +174,7 @@ class Session:
             )
         old = self._physical(name)
         if old is not None:
-            self.con.execute(
-                "INSERT INTO gisgrid_garbage VALUES (%s) ON CONFLICT DO NOTHING", (old,)
-            )
+            self._discard(old)
         geometry_type = _geometry_type(frame) if spatial else None
         self.con.execute(
             "INSERT INTO gisgrid_contents (layer, physical, srid, geometry_type) "
@@ -254,10 +254,17 @@ class Session:
         physical = self._physical(name)
         if physical is None:
             return
-        self.con.execute(
-            "INSERT INTO gisgrid_garbage VALUES (%s) ON CONFLICT DO NOTHING", (physical,)
-        )
+        _garbage_table(self.con, self.schema)
+        self._discard(physical)
         self.con.execute("DELETE FROM gisgrid_contents WHERE layer = %s", (name,))
+
+    def _discard(self, physical: str) -> None:
+        """Mark a table no layer will point to once this transaction commits."""
+        self.con.execute(
+            "INSERT INTO gisgrid_garbage (physical, released) "
+            "VALUES (%s, pg_current_xact_id()::xid) ON CONFLICT DO NOTHING",
+            (physical,),
+        )
 
     def table_of(self, name: str) -> str:
         """The physical table of a layer (for SQL over it: counts, deletes)."""
@@ -323,8 +330,17 @@ class PostGIS:
             self._collect(con)
 
     def _collect(self, con: psycopg.Connection) -> None:
-        """Drop the physical tables no layer points to, unless a reader still holds one."""
-        rows = con.execute("SELECT physical FROM gisgrid_garbage").fetchall()
+        """Drop the physical tables no layer points to, unless a reader may still read one:
+        a transaction whose snapshot is older than the one that let go of the table may
+        have read the old ``gisgrid_contents`` and not yet touched the table (so it holds
+        no lock on it), or hold it."""
+        if not _garbage_table(con, self.schema, create=False):
+            return
+        rows = con.execute(
+            "SELECT physical FROM gisgrid_garbage g WHERE g.released IS NULL OR NOT EXISTS ("
+            " SELECT 1 FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid()"
+            " AND a.backend_xmin IS NOT NULL AND age(a.backend_xmin) >= age(g.released))"
+        ).fetchall()
         for (physical,) in rows:
             try:
                 with con.transaction():
@@ -333,6 +349,26 @@ class PostGIS:
                     con.execute("DELETE FROM gisgrid_garbage WHERE physical = %s", (physical,))
             except psycopg.errors.LockNotAvailable:
                 logger.info("%s is still read; it is dropped after a later write", physical)
+
+
+def _garbage_table(con: psycopg.Connection, schema: str, *, create: bool = True) -> bool:
+    """Make sure ``gisgrid_garbage`` is there (unless not ``create``) with ``released``,
+    which schemas written before it was kept lack; whether it is there."""
+    found = {
+        str(c)
+        for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'gisgrid_garbage'",
+            (schema,),
+        ).fetchall()
+    }
+    if not found and not create:
+        return False
+    if not found:
+        con.execute(_GARBAGE)
+    elif "released" not in found:
+        con.execute("ALTER TABLE gisgrid_garbage ADD COLUMN IF NOT EXISTS released xid")
+    return True
 
 
 def _schema_exists(con: psycopg.Connection, schema: str) -> bool:
