@@ -1,20 +1,20 @@
 """A workspace in a PostGIS schema: ``postgresql://user@host/db?schema=NAME``.
 
 The same layers, revisions and conflicts as a GeoPackage (:mod:`gisgrid.io.gpkg`),
-for shared deployments. Each layer is a table with a ``geom`` column of its SRID
-and a GiST index; ``gisgrid_contents`` lists the layers in order and says which
-physical table holds each. Replacing a layer writes a new physical table and
-points the layer at it in the same transaction, so readers (MVCC) keep reading
-the old one until the commit and never wait for the writer; the old table is
-dropped afterwards, once no open snapshot predates that commit (read from
-``pg_stat_activity``, which shows other roles' sessions only to roles with
-``pg_read_all_stats``: readers of one workspace should share a role). A writer
-that replaces, adds or drops layers takes the schema's transaction-level
-advisory lock, so such writers queue instead of interleaving (as SQLite's ``BEGIN IMMEDIATE`` does for a
-GeoPackage); a row-level edit (a lock, a pin) takes that lock shared, so edits of
-different rows run side by side and wait only on PostgreSQL's row locks of the
-rows they change (and, for an instant at commit, on the revision counter).
-Connections come from a pool (psycopg 3).
+for shared deployments. Each layer is a table with a ``geom`` column of its SRID and
+a GiST index; ``gisgrid_contents`` lists the layers in order and says which physical
+table holds each. Replacing a layer writes a new physical table and points the layer
+at it in the same transaction, so readers (MVCC) keep reading the old one until the
+commit and never wait for the writer; the old table is dropped afterwards, once no
+open snapshot predates that commit (read from ``pg_stat_activity``, which shows
+other roles' sessions only to roles with ``pg_read_all_stats``: readers of one
+workspace should share a role). A writer that replaces, adds or drops layers takes
+the schema's transaction-level advisory lock, so such writers queue instead of
+interleaving (as SQLite's ``BEGIN IMMEDIATE`` does for a GeoPackage); a row-level
+edit (a lock, a pin) takes that lock shared, so edits of different rows run side by
+side and wait only on PostgreSQL's row locks of the rows they change (and, for an
+instant at commit, on the revision counter). Connections come from a pool (psycopg
+3).
 """
 
 from __future__ import annotations
