@@ -1051,7 +1051,13 @@ def test_batch_workers_do_not_outlive_a_stopped_server(small, tmp_path, sig):
             if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
         ]  # the pool's processes, not multiprocessing's resource tracker
         assert len(workers) == 2
-        # they run only when the server's own process does not want the CPU
+        # they run only when the server's own process does not want the CPU (once started:
+        # one may still be importing when the other has answered the first batch)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(
+            os.sched_getscheduler(w) != os.SCHED_IDLE for w in workers
+        ):
+            time.sleep(0.1)
         assert {os.sched_getscheduler(w) for w in workers} == {os.SCHED_IDLE}
         os.kill(server, getattr(signal, sig))
         deadline = time.monotonic() + 15
