@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
+from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse.csgraph import breadth_first_order, depth_first_order, minimum_spanning_tree
 
 from gisgrid.delineate.graph import CellGraph
 
@@ -193,18 +193,19 @@ def _best_cut(
     hh = graph.households[nodes].astype(float)
     total = hh.sum()
     ideal = total * k_a / (k_a + k_b)
+    # one sparse structure for every attempt: only the random weights change
+    structure = coo_matrix((np.arange(1.0, len(e) + 1), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    slot = structure.data.astype(np.int64) - 1
     best, best_score = None, np.inf
     for _ in range(attempts):
         weight = rng.random(len(e)) + tier + 1e-9
-        tree = minimum_spanning_tree(coo_matrix((weight, (e[:, 0], e[:, 1])), shape=(n, n)))
-        order, parent = breadth_first_order(tree, 0, directed=False)
+        structure.data = weight[slot]
+        tree = minimum_spanning_tree(structure)
+        order = breadth_first_order(tree, 0, directed=False, return_predecessors=False)
         if len(order) < n:
             return None  # not connected
-        below = hh.copy()
-        for v in order[:0:-1]:
-            below[parent[v]] += below[v]
+        below, tin, tout = _subtrees(tree, hh)
         cand = order[1:]
-        tin, tout = _euler(order, parent, n)
         for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
             side = total - below[cand] if flip else below[cand]
             ok = (
@@ -226,25 +227,20 @@ def _best_cut(
     return best
 
 
-def _euler(order: np.ndarray, parent: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Entry and exit times of a depth-first walk over the tree (parent links)."""
-    children: list[list[int]] = [[] for _ in range(n)]
-    for v in order[1:]:
-        children[parent[v]].append(int(v))
-    tin = np.zeros(n, dtype=np.int64)
-    tout = np.zeros(n, dtype=np.int64)
-    clock = 0
-    stack = [(int(order[0]), False)]
-    while stack:
-        v, done = stack.pop()
-        if done:
-            tout[v] = clock
-            continue
-        tin[v] = clock
-        clock += 1
-        stack.append((v, True))
-        stack.extend((c, False) for c in children[v])
-    return tin, tout
+def _subtrees(tree: csr_matrix, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each node's subtree weight and its entry and exit times in a depth-first walk
+    from node 0: node u lies in v's subtree when ``tin[v] <= tin[u] < tout[v]``."""
+    order, parent = depth_first_order(tree, 0, directed=False)
+    par = parent.tolist()
+    below = weights.tolist()
+    size = [1] * len(below)
+    for v in order[:0:-1].tolist():
+        p = par[v]
+        below[p] += below[v]
+        size[p] += size[v]
+    tin = np.empty(len(order), dtype=np.int64)
+    tin[order] = np.arange(len(order))
+    return np.asarray(below), tin, tin + np.asarray(size)
 
 
 # --- repair: split the too-big, re-split out-of-band grids with a neighbour ---------------
