@@ -125,6 +125,14 @@ def _grids_from_labels(code, b, units, cells, labels, crs):
     return rows, grid_of
 
 
+def _population(buildings: gpd.GeoDataFrame):
+    """The population band as ``gisgrid delineate`` measures it from the buildings."""
+    return PARAMS.with_people(
+        households=float(buildings["households"].sum()),
+        population=float(buildings["population"].sum()),
+    ).population
+
+
 def run_pymetis(ws: Workspace) -> tuple[dict, float]:
     """Plain pymetis per community on building-level cells."""
     import pymetis
@@ -155,7 +163,12 @@ def run_pymetis(ws: Workspace) -> tuple[dict, float]:
     grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
     buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
     return grid_metrics(
-        grids, comms, buildings, lines, households=PARAMS.households, population=PARAMS.population
+        grids,
+        comms,
+        buildings,
+        lines,
+        households=PARAMS.households,
+        population=_population(buildings),
     ), seconds
 
 
@@ -256,7 +269,12 @@ def run_maxp(ws: Workspace) -> tuple[dict, float]:
     grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=cells.crs)
     buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
     return grid_metrics(
-        grids, comms, buildings, lines, households=PARAMS.households, population=PARAMS.population
+        grids,
+        comms,
+        buildings,
+        lines,
+        households=PARAMS.households,
+        population=_population(buildings),
     ), seconds
 
 

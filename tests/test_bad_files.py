@@ -209,10 +209,17 @@ def test_a_workspace_that_cannot_be_written_is_one_line(tmp_path, streets_file):
 
 def test_population_band_follows_the_household_band(tmp_path):
     from gisgrid.delineate.community import Params
+    from gisgrid.delineate.partition import Band
 
-    assert Params().population_band == (786, 1310)  # 300–500 households × 2.62
+    assert Params().population == Band(1048, 786, 1310)  # 300–500 households × 2.62
     assert Params(band=(200, 400), persons_per_household=3.0).population_band == (600, 1200)
-    assert Params(population_band=(900, 1500)).population_band == (900, 1500)
+    assert Params(population_band=(900, 1500)).population.low == 900
+    # persons per household measured from the buildings when not set; given, it stays
+    measured = Params().with_people(households=1000, population=3150)
+    assert (measured.persons_per_household, measured.population_band) == (3.15, (945, 1575))
+    assert Params().with_people(households=1000, population=0).population_band == (786, 1310)
+    given = Params(persons_per_household=2.0).with_people(households=1000, population=3150)
+    assert given.population_band == (600, 1000)
     assert pd.Series(Params().population.contains(pd.Series([786, 1310, 785, 1311]))).tolist() == [
         True,
         True,

@@ -41,9 +41,14 @@ def delineate(
         str, typer.Option(help="Accepted households per basic grid, LOW-HIGH.")
     ] = "300-500",
     persons_per_household: Annotated[
-        float,
-        typer.Option(min=0.5, max=10.0, help="Turns the household band into the population band."),
-    ] = 2.62,
+        float | None,
+        typer.Option(
+            min=0.5,
+            max=10.0,
+            help="Turns the household band into the population band [default: the "
+            "buildings' population ÷ households; 2.62 where they carry no population].",
+        ),
+    ] = None,
     target_population: Annotated[
         int | None,
         typer.Option(
@@ -54,7 +59,7 @@ def delineate(
         str | None,
         typer.Option(
             help="Accepted people per grid, LOW-HIGH [default: the household band × persons "
-            "per household, 786-1310]."
+            "per household]."
         ),
     ] = None,
     dedicated_min_floor: Annotated[
@@ -129,8 +134,8 @@ def delineate(
         show_header=False,
     )
     pct = lambda v: f"{100 * v:.2f} %"  # noqa: E731
-    low, high = params.band
-    plow, phigh = params.population_band
+    low, high = run.params.band
+    plow, phigh = run.params.population_band
     table.add_row(f"basic grids in band (households {low}–{high})", pct(m["in_band_households"]))
     table.add_row(
         f"basic grids in band (population {plow:,}–{phigh:,})", pct(m["in_band_population"])

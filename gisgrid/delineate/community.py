@@ -48,11 +48,15 @@ class Params:
     target_households, band
         About 400 households per basic grid, accepted 300–500.
     persons_per_household
-        2.62 (2020 census): what turns the household band into the population band.
+        What turns the household band into the population band: by default (None)
+        measured from the buildings, their population ÷ their households (3.0 on the
+        demo, where both come from census points), and 2.62 (2020 census) where they
+        carry no population; see :meth:`with_people`.
     target_population, population_band
         People per basic grid (secondary to households): by default the household
-        target and band × ``persons_per_household`` (1,048, 786–1,310), so that the two
-        bands agree; 0 and (0, 0) ask for that, other values set them explicitly.
+        target and band × ``persons_per_household`` (at 2.62: 1,048, 786–1,310), so
+        that the two bands agree; 0 and (0, 0) ask for that, other values set them
+        explicitly.
     dedicated_kinds, dedicated_min_floor_m2
         Building kinds whose compound gets its own grid (专属网格), from this floor
         area (m², footprint × floors); the buildings' ``dedicated`` field overrides.
@@ -61,13 +65,17 @@ class Params:
 
     Examples
     --------
-    >>> Params().population_band, Params(population_band=(900, 1500)).population_band
-    ((786, 1310), (900, 1500))
+    >>> Params(persons_per_household=2.62).population_band
+    (786, 1310)
+    >>> Params().with_people(households=128_720, population=386_160).population_band
+    (900, 1500)
+    >>> Params(population_band=(900, 1600)).with_people(households=10, population=26).population
+    Band(target=1040, low=900, high=1600, ceiling_is_hard=False)
     """
 
     target_households: int = 400
     band: tuple[int, int] = (300, 500)
-    persons_per_household: float = PERSONS_PER_HOUSEHOLD
+    persons_per_household: float | None = None
     target_population: int = 0
     population_band: tuple[int, int] = (0, 0)
     dedicated_kinds: tuple[str, ...] = DEDICATED_KINDS
@@ -76,11 +84,32 @@ class Params:
 
     def __post_init__(self) -> None:
         pph = self.persons_per_household
+        if pph is None:
+            return  # derived by with_people, once the buildings are known
         if self.target_population == 0:
             object.__setattr__(self, "target_population", round(self.target_households * pph))
         if tuple(self.population_band) == (0, 0):
             low, high = self.band
             object.__setattr__(self, "population_band", (round(low * pph), round(high * pph)))
+
+    def with_people(self, *, households: float, population: float) -> Params:
+        """These parameters with persons per household measured, when it is not set.
+
+        Parameters
+        ----------
+        households, population
+            Totals over the district's buildings; with no population, 2.62.
+
+        Returns
+        -------
+        Params
+            ``self`` when ``persons_per_household`` is set, else a copy with it set
+            (to two decimals) and the population target and band that follow.
+        """
+        if self.persons_per_household is not None:
+            return self
+        measured = population / households if households > 0 and population > 0 else 0.0
+        return replace(self, persons_per_household=round(measured, 2) or PERSONS_PER_HOUSEHOLD)
 
     @property
     def households(self) -> Band:
@@ -89,7 +118,9 @@ class Params:
 
     @property
     def population(self) -> Band:
-        """The population band."""
+        """The population band (at 2.62 persons per household until measured)."""
+        if self.persons_per_household is None:
+            return self.with_people(households=0, population=0).population
         return Band(self.target_population, *self.population_band)
 
 

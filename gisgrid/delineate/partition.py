@@ -6,7 +6,8 @@
    empty. Trees hold compounds together first, then blocks, and join blocks
    across roads, so the cuts they offer run along roads.
 2. **Repair**: a grid above the ceiling is bisected again; a grid outside the
-   band is re-split together with a neighbour when that puts more grids in band.
+   household or the population band is re-split together with a neighbour when
+   that puts more grids in band (households first).
 3. **Refinement**: local search that moves a boundary cell, or a compound's
    whole fragment, to a neighbouring grid whenever the objective falls and both
    grids stay connected.
@@ -16,7 +17,8 @@ The objective, summed over grids:
 - ``BAND_STEP`` for a grid outside the household band, plus, with x the
   households outside the band over the target, ``BAND_LINEAR`` × x +
   ``BAND_WEIGHT`` × x², and
-  ``POPULATION_WEIGHT`` × the same for population (secondary);
+  ``POPULATION_STEP`` for a grid outside the population band, plus
+  ``POPULATION_WEIGHT`` × its x² (secondary);
 - (households − target)² / target², a light pull to the target;
 - ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
   than ``ceil(households / ceiling)``;
@@ -39,11 +41,12 @@ from gisgrid.delineate.graph import CellGraph
 
 __all__ = ["Band", "choose_k", "partition"]
 
-CUT_WEIGHT = 0.002  # objective per metre of weighted boundary
+CUT_WEIGHT = 0.0022  # objective per metre of weighted boundary
 BAND_WEIGHT = 100.0
 BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and boundaries
 BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
 POPULATION_WEIGHT = 10.0
+POPULATION_STEP = 3.0  # a grid out of the population band: below a split and BAND_STEP
 SPLIT_WEIGHT = 8.0  # per avoidable compound split: below BAND_STEP, above boundary costs
 MAX_PASSES = 40
 TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
@@ -132,7 +135,7 @@ def partition(
         for _ in range(REPAIR_ROUNDS):
             state = _State(graph, labels, households, population)
             state.refine()
-            labels, changed = _repair(graph, state.labels, households, rng)
+            labels, changed = _repair(graph, state.labels, households, population, rng)
             if not changed:
                 break
     state = _State(graph, labels, households, population)
@@ -247,7 +250,11 @@ def _subtrees(tree: csr_matrix, weights: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _repair(
-    graph: CellGraph, labels: np.ndarray, band: Band, rng: np.random.Generator
+    graph: CellGraph,
+    labels: np.ndarray,
+    band: Band,
+    population: Band,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, bool]:
     labels = labels.copy()
     changed = False
@@ -261,46 +268,61 @@ def _repair(
         if parts.max() > 0:
             labels[nodes] = np.where(parts == 0, p, labels.max() + parts)
             changed = True
-    labels, rebalanced = _rebalance_pairs(graph, labels, band, rng)
+    labels, rebalanced = _rebalance_pairs(graph, labels, band, population, rng)
     return labels, changed or rebalanced
 
 
 def _rebalance_pairs(
-    graph: CellGraph, labels: np.ndarray, band: Band, rng: np.random.Generator
+    graph: CellGraph,
+    labels: np.ndarray,
+    band: Band,
+    population: Band,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, bool]:
     """Re-split each out-of-band grid together with a neighbour, when that helps.
 
     The pair is partitioned afresh into ``choose_k`` of its total (1, 2 or 3
-    grids) and kept when fewer grids are out of band, or as many with a lower
-    penalty. This merges grids under the floor (and empty ones) and evens out a
-    small grid beside a large one.
+    grids) and kept when fewer grids are out of the household band, or as many
+    and fewer out of the population band, or as many of both with a lower
+    household penalty. This merges grids under the floor (and empty ones), evens
+    out a small grid beside a large one, and trades cells between two grids in
+    the household band until both are in the population band too.
     """
     labels = labels.copy()
     adj = graph.neighbours()
     hh = np.bincount(labels, weights=graph.households)
+    pop = np.bincount(labels, weights=graph.population, minlength=len(hh))
     changed = False
+
+    def score(h: np.ndarray, p: np.ndarray) -> tuple[int, int, float]:
+        return _bad(h, band), _bad(p, population), float(band.penalty(h).sum())
+
     for p in np.argsort(hh, kind="stable"):
         nodes_p = np.flatnonzero(labels == p)
-        if len(nodes_p) == 0 or band.contains(hh[p]):
+        if len(nodes_p) == 0 or (band.contains(hh[p]) and population.contains(pop[p])):
             continue
         near = sorted({int(labels[v]) for u in nodes_p for v in adj[u]} - {int(p)})
         useful = [
             q
             for q in near
-            if (hh[p] < band.low and hh[q] + hh[p] > 0) or (hh[p] > band.high and hh[q] < band.high)
+            if band.contains(hh[p])
+            or (hh[p] < band.low and hh[q] + hh[p] > 0)
+            or (hh[p] > band.high and hh[q] < band.high)
         ]
         best = None
         for q in useful:
             pair = np.flatnonzero((labels == p) | (labels == q))
             k = choose_k(hh[p] + hh[q], band)
-            before = (_bad(hh[[p, q]], band), float(band.penalty(hh[[p, q]]).sum()))
+            before = score(hh[[p, q]], pop[[p, q]])
             parts = (
                 np.zeros(len(pair), dtype=np.int64)
                 if k == 1
                 else _tree_bisection(graph.subgraph(pair), min(k, len(pair)), band, rng, attempts=4)
             )
-            sums = np.bincount(parts, weights=graph.households[pair])
-            after = (_bad(sums, band), float(band.penalty(sums).sum()))
+            after = score(
+                np.bincount(parts, weights=graph.households[pair]),
+                np.bincount(parts, weights=graph.population[pair]),
+            )
             if after < before and (best is None or after < best[0]):
                 best = (after, pair, parts, q)
         if best is None:
@@ -309,6 +331,7 @@ def _rebalance_pairs(
         names = [p, q, *range(labels.max() + 1, labels.max() + int(parts.max()))]
         labels[pair] = np.asarray(names)[parts]
         hh = np.bincount(labels, weights=graph.households, minlength=len(hh))
+        pop = np.bincount(labels, weights=graph.population, minlength=len(hh))
         changed = True
     _, labels = np.unique(labels, return_inverse=True)
     return labels, changed
@@ -354,6 +377,8 @@ class _State:
         out = max(0.0, hb.low - h, h - hb.high) / hb.target
         pout = max(0.0, pb.low - p, p - pb.high) / pb.target
         step = BAND_STEP if out > 0 else 0.0
+        if pout > 0:
+            step += POPULATION_STEP
         return (
             step
             + BAND_LINEAR * out

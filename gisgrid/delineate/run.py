@@ -57,6 +57,7 @@ class DelineationRun:
     metrics: dict
     seconds: float
     communities: list[str]
+    params: Params  # as used: persons per household measured where it was not set
     out_of_band: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -114,9 +115,12 @@ def delineate(
     DelineationRun
     """
     started = time.perf_counter()
-    params = params or Params()
     ws = open_workspace(workspace)
     inputs = _read_inputs(ws)
+    params = (params or Params()).with_people(
+        households=float(inputs.buildings["households"].sum()),
+        population=float(inputs.buildings["population"].sum()),
+    )
     wanted = _wanted(ws, inputs.comms, communities, params)
     tasks = _tasks(
         inputs.comms[inputs.comms["code"].isin(wanted)],
@@ -175,7 +179,7 @@ def delineate(
     }
     ws.write(layers)
     bad = new[~new["in_band"]][["grid_code", "households", "flags", "reason"]]
-    return DelineationRun(run_id, new, metrics, seconds, wanted, bad.reset_index(drop=True))
+    return DelineationRun(run_id, new, metrics, seconds, wanted, params, bad.reset_index(drop=True))
 
 
 def _read_inputs(ws: Workspace) -> _Inputs:
