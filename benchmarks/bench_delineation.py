@@ -316,7 +316,7 @@ def table(rows: dict[str, tuple[dict, float]]) -> str:
         cells = []
         for n in names:
             v = rows[n][0].get(key)
-            cells.append("–" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v)))
+            cells.append("–" if v is None else (f"{v:.5f}" if isinstance(v, float) else str(v)))
         out.append(f"| {key} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 

@@ -25,6 +25,7 @@ SAMPLE_M = 3.0  # spacing of outline samples for the Voronoi diagram
 JITTER_M = 0.005  # deterministic jitter of the samples (see tessellate)
 GRID_SIZE = 0.001  # precision (m) of cell coordinates, so neighbours share vertices exactly
 GAP_M = 0.05  # gaps narrower than this between cells are slivers of clipping, closed
+HELD_M2 = 0.01  # a cell's piece holds its buildings when it covers more of them than this
 SNAP_M = 0.5  # lines this close to a community boundary are snapped onto it
 MIN_BLOCK_M2 = 1.0  # faces smaller than this are slivers of noding, not blocks
 DEDICATED_MARGIN_M = 25.0  # land kept around a dedicated compound in its grid
@@ -219,7 +220,10 @@ def _split_detached(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.Geo
     for c in multi:
         parts = shapely.get_parts(geoms[c])
         if unit[c] >= 0:
-            held = shapely.area(shapely.intersection(parts, units.geometry.values[unit[c]])) > 0
+            # more than a hairline: a piece beside its building, touching it along an
+            # edge, overlaps it by 1e-7 m² of rounding and holds nothing
+            mine = shapely.intersection(parts, units.geometry.values[unit[c]])
+            held = shapely.area(mine) > HELD_M2
             if not held.any():
                 held = shapely.area(parts) == shapely.area(parts).max()
         else:

@@ -19,7 +19,8 @@ The objective, summed over grids:
   ``BAND_WEIGHT`` × x², and
   ``POPULATION_STEP`` for a grid outside the population band, plus
   ``POPULATION_WEIGHT`` × its x² (secondary);
-- (households − target)² / target², a light pull to the target;
+- ``DEVIATION_WEIGHT`` × (households − target)² / target², the pull to the target
+  inside the band;
 - ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
   than ``ceil(households / ceiling)``;
 - ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.delineate.graph.CellGraph.cost`:
@@ -41,15 +42,18 @@ from gisgrid.delineate.graph import CellGraph
 
 __all__ = ["Band", "choose_k", "partition"]
 
-CUT_WEIGHT = 0.0022  # objective per metre of weighted boundary
+CUT_WEIGHT = 0.0025  # objective per metre of weighted boundary
 BAND_WEIGHT = 100.0
 BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and boundaries
 BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
 POPULATION_WEIGHT = 10.0
+DEVIATION_WEIGHT = 30.0  # a grid 10 % off target costs 0.3: 120 m of boundary along a road
 POPULATION_STEP = 3.0  # a grid out of the population band: below a split and BAND_STEP
 SPLIT_WEIGHT = 8.0  # per avoidable compound split: below BAND_STEP, above boundary costs
 MAX_PASSES = 40
 TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
+CUT_CANDIDATES = 32  # the most balanced cuts of each tree whose boundary cost is weighed
+BISECT_BALANCE = 16.0  # a bisection's imbalance (over the target) against CUT_WEIGHT × cost
 REPAIR_ROUNDS = 5
 INFEASIBLE = 1000.0  # score of a cut that leaves a side unable to hold its grids in band
 
@@ -217,8 +221,9 @@ def _best_cut(
                 & (total - side >= k_b * band.low)
                 & (total - side <= k_b * band.high)
             )
-            score = np.abs(side - ideal) / band.target + np.where(ok, 0.0, INFEASIBLE)
-            for t in np.argsort(score, kind="stable")[:4]:
+            imbalance = BISECT_BALANCE * np.abs(side - ideal) / band.target
+            score = imbalance + np.where(ok, 0.0, INFEASIBLE)
+            for t in np.argsort(score, kind="stable")[:CUT_CANDIDATES]:
                 v = cand[t]
                 member = (tin >= tin[v]) & (tin < tout[v])
                 if flip:
@@ -383,7 +388,7 @@ class _State:
             step
             + BAND_LINEAR * out
             + BAND_WEIGHT * out * out
-            + dev * dev
+            + DEVIATION_WEIGHT * dev * dev
             + POPULATION_WEIGHT * pout * pout
         )
 
