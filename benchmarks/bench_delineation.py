@@ -133,6 +133,22 @@ def _population(buildings: gpd.GeoDataFrame):
     ).population
 
 
+def _measured(
+    rows: list[dict], grid_of: dict, comms: gpd.GeoDataFrame, buildings: gpd.GeoDataFrame, lines
+) -> dict:
+    """DESIGN §5 metrics of a baseline's grids (``rows``, and each building's grid)."""
+    grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
+    buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
+    return grid_metrics(
+        grids,
+        comms,
+        buildings,
+        lines,
+        households=PARAMS.households,
+        population=_population(buildings),
+    )
+
+
 def run_pymetis(ws: Workspace) -> tuple[dict, float]:
     """Plain pymetis per community on building-level cells."""
     import pymetis
@@ -160,16 +176,7 @@ def run_pymetis(ws: Workspace) -> tuple[dict, float]:
         rows += r
         grid_of.update(m)
     seconds = time.perf_counter() - t
-    grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=buildings.crs)
-    buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
-    return grid_metrics(
-        grids,
-        comms,
-        buildings,
-        lines,
-        households=PARAMS.households,
-        population=_population(buildings),
-    ), seconds
+    return _measured(rows, grid_of, comms, buildings, lines), seconds
 
 
 def village_community(path: Path, n_buildings: int = 2000, seed: int = 0) -> Workspace:
@@ -266,16 +273,7 @@ def run_maxp(ws: Workspace) -> tuple[dict, float]:
     seconds = time.perf_counter() - t
     labels = np.unique(np.asarray(model.labels_), return_inverse=True)[1]
     rows, grid_of = _grids_from_labels(code, b, units, cells, labels, cells.crs)
-    grids = gpd.GeoDataFrame(rows, geometry="geometry", crs=cells.crs)
-    buildings = buildings.assign(grid_code=buildings["building_id"].map(grid_of))
-    return grid_metrics(
-        grids,
-        comms,
-        buildings,
-        lines,
-        households=PARAMS.households,
-        population=_population(buildings),
-    ), seconds
+    return _measured(rows, grid_of, comms, buildings, lines), seconds
 
 
 def osm_workspace(path: Path) -> Workspace:
