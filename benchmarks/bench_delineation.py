@@ -37,7 +37,7 @@ import pandas as pd
 import shapely
 
 from gisgrid.delineate.cells import blocks_of, dissolve, tessellate
-from gisgrid.delineate.community import Params
+from gisgrid.delineate.community import Params, _components
 from gisgrid.delineate.graph import cell_graph
 from gisgrid.delineate.metrics import METRIC_NAMES, grid_metrics
 from gisgrid.delineate.units import make_units
@@ -168,8 +168,14 @@ def run_pymetis(ws: Workspace) -> tuple[dict, float]:
             for i, j in g.edges:
                 adj[i].append(int(j))
                 adj[j].append(int(i))
+            # METIS refuses contig=1 on a graph that is not connected (real data often
+            # is not: a building with no neighbour across a river); ask for it where it holds.
+            contig = int(len(_components(g, np.arange(g.n))) == 1)
             _, parts = pymetis.part_graph(
-                k, adjacency=adj, vweights=g.households.tolist(), options=pymetis.Options(contig=1)
+                k,
+                adjacency=adj,
+                vweights=g.households.tolist(),
+                options=pymetis.Options(contig=contig),
             )
             labels = np.unique(np.asarray(parts), return_inverse=True)[1]
         r, m = _grids_from_labels(code, b, units, cells, labels, buildings.crs)
