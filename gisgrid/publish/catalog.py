@@ -18,6 +18,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -294,18 +295,21 @@ class Catalog:
         have = set(self.ws.layers())
         revisions = self.ws.layer_revisions()
         frames: dict[str, gpd.GeoDataFrame] = {}
+        read = functools.cache(self.ws.read)  # three collections come from one layer
         for c in COLLECTIONS:
             if c.layer not in have:
                 continue
             key = tuple(revisions.get(name, 0) for name in (c.layer, *c.uses))
             cached = self._kept.get(c.id)
-            frames[c.id] = cached[1] if cached and cached[0] == key else self._collection(c)
+            frames[c.id] = cached[1] if cached and cached[0] == key else self._collection(c, read)
             self._kept[c.id] = (key, frames[c.id])
         logger.info("loaded %d collections from %s", len(frames), self.ws.location)
         return frames
 
-    def _collection(self, c: Collection) -> gpd.GeoDataFrame:
-        frame = c.read(self.ws) if c.read is not None else self.ws.read(c.layer)
+    def _collection(
+        self, c: Collection, read: Callable[[str], gpd.GeoDataFrame]
+    ) -> gpd.GeoDataFrame:
+        frame = c.read(self.ws) if c.read is not None else read(c.layer)
         if c.rows is not None:
             frame = frame[c.rows(frame)]
         frame = frame.drop(columns=[f for f in NEVER if f in frame.columns])

@@ -246,24 +246,9 @@ def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> b
         return b""
     geoms = geoms[keep]
     gtype, stream, starts = _geometry_streams(geoms)
-    keys: list[str] = []
-    values: list[bytes] = []
-    tags = np.full((len(keep), 2 * len(columns)), -1, np.int64)
-    for column in columns:
-        codes = column.codes[keep]
-        present = codes >= 0
-        if not present.any():
-            continue
-        used, local = np.unique(codes[present], return_inverse=True)
-        k = len(keys)
-        tags[present, 2 * k] = k
-        tags[present, 2 * k + 1] = local + len(values)
-        keys.append(column.key)
-        values += [column.values[u] for u in used]
-    tags = tags[:, : 2 * len(keys)]
-    flat = tags[tags >= 0]
+    keys, values, flat, tag_count = _tags(columns, keep)
     data, at = varints(np.concatenate([flat, stream]))  # tags, then the geometry
-    tag_start = np.concatenate([[0], np.cumsum((tags >= 0).sum(axis=1))])
+    tag_start = np.concatenate([[0], np.cumsum(tag_count)])
     features = _features(data, at[tag_start], at[len(flat) + starts], number_field(3, gtype))
     if not features:
         return b""
@@ -273,6 +258,28 @@ def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> b
     out += b"".join(values)
     out += number_field(5, EXTENT)
     return out
+
+
+def _tags(
+    columns: Sequence[Column], rows: np.ndarray
+) -> tuple[list[str], list[bytes], np.ndarray, np.ndarray]:
+    """A layer's keys and values (those its ``rows`` use, in column then value order),
+    every feature's tag integers (key, value pairs in column order) concatenated, and
+    each feature's count of them; for all columns in one pass, not one per column."""
+    if not columns:
+        return [], [], np.zeros(0, np.int64), np.zeros(len(rows), np.int64)
+    codes = np.column_stack([c.codes[rows] for c in columns])
+    present = codes >= 0
+    width = int(codes.max()) + 1
+    column_of = np.broadcast_to(np.arange(len(columns)), codes.shape)
+    used, value = np.unique((column_of * width + codes)[present], return_inverse=True)
+    used_column, used_code = np.divmod(used, width)
+    keyed = np.unique(used_column)  # the columns some row has a value in
+    key = np.searchsorted(keyed, column_of[present])
+    keys = [columns[c].key for c in keyed]
+    values = [columns[c].values[v] for c, v in zip(used_column, used_code, strict=True)]
+    flat = np.column_stack([key, value]).ravel()
+    return keys, values, flat, 2 * present.sum(axis=1)
 
 
 def _features(data: bytes, tag_at: np.ndarray, geo_at: np.ndarray, type_field: bytes) -> bytes:
