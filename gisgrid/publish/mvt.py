@@ -270,7 +270,7 @@ def _tags(
         return [], [], np.zeros(0, np.int64), np.zeros(len(rows), np.int64)
     codes = np.column_stack([c.codes[rows] for c in columns])
     present = codes >= 0
-    width = int(codes.max()) + 1
+    width = max(1, int(codes.max()) + 1)
     column_of = np.broadcast_to(np.arange(len(columns)), codes.shape)
     used, value = np.unique((column_of * width + codes)[present], return_inverse=True)
     used_column, used_code = np.divmod(used, width)
