@@ -361,3 +361,17 @@ def test_publish_and_export_real_districts(district, tmp_path):
     assert len(pdf) == 1 + len(mine)
     text = pdf[0].get_textpage().get_text_range()
     assert all(code in text for code in mine["grid_code"])
+
+
+@pytest.mark.parametrize("role", ["public", "staff"])
+def test_tiles_rendered_together_are_the_tiles_rendered_alone(district, tmp_path, role):
+    """Runs of tiles encoded together (an export) equal tiles encoded one by one (a server),
+    and wind by the MVT specification, on OSM and momepy polygons with their holes,
+    multipolygons and outlines that double back on themselves."""
+    import shutil
+
+    from .test_tiles import rendered_together_and_alone
+
+    shutil.copy(district.path, tmp_path / "ws.gpkg")
+    gisgrid("publish", tmp_path / "ws.gpkg", "--note", "tiles")
+    assert rendered_together_and_alone(Workspace(tmp_path / "ws.gpkg"), role, range(12, 19)) > 64

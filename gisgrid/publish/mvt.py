@@ -4,10 +4,12 @@ Geometries go to tile coordinates, onto the integer grid and into the command
 stream in array operations (coordinates read straight from single geometries,
 shapely's ragged arrays for the rest, numpy), and the protobuf is written
 directly, features assembled through one index array: no Python work per
-feature. It
-writes what the specification asks: exterior rings with positive area in tile
-coordinates (y down), interior rings negative, ClosePath on every ring, zigzag
-deltas, keys and values shared across a layer's features, version 2.
+feature. A run of tiles is encoded together (:func:`encode_tiles`), each layer's
+array work done once for all of them: an export's cost per tile is then mostly
+clipping. It writes what the specification asks: exterior rings with positive
+area in tile coordinates (y down, by the surveyor's formula), interior rings
+negative, ClosePath on every ring, zigzag deltas, keys and values shared across a
+layer's features, version 2.
 
 Examples
 --------
@@ -40,21 +42,25 @@ from gisgrid.publish.protobuf import (
     zigzag,
 )
 
-__all__ = ["Column", "encode_tile", "prepare"]
+__all__ = ["Column", "encode_tile", "encode_tiles", "prepare"]
 
 EXTENT = 4096
 _POINT, _LINE, _POLYGON = 1, 2, 3
 _MOVE, _LINETO, _CLOSE = 1, 2, 7
 
 
-def _to_tile(geoms: np.ndarray, bounds: tuple[float, float, float, float]) -> np.ndarray:
-    """Geometries in tile coordinates (y down), rounded to the integer grid."""
-    x0, y0, x1, y1 = bounds
+def _to_tile(geoms: np.ndarray, bounds: np.ndarray, tile_of: np.ndarray) -> np.ndarray:
+    """Geometries in their tiles' coordinates (y down), rounded to the integer grid;
+    ``bounds`` holds each tile's bounds (a row each), ``tile_of`` each geometry's tile."""
+    if len(bounds) == 1:  # one tile (a server's render): no coordinate's tile to look up
+        xy = shapely.get_coordinates(geoms)
+        x0, y0, x1, y1 = bounds[0]
+    else:
+        xy, index = shapely.get_coordinates(geoms, return_index=True)
+        x0, y0, x1, y1 = bounds[tile_of[index]].T
     sx, sy = EXTENT / (x1 - x0), EXTENT / (y1 - y0)
-    return shapely.transform(
-        geoms,
-        lambda xy: np.round(np.column_stack([(xy[:, 0] - x0) * sx, (y1 - xy[:, 1]) * sy])),
-    )
+    tile_xy = np.round(np.column_stack([(xy[:, 0] - x0) * sx, (y1 - xy[:, 1]) * sy]))
+    return shapely.set_coordinates(geoms.copy(), tile_xy)
 
 
 def _as_multi(geoms: np.ndarray, single: int, maker) -> np.ndarray:
@@ -156,13 +162,16 @@ def _geometry_streams(geoms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         # straight from the geometries, without making ring objects (2.2 → 0.3 ms for the
         # 614 buildings of the demo's densest z14 tile)
         ring_off = np.concatenate([[0], np.cumsum(shapely.get_num_coordinates(geoms))])
-        coords = _counter_clockwise(shapely.get_coordinates(geoms), ring_off)
+        exterior = np.ones(len(geoms), bool)
+        coords = _wound(shapely.get_coordinates(geoms), ring_off, exterior)
         out, starts = _streams(coords, ring_off, one, closed=True, poly_off=one)
         return _POLYGON, out, starts
     if np.isin(types, [GeometryType.POLYGON, GeometryType.MULTIPOLYGON]).all():
         geoms = _as_multi(geoms, GeometryType.POLYGON, shapely.multipolygons)
-        geoms = shapely.orient_polygons(geoms, exterior_cw=False)  # positive area, y down
         _, coords, (ring_off, poly_off, geom_off) = shapely.to_ragged_array(geoms)
+        exterior = np.zeros(len(ring_off) - 1, bool)
+        exterior[poly_off[:-1][np.diff(poly_off) > 0]] = True  # each polygon's first ring
+        coords = _wound(coords, ring_off, exterior)
         out, starts = _streams(coords, ring_off, poly_off[geom_off], closed=True, poly_off=poly_off)
         return _POLYGON, out, starts
     if (types == GeometryType.LINESTRING).all():
@@ -181,22 +190,29 @@ def _geometry_streams(geoms: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
     raise ValueError("a tile layer must hold one kind of geometry")
 
 
-def _counter_clockwise(coords: np.ndarray, ring_off: np.ndarray) -> np.ndarray:
-    """Closed rings (one per polygon) reversed where their signed area is negative, so
-    that the exterior's area is positive in tile coordinates (as :func:`shapely.orient_polygons`
-    with ``exterior_cw=False``); rings of no area (collapsed by the rounding) become a
-    single repeated point, which :func:`_streams` drops as the MVT specification wants."""
+def _wound(coords: np.ndarray, ring_off: np.ndarray, exterior: np.ndarray) -> np.ndarray:
+    """Closed rings reversed where the sign of their area in tile coordinates is not the
+    one the MVT specification asks: positive for exteriors, negative for holes.
+
+    The area is the surveyor's formula, as the specification defines winding, and not
+    GEOS's orientation test (:func:`shapely.orient_polygons`), which on a ring that
+    doubles back on itself (OSM outlines have such spikes) can say the opposite. Rings
+    of no area (collapsed by the rounding) become a single repeated point, which
+    :func:`_streams` drops as the specification wants.
+    """
     x, y = coords[:, 0], coords[:, 1]
     cross = np.zeros(len(coords))
     cross[:-1] = x[:-1] * y[1:] - x[1:] * y[:-1]
-    cross[ring_off[1:] - 1] = 0.0  # each ring's closing point: no term into the next ring
+    cross[ring_off[1:][ring_off[1:] > 0] - 1] = 0.0  # a ring's last point: no term into the next
+    total = np.concatenate([[0.0], np.cumsum(cross)])  # whole tile units: exact sums
     starts, ends = ring_off[:-1], ring_off[1:]
-    area = np.add.reduceat(cross, starts)  # rings are never empty here
-    if (area > 0).all():
+    area = total[ends] - total[starts]
+    wrong = np.where(exterior, area < 0, area > 0)
+    if not (wrong | (area == 0)).any():
         return coords
     ring = np.repeat(np.arange(len(starts)), ends - starts)
     i = np.arange(len(coords))
-    order = np.where((area < 0)[ring], starts[ring] + ends[ring] - 1 - i, i)
+    order = np.where(wrong[ring], starts[ring] + ends[ring] - 1 - i, i)
     order = np.where((area == 0)[ring], starts[ring], order)
     return coords[order]
 
@@ -239,51 +255,82 @@ def prepare(frame: pd.DataFrame) -> list[Column]:
     return out
 
 
-def _layer(name: str, geoms: np.ndarray, columns: Sequence[Column], bounds) -> bytes:
-    geoms = _to_tile(np.asarray(geoms, dtype=object), bounds)
+def _layers(
+    name: str,
+    geoms: np.ndarray,
+    columns: Sequence[Column],
+    tile_of: np.ndarray,
+    bounds: np.ndarray,
+) -> list[bytes]:
+    """One layer of many tiles, encoded together: each tile's layer message (empty
+    bytes where none of its features has geometry left). ``tile_of`` is each feature's
+    tile (a row of ``bounds``), in tile order."""
+    out = [b""] * len(bounds)
+    geoms = _to_tile(geoms, bounds, tile_of)
     keep = np.flatnonzero(~shapely.is_empty(geoms))
     if not len(keep):
-        return b""
-    geoms = geoms[keep]
+        return out
+    geoms, tile_of = geoms[keep], tile_of[keep]
     gtype, stream, starts = _geometry_streams(geoms)
-    keys, values, flat, tag_count = _tags(columns, keep)
+    tables, flat, tag_count = _tags(columns, keep, tile_of, len(bounds))
     data, at = varints(np.concatenate([flat, stream]))  # tags, then the geometry
     tag_start = np.concatenate([[0], np.cumsum(tag_count)])
-    features = _features(data, at[tag_start], at[len(flat) + starts], number_field(3, gtype))
-    if not features:
-        return b""
-    out = number_field(15, 2) + bytes_field(1, name.encode("utf-8"))
-    out += features
-    out += b"".join(bytes_field(3, k.encode("utf-8")) for k in keys)
-    out += b"".join(values)
-    out += number_field(5, EXTENT)
+    features, ends, kept = _features(
+        data, at[tag_start], at[len(flat) + starts], number_field(3, gtype)
+    )
+    cut = ends[np.searchsorted(tile_of[kept], np.arange(len(bounds) + 1))]
+    head = number_field(15, 2) + bytes_field(1, name.encode("utf-8"))
+    tail = number_field(5, EXTENT)
+    for t in np.flatnonzero(cut[1:] > cut[:-1]):
+        out[t] = head + features[cut[t] : cut[t + 1]] + tables[t] + tail
     return out
 
 
 def _tags(
-    columns: Sequence[Column], rows: np.ndarray
-) -> tuple[list[str], list[bytes], np.ndarray, np.ndarray]:
-    """A layer's keys and values (those its ``rows`` use, in column then value order),
-    every feature's tag integers (key, value pairs in column order) concatenated, and
-    each feature's count of them; for all columns in one pass, not one per column."""
+    columns: Sequence[Column], rows: np.ndarray, tile_of: np.ndarray, tiles: int
+) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Each tile's keys and values fields (those its features use, in column then value
+    order), every feature's tag integers (key, value pairs in column order, indices into
+    its tile's tables) concatenated, and each feature's count of them; for all columns
+    and tiles in one pass.
+
+    ``rows`` are the features' rows in ``columns``, ``tile_of`` their tiles (in order).
+    """
     if not columns:
-        return [], [], np.zeros(0, np.int64), np.zeros(len(rows), np.int64)
+        return [b""] * tiles, np.zeros(0, np.int64), np.zeros(len(rows), np.int64)
     codes = np.column_stack([c.codes[rows] for c in columns])
     present = codes >= 0
     width = max(1, int(codes.max()) + 1)
-    column_of = np.broadcast_to(np.arange(len(columns)), codes.shape)
-    used, value = np.unique((column_of * width + codes)[present], return_inverse=True)
-    used_column, used_code = np.divmod(used, width)
-    keyed = np.unique(used_column)  # the columns some row has a value in
-    key = np.searchsorted(keyed, column_of[present])
-    keys = [columns[c].key for c in keyed]
-    values = [columns[c].values[v] for c, v in zip(used_column, used_code, strict=True)]
+    n = len(columns)
+    pair = tile_of[:, None] * n + np.arange(n)  # (tile, column) of each cell
+    used, value = np.unique((pair * width + codes)[present], return_inverse=True)
+    used_pair, used_code = np.divmod(used, width)
+    keyed = np.unique(used_pair)  # the (tile, column)s some feature has a value in
+    key = np.searchsorted(keyed, pair[present])
+    if tiles > 1:  # indices into each tile's own keys and values
+        every = np.arange(tiles + 1)
+        first_key = np.searchsorted(keyed // n, every)
+        first_value = np.searchsorted(used_pair // n, every)
+        tile = tile_of[np.nonzero(present)[0]]
+        key, value = key - first_key[tile], value - first_value[tile]
+    else:
+        first_key, first_value = np.array([0, len(keyed)]), np.array([0, len(used)])
     flat = np.column_stack([key, value]).ravel()
-    return keys, values, flat, 2 * present.sum(axis=1)
+    key_fields = [bytes_field(3, c.key.encode("utf-8")) for c in columns]
+    value_fields = [columns[c].values[v] for c, v in zip(used_pair % n, used_code, strict=True)]
+    tables = [
+        b"".join(key_fields[c] for c in keyed[first_key[t] : first_key[t + 1]] % n)
+        + b"".join(value_fields[first_value[t] : first_value[t + 1]])
+        for t in range(tiles)
+    ]
+    return tables, flat, 2 * present.sum(axis=1)
 
 
-def _features(data: bytes, tag_at: np.ndarray, geo_at: np.ndarray, type_field: bytes) -> bytes:
-    """Every feature's message (field 2 of the layer), assembled in array operations.
+def _features(
+    data: bytes, tag_at: np.ndarray, geo_at: np.ndarray, type_field: bytes
+) -> tuple[bytes, np.ndarray, np.ndarray]:
+    """Every feature's message (field 2 of the layer), assembled in array operations;
+    where each one ends in them (after a 0), and which features they are.
 
     ``data`` holds the features' packed tags and command integers; ``tag_at`` and
     ``geo_at`` are where each feature's tags and geometry start in it (plus the end). A
@@ -298,7 +345,7 @@ def _features(data: bytes, tag_at: np.ndarray, geo_at: np.ndarray, type_field: b
     t_at, g_at = tag_at[:-1][keep], geo_at[:-1][keep]
     k = len(g_len)
     if not k:
-        return b""
+        return b"", np.zeros(1, np.int64), keep
     has_tags = t_len > 0
     tag_head = np.where(has_tags, varint_sizes(t_len), 0)  # the length of the tags
     geo_head = varint_sizes(g_len)
@@ -320,10 +367,55 @@ def _features(data: bytes, tag_at: np.ndarray, geo_at: np.ndarray, type_field: b
         has_tags.astype(np.int64), tag_head, t_len,
         one * (len(type_field) + 1), geo_head, g_len,
     ])  # fmt: skip
+    feature_ends = np.concatenate([[0], np.cumsum(seg_len.sum(axis=1))])
     seg_start, seg_len = seg_start.ravel(), seg_len.ravel()
     ends = np.cumsum(seg_len)
     index = np.arange(ends[-1]) + np.repeat(seg_start - (ends - seg_len), seg_len)
-    return buffer[index].tobytes()
+    return buffer[index].tobytes(), feature_ends, keep
+
+
+def encode_tiles(
+    layers: Sequence[tuple[str, Sequence | np.ndarray, Sequence | pd.DataFrame, np.ndarray]],
+    *,
+    bounds: Sequence[tuple[float, float, float, float]] | np.ndarray,
+) -> list[bytes]:
+    """Encode many tiles at once, each layer's features of all the tiles together (the
+    array work is done once per layer, not once per tile).
+
+    Parameters
+    ----------
+    layers
+        ``(name, geometries, properties, tile_of)``: geometries in the CRS of
+        ``bounds``, all of one kind per layer (points, lines or polygons, single or
+        multi); properties as a DataFrame or a list of dicts aligned on the geometries
+        (missing values are left out), or as prepared :class:`Column` s; ``tile_of``
+        each geometry's tile, an index into ``bounds``, in tile order.
+    bounds
+        Each tile's bounds in the geometries' CRS.
+
+    Returns
+    -------
+    list of bytes
+        Each tile (empty when no feature has any geometry left).
+    """
+    boxes = np.asarray(bounds, dtype=float).reshape(-1, 4)
+    out: list[list[bytes]] = [[] for _ in boxes]
+    for name, geoms, props, tile_of in layers:
+        columns: Sequence[Column]
+        if isinstance(props, pd.DataFrame):
+            columns = prepare(props)
+        elif len(props) and not isinstance(props[0], Column):
+            columns = prepare(pd.DataFrame(list(props)))
+        else:
+            columns = cast(Sequence[Column], props)
+        tiles = np.asarray(tile_of, dtype=np.int64)
+        if len(tiles) > 1 and (np.diff(tiles) < 0).any():
+            raise ValueError("a layer's features must come in tile order")
+        encoded = _layers(name, np.asarray(geoms, dtype=object), columns, tiles, boxes)
+        for t, data in enumerate(encoded):
+            if data:
+                out[t].append(bytes_field(3, data))
+    return [b"".join(parts) for parts in out]
 
 
 def encode_tile(
@@ -331,15 +423,12 @@ def encode_tile(
     *,
     bounds: tuple[float, float, float, float],
 ) -> bytes:
-    """Encode layers into one tile.
+    """Encode layers into one tile (as :func:`encode_tiles`, for one tile).
 
     Parameters
     ----------
     layers
-        ``(name, geometries, properties)``; geometries in the CRS of ``bounds``,
-        all of one kind per layer (points, lines or polygons, single or multi);
-        properties as a DataFrame or a list of dicts aligned on the geometries
-        (missing values are left out), or as prepared :class:`Column` s.
+        ``(name, geometries, properties)``, as for :func:`encode_tiles`.
     bounds
         The tile's bounds in the geometries' CRS.
 
@@ -348,16 +437,5 @@ def encode_tile(
     bytes
         The tile (empty when no feature has any geometry left).
     """
-    out = []
-    for name, geoms, props in layers:
-        columns: Sequence[Column]
-        if isinstance(props, pd.DataFrame):
-            columns = prepare(props)
-        elif len(props) and not isinstance(props[0], Column):
-            columns = prepare(pd.DataFrame(list(props)))
-        else:
-            columns = cast(Sequence[Column], props)
-        data = _layer(name, np.asarray(geoms, dtype=object), columns, bounds)
-        if data:
-            out.append(bytes_field(3, data))
-    return b"".join(out)
+    one = [(name, geoms, props, np.zeros(len(geoms), np.int64)) for name, geoms, props in layers]
+    return encode_tiles(one, bounds=[bounds])[0]

@@ -22,12 +22,13 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import itertools
 import logging
 import math
 import multiprocessing as mp
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +43,7 @@ from gisgrid._errors import InputError, LayerNotFoundError
 from gisgrid.crs.names import shift_geometry
 from gisgrid.io.schema import json_value
 from gisgrid.publish.catalog import COLLECTIONS, COLLECTIONS_BY_ID, Catalog
-from gisgrid.publish.mvt import EXTENT, Column, encode_tile, prepare
+from gisgrid.publish.mvt import EXTENT, Column, encode_tiles, prepare
 
 __all__ = [
     "TILESETS",
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 BUFFER = 64
 MAX_ZOOM = 22
 SERVED_MAX_ZOOM = 16  # what TileJSON advertises: deeper tiles are overzoomed by clients
+_RUN = 64  # tiles an export renders together (and hands a worker at a time)
 _HALF = 20037508.342789244  # half the Web Mercator world, metres
 
 
@@ -328,7 +330,7 @@ class TileSource:
         raw = self.render(tileset, z, x, y)
         out = Tile()
         if raw:
-            body = gzip.compress(raw, compresslevel=6, mtime=0)
+            body = _compressed(raw)
             out = Tile(body, hashlib.blake2b(raw, digest_size=12).hexdigest())
         with self._lock:
             self._cache[(tileset, z, x, y)] = out
@@ -338,9 +340,15 @@ class TileSource:
 
     def render(self, tileset: str, z: int, x: int, y: int) -> bytes:
         """The uncompressed MVT bytes of a tile (empty bytes when nothing is there)."""
-        bounds = tile_bounds(z, x, y)
-        pad = (bounds[2] - bounds[0]) * BUFFER / EXTENT
-        clip = (bounds[0] - pad, bounds[1] - pad, bounds[2] + pad, bounds[3] + pad)
+        return self.render_many(tileset, z, [(x, y)])[0]
+
+    def render_many(self, tileset: str, z: int, tiles: Sequence[tuple[int, int]]) -> list[bytes]:
+        """The uncompressed MVT bytes of tiles ``(x, y)`` of zoom ``z``, as :meth:`render`,
+        each layer's features of all of them encoded together (an export renders runs
+        of tiles so: the encoder's array work is then done once per layer and run)."""
+        bounds = np.array([tile_bounds(z, x, y) for x, y in tiles]).reshape(-1, 4)
+        pad = (bounds[:, 2] - bounds[:, 0]) * BUFFER / EXTENT
+        clips = bounds + np.column_stack([-pad, -pad, pad, pad])
         layers = []
         for spec in TILESETS[tileset]:
             if not spec.minzoom <= z <= spec.maxzoom:
@@ -348,18 +356,25 @@ class TileSource:
             layer = self._layer(spec.collection)
             if layer is None:
                 continue
-            idx = layer.tree.query(shapely.box(*clip))
+            tile_of, idx = layer.tree.query(shapely.box(*clips.T))
+            order = np.lexsort((idx, tile_of)) if len(tiles) > 1 else np.argsort(idx)
+            tile_of, idx = tile_of[order], idx[order]
+            if spec.row_minzoom is not None:
+                shown = layer.row_minzoom(spec.row_minzoom)[idx] <= z
+                tile_of, idx = tile_of[shown], idx[shown]
             if not len(idx):
                 continue
-            idx = np.sort(idx)
-            if spec.row_minzoom is not None:
-                idx = idx[layer.row_minzoom(spec.row_minzoom)[idx] <= z]
-            geoms = shapely.clip_by_rect(layer.geometries(z)[idx], *clip)
+            geoms = layer.geometries(z)[idx]
+            cut = np.searchsorted(tile_of, np.arange(len(tiles) + 1))
+            for t in np.flatnonzero(cut[1:] > cut[:-1]):
+                geoms[cut[t] : cut[t + 1]] = shapely.clip_by_rect(
+                    geoms[cut[t] : cut[t + 1]], *clips[t]
+                )
             columns = [
                 c.take(idx) for c in layer.columns if spec.fields is None or c.key in spec.fields
             ]
-            layers.append((spec.collection, geoms, columns))
-        return encode_tile(layers, bounds=bounds) if layers else b""
+            layers.append((spec.collection, geoms, columns, tile_of))
+        return encode_tiles(layers, bounds=bounds)
 
 
 @functools.cache
@@ -618,16 +633,28 @@ def tilestats(tileset: str, catalog: Catalog, *, role: str) -> dict:
 _EXPORTING: TileSource | None = None  # the source a forked export worker renders from
 
 
-def _export_chunk(args: tuple[str, list[tuple[int, int, int, int]]]) -> list[tuple[int, bytes]]:
-    """Render a run of tiles (in a forked worker): (tile id, gzip bytes) of those not empty."""
-    tileset, chunk = args
-    assert _EXPORTING is not None
+def _compressed(raw: bytes) -> bytes:
+    """A tile's bytes as served and archived: gzip, level 6, no timestamp."""
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def _render_run(
+    source: TileSource, tileset: str, run: list[tuple[int, int, int, int]]
+) -> list[tuple[int, bytes]]:
+    """(tile id, gzip bytes) of a run's non-empty tiles, each zoom's tiles of the run
+    rendered together (:meth:`TileSource.render_many`)."""
     out = []
-    for tile_id, z, x, y in chunk:
-        got = _EXPORTING.tile(tileset, z, x, y)
-        if not got.empty:
-            out.append((tile_id, got.body))
+    for z, group in itertools.groupby(run, key=lambda tile: tile[1]):
+        tiles = list(group)
+        raws = source.render_many(tileset, z, [(x, y) for _, _, x, y in tiles])
+        out += [(tile[0], _compressed(raw)) for tile, raw in zip(tiles, raws, strict=True) if raw]
     return out
+
+
+def _export_chunk(args: tuple[str, list[tuple[int, int, int, int]]]) -> list[tuple[int, bytes]]:
+    """:func:`_render_run` in a forked export worker."""
+    assert _EXPORTING is not None
+    return _render_run(_EXPORTING, *args)
 
 
 def _rendered(
@@ -636,13 +663,10 @@ def _rendered(
     """(tiles done, their non-empty tiles) run by run, in tile-id order; in ``workers``
     forked processes when there are more than one (each renders runs of 64 tiles)."""
     global _EXPORTING
-    runs = [todo[i : i + 64] for i in range(0, len(todo), 64)]
+    runs = [todo[i : i + _RUN] for i in range(0, len(todo), _RUN)]
     if workers <= 1 or len(runs) < 2 or "fork" not in mp.get_all_start_methods():
         for run in runs:
-            yield (
-                len(run),
-                [(i, t.body) for i, *zxy in run if not (t := source.tile(tileset, *zxy)).empty],
-            )
+            yield len(run), _render_run(source, tileset, run)
         return
     source.prepare(tileset, range(todo[0][1], todo[-1][1] + 1), threads=workers)
     _EXPORTING = source
