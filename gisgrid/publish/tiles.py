@@ -292,15 +292,23 @@ class TileSource:
         """Build the tileset's layers and their geometry at each of ``zooms`` now, in
         ``threads`` threads (GEOS lets go of the GIL): an export forks its workers after
         this, so that no worker simplifies a zoom another one already has."""
-        jobs = []
-        for spec in TILESETS[tileset]:
+        specs = TILESETS[tileset]
+
+        def build(spec: TileLayer) -> _Layer | None:
             layer = self._layer(spec.collection)
-            if layer is not None:
-                jobs += [(layer, z) for z in zooms if spec.minzoom <= z <= spec.maxzoom]
-        for layer, _ in jobs:
-            if layer.coverage:
-                layer.matched()  # once, before the threads that all start from it
+            if layer is not None and layer.coverage:
+                layer.matched()  # once, before the zooms that all start from it
+            return layer
+
         with ThreadPoolExecutor(max(1, threads)) as pool:
+            layers = list(pool.map(build, specs))
+            jobs = [
+                (layer, z)
+                for spec, layer in zip(specs, layers, strict=True)
+                if layer is not None
+                for z in zooms
+                if spec.minzoom <= z <= spec.maxzoom
+            ]
             list(pool.map(lambda job: job[0].geometries(job[1]), jobs))
 
     def cached(self, tileset: str, z: int, x: int, y: int) -> Tile | None:
