@@ -569,6 +569,9 @@ class Session:
 class GeoPackage:
     """A workspace stored in one GeoPackage file."""
 
+    #: what the driver raises when the file refuses a read or a write
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 

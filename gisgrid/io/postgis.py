@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool
 from gisgrid.io.gpkg import _column as gpkg_column
 from gisgrid.io.gpkg import _geometry_type, _python_value, _python_values, _sql_type
 
-__all__ = ["PostGIS", "Session", "is_postgres"]
+__all__ = ["PostGIS", "Session"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,6 @@ _GARBAGE = "CREATE TABLE IF NOT EXISTS gisgrid_garbage (physical text PRIMARY KE
 _SQL_TYPES = {"BOOLEAN": "boolean", "INTEGER": "bigint", "REAL": "double precision"}
 _POOLS: dict[str, ConnectionPool] = {}
 _POOLS_LOCK = threading.Lock()
-
-
-def is_postgres(target: object) -> bool:
-    """Whether a workspace argument names a PostgreSQL database."""
-    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
 def _pool(dsn: str) -> ConnectionPool:
@@ -278,6 +273,9 @@ class Session:
 
 class PostGIS:
     """A workspace in one schema of a PostGIS database."""
+
+    #: what the driver raises when the database refuses a read or a write
+    errors: tuple[type[Exception], ...] = (psycopg.Error,)
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)

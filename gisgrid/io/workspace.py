@@ -32,11 +32,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import pandas as pd
-import psycopg
 import pyproj
 
 from gisgrid._errors import (
@@ -46,23 +45,39 @@ from gisgrid._errors import (
     WorkspaceError,
     argument,
 )
-from gisgrid.io import gpkg, postgis
+from gisgrid.io import gpkg
 from gisgrid.io.gpkg import GeoPackage
-from gisgrid.io.postgis import PostGIS, is_postgres
 
-__all__ = ["Transaction", "Workspace", "WorkspaceLike", "copy_workspace", "open_workspace"]
+if TYPE_CHECKING:  # psycopg is imported for a database workspace only
+    from gisgrid.io import postgis
+    from gisgrid.io.postgis import PostGIS
+
+    Store = GeoPackage | PostGIS
+    Session = gpkg.Session | postgis.Session
+
+__all__ = [
+    "Transaction",
+    "Workspace",
+    "WorkspaceLike",
+    "copy_workspace",
+    "is_postgres",
+    "open_workspace",
+]
 
 logger = logging.getLogger(__name__)
 
 META_TABLE = "gisgrid_meta"
-Store = GeoPackage | PostGIS
-Session = gpkg.Session | postgis.Session
 _STATE = (
     "CREATE TABLE IF NOT EXISTS gisgrid_layers "
     "(layer TEXT PRIMARY KEY, revision INTEGER NOT NULL, changed_at TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS gisgrid_revision "
     "(id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL, changed_at TEXT)",
 )
+
+
+def is_postgres(target: object) -> bool:
+    """Whether a workspace argument names a PostgreSQL database."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
 
 
 class Workspace:
@@ -76,9 +91,13 @@ class Workspace:
     """
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
-        self.store: Store = (
-            PostGIS(str(target)) if is_postgres(target) else GeoPackage(Path(target))
-        )
+        self.store: Store
+        if is_postgres(target):
+            from gisgrid.io.postgis import PostGIS
+
+            self.store = PostGIS(str(target))
+        else:
+            self.store = GeoPackage(Path(target))
         self.path = Path(target) if isinstance(self.store, GeoPackage) else Path(self.store.schema)
         self._seen: dict[str, int] = {}  # layer → its revision when this object read it
         self.last_revision = 0  # the revision this object's last write committed
@@ -289,7 +308,7 @@ class Workspace:
                         tx.drop(name)
                 yield tx
                 tx.commit()
-        except (sqlite3.Error, psycopg.Error) as exc:
+        except self.store.errors as exc:
             raise WorkspaceError(f"cannot write {self.location}: {exc}") from exc
         except OSError as exc:
             if isinstance(exc, WorkspaceError):

@@ -23,7 +23,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gisgrid._errors import InputError
-from gisgrid.io.postgis import is_postgres
+from gisgrid.io.workspace import is_postgres
 
 __all__ = ["Settings", "hash_key"]
 
