@@ -12,7 +12,9 @@ and against tippecanoe and nginx, in one run on this machine.
 3. HTTP point lookup (``wrk``, 1 connection) while another client posts 10,000-row
    batches without pause;
 4. the PMTiles export of ``redmap`` z0–16 (wall time of the CLI), and tippecanoe on the
-   same layers and fields (GeoJSON written from the public catalog);
+   same layers and fields (GeoJSON written from the public catalog); with
+   ``--export-runs N`` (``--only-export`` for this part alone), N rounds of tippecanoe,
+   the baseline and today one after the other, and each one's median;
 5. gaps and overlap between grids in the densest z12 tile as decoded by GDAL (tile units²
    of a 4096-unit tile): each tree, and tippecanoe ``--detect-shared-borders``.
 
@@ -166,6 +168,23 @@ def export(tree: Path, ws: str, out: Path, *extra: str) -> float:
     return time.perf_counter() - t
 
 
+def export_race(baseline: str, ws_path: str, tool: str, runs: int, folder: Path) -> None:
+    """Rounds of tippecanoe, the baseline's export and today's, one after the other (so
+    that a slow spell of the machine falls on all three); each one's median and runs."""
+    got: dict[str, list[float]] = {"tippecanoe": [], f"baseline {baseline}": [], "today": []}
+    with baseline_tree(baseline, folder) as old:
+        for _ in range(runs):
+            got["tippecanoe"].append(tippecanoe(tool, Workspace(ws_path), folder)[0])
+            got[f"baseline {baseline}"].append(export(old, ws_path, folder / "old.pmtiles"))
+            got["today"].append(export(ROOT, ws_path, folder / "today.pmtiles"))
+    first = float(np.median(got["tippecanoe"]))
+    print(f"4. PMTiles export z0–16, {runs} rounds (median; runs in seconds):")
+    for label, secs in got.items():
+        median = float(np.median(secs))
+        runs_s = ", ".join(f"{v:.2f}" for v in secs)
+        print(f"   {label}: {median:.2f} s ({median / first:.2f}× tippecanoe) [{runs_s}]")
+
+
 def tippecanoe(tool: str, ws: Workspace, folder: Path) -> tuple[float, Path]:
     cat = Catalog(ws)
     cat.refresh()
@@ -198,6 +217,8 @@ def main() -> None:
     parser.add_argument("--baseline", default="8dbdd8e")
     parser.add_argument("--tippecanoe", default="tippecanoe")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--export-runs", type=int, default=0)
+    parser.add_argument("--only-export", action="store_true")
     args = parser.parse_args()
     ws_path = str(Path(args.workspace).resolve())
     ws = Workspace(ws_path)
@@ -205,6 +226,10 @@ def main() -> None:
     print(
         f"{platform.node()}: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
+    if args.export_runs or args.only_export:
+        export_race(args.baseline, ws_path, args.tippecanoe, max(1, args.export_runs), tmp)
+        if args.only_export:
+            return
     source = TileSource(Catalog(ws))
     source.catalog.refresh()
     tiles = tiles_covering(tuple(source.catalog.frames["buildings"].total_bounds), 14)

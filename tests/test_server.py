@@ -610,6 +610,22 @@ def test_pmtiles_export(served, tmp_path):
     assert "personal_phone" not in json.dumps(meta) and "households_source" not in json.dumps(meta)
 
 
+@pytest.mark.parametrize(
+    ("tileset", "said"),
+    [("nope", "no public tileset 'nope'"), ("uncovered", "no public tileset 'uncovered'")],
+)
+def test_pmtiles_export_refuses_an_unknown_or_staff_tileset(served, tmp_path, tileset, said):
+    """An unknown tileset was an internal error (exit 1, KeyError); a staff-only one said
+    "every tile is empty". Both are now a bad argument naming --tileset, and what to use."""
+    out = tmp_path / "x.pmtiles"
+    r = CliRunner().invoke(
+        cli, ["tiles", served[1].location, "--pmtiles", str(out), "--tileset", tileset]
+    )
+    assert r.exit_code == 2, r.output
+    assert said in r.output and "--tileset" in r.output and "redmap" in r.output
+    assert "Traceback" not in r.output and not out.exists()
+
+
 def test_tilejson_field_types_are_what_the_tiles_carry(http):
     """Every field was typed String; numbers are Number now, and only fields the tile
     carries are listed."""

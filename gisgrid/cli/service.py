@@ -75,10 +75,11 @@ def tiles(
     """Export a tileset (public content) as one PMTiles archive, for static hosting."""
     from gisgrid.io.workspace import Workspace
     from gisgrid.publish.catalog import Catalog
-    from gisgrid.publish.tiles import TileSource, write_pmtiles
+    from gisgrid.publish.tiles import TILESETS, TileSource, write_pmtiles
 
     with progress_bar("tiles") as bar:
-        source = TileSource(Catalog(Workspace(workspace)), role="public")
+        layers = frozenset(spec.collection for spec in TILESETS.get(tileset, ()))
+        source = TileSource(Catalog(Workspace(workspace), layers), role="public")
         n = write_pmtiles(
             source,
             pmtiles,

@@ -489,7 +489,8 @@ def _column(values: list[object], sql_type: str) -> pd.Series:
         return pd.Series(values, dtype="int64")
     if sql_type in ("REAL", "DOUBLE", "FLOAT"):
         return pd.Series(values, dtype="float64")
-    return pd.Series(values, dtype="str" if all(isinstance(v, str) for v in values) else None)
+    text = pd.api.types.infer_dtype(values, skipna=False) in ("string", "empty")  # in C
+    return pd.Series(values, dtype="str" if text else None)
 
 
 def _geometries(blobs: list[bytes | None]) -> np.ndarray:

@@ -236,9 +236,12 @@ class Catalog:
     ----------
     ws
         The workspace served.
+    only
+        The collections to load (all when None): an export of one tileset needs its own.
     """
 
     ws: Workspace
+    only: frozenset[str] | None = None
     frames: dict[str, gpd.GeoDataFrame] = field(default_factory=dict)
     revision: int = -1  # the workspace revision loaded (−1: nothing yet)
     _stamp: tuple[int, ...] = ()
@@ -297,7 +300,7 @@ class Catalog:
         frames: dict[str, gpd.GeoDataFrame] = {}
         read = functools.cache(self.ws.read)  # three collections come from one layer
         for c in COLLECTIONS:
-            if c.layer not in have:
+            if c.layer not in have or (self.only is not None and c.id not in self.only):
                 continue
             key = tuple(revisions.get(name, 0) for name in (c.layer, *c.uses))
             cached = self._kept.get(c.id)

@@ -34,7 +34,6 @@ import pyogrio
 from gisgrid._errors import InputError, argument
 from gisgrid.delineate.publication import draft_status, published_grids
 from gisgrid.io.workspace import Workspace, WorkspaceLike, open_workspace
-from gisgrid.roster.roster import grid_table, rosters
 
 __all__ = ["FIELDS", "FORMATS", "export_grids", "grid_sheet", "partial_path"]
 
@@ -77,6 +76,8 @@ def grid_sheet(workspace: WorkspaceLike, *, draft: bool = False) -> gpd.GeoDataF
     draft
         The planners' draft instead of the published grids.
     """
+    from gisgrid.roster.roster import grid_table, rosters  # pydantic: not for every command
+
     ws = open_workspace(workspace)
     grids = ws.read("grids") if draft else published_grids(ws)
     streets = ws.read("streets") if "streets" in ws else pd.DataFrame(columns=["code", "name"])

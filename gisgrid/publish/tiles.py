@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisgrid._errors import InputError, LayerNotFoundError
+from gisgrid._errors import InputError, LayerNotFoundError, argument
 from gisgrid.crs.names import shift_geometry
 from gisgrid.io.schema import json_value
 from gisgrid.publish.catalog import COLLECTIONS, COLLECTIONS_BY_ID, Catalog
@@ -709,6 +709,11 @@ def write_pmtiles(
     from pmtiles.tile import Compression, TileType, zxy_to_tileid
     from pmtiles.writer import Writer
 
+    if tileset not in tilesets_for(source.role):
+        raise InputError(
+            f"no {source.role} tileset {tileset!r} for {argument('tileset')}; use one of "
+            + ", ".join(tilesets_for(source.role))
+        )
     if not 0 <= min_zoom <= max_zoom <= MAX_ZOOM:
         raise InputError(
             f"zooms must satisfy 0 ≤ min ≤ max ≤ {MAX_ZOOM}, got {min_zoom}–{max_zoom}"
