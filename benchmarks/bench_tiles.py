@@ -10,10 +10,11 @@ and against tippecanoe and nginx, in one run on this machine.
 2. the densest z14 ``redmap`` tile rendered uncached in-process (p50 of 20, after one
    render at that zoom);
 3. HTTP point lookup (``wrk``, 1 connection) while another client posts 10,000-row
-   batches without pause;
+   batches without pause: with the clients on the server's cores, and with the server
+   on core 0 and the clients on core 1 (``--only lookup``: three rounds of each);
 4. the PMTiles export of ``redmap`` z0–16 (wall time of the CLI), and tippecanoe on the
    same layers and fields (GeoJSON written from the public catalog); with
-   ``--export-runs N`` (``--only-export`` for this part alone), N rounds of tippecanoe,
+   ``--export-runs N`` (``--only export`` for this part alone), N rounds of tippecanoe,
    the baseline and today one after the other, and each one's median;
 5. gaps and overlap between grids in the densest z12 tile as decoded by GDAL (tile units²
    of a 4096-unit tile): each tree, and tippecanoe ``--detect-shared-borders``.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import re
 import subprocess
@@ -122,7 +124,14 @@ def nginx_rate(base: str, tiles: list, seconds: int, folder: Path) -> float:
         subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False)
 
 
-def lookup_during_batch(base: str, ws: Workspace, seconds: int) -> str:
+def lookup_during_batch(base: str, ws: Workspace, seconds: int, *, pinned: bool = False) -> str:
+    """Point lookups (``wrk``, one connection) while another client posts 10,000-row
+    batches without pause.
+
+    With ``pinned``, the server's processes (the event loop and its batch workers) run
+    on core 0, and this process, its poster thread and ``wrk`` on core 1: the clients then
+    no longer take the server's CPU, as clients on other machines would not.
+    """
     grids = ws.read("grids").to_crs(4326)
     p = grids.geometry.iloc[len(grids) // 2].representative_point()
     rng = np.random.default_rng(0)
@@ -143,6 +152,14 @@ def lookup_during_batch(base: str, ws: Workspace, seconds: int) -> str:
                 )
                 batches.append(time.perf_counter() - t)
 
+    mine = os.sched_getaffinity(0)
+    if pinned:
+        httpx.post(
+            f"{base}/lookup", content=body, headers={"Content-Type": "application/json"}, timeout=120
+        )  # the batch workers are started by the first batch
+        for proc in _server_processes(base):
+            proc.cpu_affinity([0])
+        os.sched_setaffinity(0, {1})
     worker = threading.Thread(target=post)
     worker.start()
     time.sleep(1)
@@ -153,7 +170,25 @@ def lookup_during_batch(base: str, ws: Workspace, seconds: int) -> str:
     finally:
         stop.set()
         worker.join()
-    return f"p50 {latency(report, '50')}, p99 {latency(report, '99')} ({len(batches)} batches of 10,000, {np.median(batches):.2f} s each)"
+        os.sched_setaffinity(0, mine)
+    return (
+        f"p50 {latency(report, '50')}, p99 {latency(report, '99')} ({len(batches)} batches of"
+        f" 10,000, {np.median(batches):.2f} s each)"
+    )
+
+
+def _server_processes(base: str) -> list:
+    """The process listening at ``base`` and its children."""
+    import psutil
+
+    port = int(base.rsplit(":", 1)[1])
+    pid = next(
+        c.pid
+        for c in psutil.net_connections()
+        if c.laddr and c.laddr.port == port and c.status == "LISTEN"
+    )
+    server = psutil.Process(pid)
+    return [server, *server.children(recursive=True)]
 
 
 def export(tree: Path, ws: str, out: Path, *extra: str) -> float:
@@ -166,6 +201,19 @@ def export(tree: Path, ws: str, out: Path, *extra: str) -> float:
         check=True,
     )
     return time.perf_counter() - t
+
+
+def lookup_race(baseline: str, ws_path: str, ws: Workspace, seconds: int, folder: Path) -> None:
+    """Point lookups during batches, three rounds on each tree: the clients sharing the
+    cores with the server, and pinned apart from it."""
+    with baseline_tree(baseline, folder) as old:
+        for label, tree in ((f"baseline {baseline}", old), ("today", ROOT)):
+            with serving(tree, ws_path) as base:
+                for _ in range(3):
+                    print(f"3. {label}, shared cores: {lookup_during_batch(base, ws, seconds)}")
+                for _ in range(3):
+                    got = lookup_during_batch(base, ws, seconds, pinned=True)
+                    print(f"3. {label}, server on core 0, clients on core 1: {got}")
 
 
 def export_race(baseline: str, ws_path: str, tool: str, runs: int, folder: Path) -> None:
@@ -218,7 +266,7 @@ def main() -> None:
     parser.add_argument("--tippecanoe", default="tippecanoe")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--export-runs", type=int, default=0)
-    parser.add_argument("--only-export", action="store_true")
+    parser.add_argument("--only", choices=("export", "lookup"))
     args = parser.parse_args()
     ws_path = str(Path(args.workspace).resolve())
     ws = Workspace(ws_path)
@@ -226,10 +274,12 @@ def main() -> None:
     print(
         f"{platform.node()}: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
-    if args.export_runs or args.only_export:
+    if args.export_runs or args.only == "export":
         export_race(args.baseline, ws_path, args.tippecanoe, max(1, args.export_runs), tmp)
-        if args.only_export:
-            return
+    if args.only == "lookup":
+        lookup_race(args.baseline, ws_path, ws, args.seconds, tmp)
+    if args.only:
+        return
     source = TileSource(Catalog(ws))
     source.catalog.refresh()
     tiles = tiles_covering(tuple(source.catalog.frames["buildings"].total_bounds), 14)
@@ -247,6 +297,8 @@ def main() -> None:
                 print(
                     f"3. point lookup during batches: {lookup_during_batch(base, ws, args.seconds)}"
                 )
+                pinned = lookup_during_batch(base, ws, args.seconds, pinned=True)
+                print(f"   server on core 0, clients on core 1: {pinned}")
                 if tree is ROOT:
                     print(
                         f"   nginx, same bytes: {nginx_rate(base, tiles, args.seconds, tmp):,.0f} tiles/s"
