@@ -431,6 +431,43 @@ def test_metrics_count_natural_boundaries_and_splits():
     assert on_road["polsby_popper_mean"] == pytest.approx(np.pi / 4)
 
 
+def test_building_integrity_counts_buildings_cut_by_their_grid_or_in_none():
+    """A building is whole when under 1 % of it lies outside its grid: one inside, one a
+    fifth outside, one just over the edge (0.5 %), one whose grid does not exist."""
+    left, right = shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)
+    grids = gpd.GeoDataFrame(
+        {
+            "grid_code": ["a", "b"],
+            "community_code": "c",
+            "grid_type": "basic",
+            "households": [400, 400],
+            "population": [1200, 1200],
+        },
+        geometry=[left, right],
+        crs=LOCAL,
+    )
+    comm = gpd.GeoDataFrame({"code": ["c"]}, geometry=[shapely.box(0, 0, 200, 100)], crs=LOCAL)
+    buildings = gpd.GeoDataFrame(
+        {"grid_code": ["a", "a", "b", "z"], "compound_id": "", "households": 10},
+        geometry=[
+            shapely.box(10, 10, 20, 20),
+            shapely.box(92, 10, 102, 20),  # 2 of its 10 m outside a
+            shapely.box(99.95, 30, 109.95, 40),  # 0.5 % in a
+            shapely.box(150, 50, 160, 60),
+        ],
+        crs=LOCAL,
+    )
+    m = grid_metrics(
+        grids,
+        comm,
+        buildings,
+        np.array([]),
+        households=Band(400, 300, 500),
+        population=Band(1200, 900, 1500),
+    )
+    assert m["building_integrity"] == pytest.approx(2 / 4)
+
+
 def test_a_run_adds_grid_codes_and_leaves_the_buildings_data_alone(tmp_path):
     ws = make_town(tmp_path / "t.gpkg", lattice(3, 3, hh=50))
     b = ws.read("buildings")
