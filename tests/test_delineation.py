@@ -399,8 +399,8 @@ def test_invariants_hold_or_are_flagged_on_random_towns(tmp_path_factory, town):
         assert set(grid_of(ws).values()) <= set(grids["grid_code"])
 
 
-def test_metrics_count_natural_boundaries_and_splits():
-    square = shapely.box(0, 0, 200, 100)
+def _two_grids() -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """Grids a (x 0–100) and b (100–200) of 400 households, and their community c."""
     left, right = shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)
     grids = gpd.GeoDataFrame(
         {
@@ -413,7 +413,12 @@ def test_metrics_count_natural_boundaries_and_splits():
         geometry=[left, right],
         crs=LOCAL,
     )
-    comm = gpd.GeoDataFrame({"code": ["c"]}, geometry=[square], crs=LOCAL)
+    comm = gpd.GeoDataFrame({"code": ["c"]}, geometry=[shapely.box(0, 0, 200, 100)], crs=LOCAL)
+    return grids, comm
+
+
+def test_metrics_count_natural_boundaries_and_splits():
+    grids, comm = _two_grids()
     buildings = gpd.GeoDataFrame(
         {"grid_code": ["a", "b"], "compound_id": ["k", "k"], "households": [200, 200]},
         geometry=[shapely.box(10, 10, 20, 20), shapely.box(110, 10, 120, 20)],
@@ -434,19 +439,7 @@ def test_metrics_count_natural_boundaries_and_splits():
 def test_building_integrity_counts_buildings_cut_by_their_grid_or_in_none():
     """A building is whole when under 1 % of it lies outside its grid: one inside, one a
     fifth outside, one just over the edge (0.5 %), one whose grid does not exist."""
-    left, right = shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)
-    grids = gpd.GeoDataFrame(
-        {
-            "grid_code": ["a", "b"],
-            "community_code": "c",
-            "grid_type": "basic",
-            "households": [400, 400],
-            "population": [1200, 1200],
-        },
-        geometry=[left, right],
-        crs=LOCAL,
-    )
-    comm = gpd.GeoDataFrame({"code": ["c"]}, geometry=[shapely.box(0, 0, 200, 100)], crs=LOCAL)
+    grids, comm = _two_grids()
     buildings = gpd.GeoDataFrame(
         {"grid_code": ["a", "a", "b", "z"], "compound_id": "", "households": 10},
         geometry=[
