@@ -64,29 +64,34 @@ def blocks_of(area: shapely.Geometry, lines: np.ndarray) -> np.ndarray:
     if len(faces) == 0:
         return np.array([area])
     faces = faces[shapely.intersects(area, shapely.point_on_surface(faces))]
-    return _merge_slivers(faces)
+    grown, keep = _merge_slivers(faces)
+    return grown[keep]
 
 
-def _merge_slivers(faces: np.ndarray) -> np.ndarray:
-    """Join faces under ``MIN_BLOCK_M2`` to the neighbour they share most boundary with."""
+def _merge_slivers(
+    faces: np.ndarray, movable: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Join faces under ``MIN_BLOCK_M2`` (those ``movable``, by default all) to the
+    neighbour they share most boundary with: the faces, grown, and which remain."""
+    faces, keep = faces.copy(), np.ones(len(faces), bool)
     small = shapely.area(faces) < MIN_BLOCK_M2
+    if movable is not None:
+        small &= movable
     if not small.any() or small.all():
-        return faces
-    faces = faces.copy()
+        return faces, keep
     big = np.flatnonzero(~small)
     tree = shapely.STRtree(faces[big])
-    keep = ~small
     for s in np.flatnonzero(small):
         near = big[tree.query(faces[s], predicate="intersects")]
-        if len(near) == 0:
-            keep[s] = True  # nothing to join: keep it rather than leave a hole
-            continue
         shared = shapely.length(
             shapely.intersection(shapely.boundary(faces[near]), shapely.boundary(faces[s]))
         )
+        if not len(near) or shared.max() <= 0:
+            continue  # nothing to join along an edge: keep it rather than leave a hole
         target = near[int(np.argmax(shared))]
         faces[target] = shapely.union(faces[target], faces[s])
-    return faces[keep]
+        keep[s] = False
+    return faces, keep
 
 
 def dissolve(polygons: np.ndarray) -> shapely.Geometry:
@@ -161,6 +166,9 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     # union into clean polygons (GEOS CoverageCleaner)
     cleaned = shapely.coverage_clean(_polygonal(frame.geometry.values), gap_width=GAP_M)
     frame = _split_detached(frame.set_geometry(cleaned), units)
+    # a detached sliver of clipping is no land of its own: it joins the cell beside it
+    grown, keep = _merge_slivers(frame.geometry.values, movable=frame["unit"].to_numpy() < 0)
+    frame = frame.set_geometry(grown)[keep]
     frame = frame.astype({"unit": np.int64, "block": np.int64})
     # slivers the cleaner absorbed leave empty cells; only those without a unit may go
     return frame[~(frame.geometry.is_empty & (frame["unit"] < 0))].reset_index(drop=True)

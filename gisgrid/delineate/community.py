@@ -436,15 +436,18 @@ def _cells_of(
 
 def _label_own_grids(labels: _Labels, cell_unit: np.ndarray, table: pd.DataFrame) -> None:
     """Grids of their own: dedicated compounds and indivisible buildings."""
+    dedicated = table["dedicated"].to_numpy(bool)
+    over = table["flag"].to_numpy() == "building_over_band"
+    households = table["households"].to_numpy()
     for c in np.flatnonzero(cell_unit >= 0):
-        u = table.iloc[cell_unit[c]]
-        if u["dedicated"]:
+        u = cell_unit[c]
+        if dedicated[u]:
             labels.of[c] = labels.new(grid_type="dedicated", flags=["dedicated"])
-        elif u["flag"] == "building_over_band":
+        elif over[u]:
             labels.of[c] = labels.new(
                 flags=["building_over_band"],
                 reason=(
-                    f"one building of {u['households']} households with one entrance: "
+                    f"one building of {households[u]} households with one entrance: "
                     "above the ceiling and cannot be split"
                 ),
             )

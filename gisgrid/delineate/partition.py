@@ -213,6 +213,7 @@ def _best_cut(
             return None  # not connected
         below, tin, tout = _subtrees(tree, hh)
         cand = order[1:]
+        chosen, scores = [], []
         for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
             side = total - below[cand] if flip else below[cand]
             ok = (
@@ -221,17 +222,25 @@ def _best_cut(
                 & (total - side >= k_b * band.low)
                 & (total - side <= k_b * band.high)
             )
-            imbalance = BISECT_BALANCE * np.abs(side - ideal) / band.target
-            score = imbalance + np.where(ok, 0.0, INFEASIBLE)
-            for t in np.argsort(score, kind="stable")[:CUT_CANDIDATES]:
-                v = cand[t]
-                member = (tin >= tin[v]) & (tin < tout[v])
-                if flip:
-                    member = ~member
-                cut = w_cut[member[e[:, 0]] != member[e[:, 1]]].sum()
-                total_score = score[t] + CUT_WEIGHT * cut
-                if total_score < best_score:
-                    best_score, best = total_score, (nodes[member], nodes[~member])
+            score = BISECT_BALANCE * np.abs(side - ideal) / band.target + np.where(
+                ok, 0.0, INFEASIBLE
+            )
+            top = np.argsort(score, kind="stable")[:CUT_CANDIDATES]
+            chosen.append(cand[top])
+            scores.append(score[top])
+        v = np.concatenate(chosen)
+        # a subtree and its complement have one boundary: weigh each candidate's at once
+        ta, tb = tin[e[:, 0]], tin[e[:, 1]]
+        lo, hi = tin[v][:, None], tout[v][:, None]
+        crossing = ((ta >= lo) & (ta < hi)) != ((tb >= lo) & (tb < hi))
+        total_score = np.concatenate(scores) + CUT_WEIGHT * (crossing @ w_cut)
+        i = int(np.argmin(total_score))
+        if total_score[i] < best_score:
+            best_score = total_score[i]
+            member = (tin >= tin[v[i]]) & (tin < tout[v[i]])
+            if i >= len(chosen[0]):
+                member = ~member
+            best = (nodes[member], nodes[~member])
     return best
 
 
