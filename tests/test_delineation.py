@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from gisgrid import InputError
 from gisgrid.cli import app
 from gisgrid.delineate.codes import serial_order
-from gisgrid.delineate.community import Params
+from gisgrid.delineate.community import Params, _components
+from gisgrid.delineate.graph import CellGraph
 from gisgrid.delineate.metrics import grid_metrics
 from gisgrid.delineate.partition import Band
 from gisgrid.delineate.run import delineate
@@ -295,8 +296,8 @@ def test_full_demo_meets_the_quality_bars(demo_full):
     assert m["contiguity"] == 1.0 and m["nesting"] == 1.0 and m["building_integrity"] == 1.0
     assert m["coverage_min"] > 1 - 1e-6 and m["overlap_m2"] < 1.0
     assert m["compound_splits_avoidable"] == 0 and m["natural_boundaries"] >= 0.82
-    # as close to 400 as plain METIS on the same cells (9.86 %, benchmarks/RESULTS.md)
-    assert m["deviation_mean"] <= 0.10
+    # nearer 400 than plain METIS on the same cells (9.86 %, benchmarks/RESULTS.md)
+    assert m["deviation_mean"] < 0.0986
     ws = Workspace(demo_full.workspace)
     params = json.loads(ws.read("runs")["params"].iloc[0])
     assert (params["persons_per_household"], params["population_band"]) == (3.0, [900, 1500])
@@ -596,3 +597,43 @@ def test_buildings_off_their_community_are_refused_in_one_line(tmp_path, demo_fu
     assert "Traceback" not in result.output
     pd.testing.assert_frame_equal(ws.read("grids").drop(columns="geometry"),
                                   before.drop(columns="geometry"))  # fmt: skip
+
+
+def _lattice_graph(rows: int, cols: int, households: int) -> CellGraph:
+    """A rows × cols lattice of square 100 m cells, all in one block."""
+    n = rows * cols
+    ids = np.arange(n).reshape(rows, cols)
+    edges = np.vstack(
+        [
+            np.column_stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()]),
+            np.column_stack([ids[:-1, :].ravel(), ids[1:, :].ravel()]),
+        ]
+    )
+    return CellGraph(
+        households=np.full(n, households),
+        population=np.full(n, households * 3),
+        xy=np.column_stack([(ids % cols).ravel() * 100.0, (ids // cols).ravel() * 100.0]),
+        edges=edges,
+        length=np.full(len(edges), 100.0),
+        along_line=np.zeros(len(edges), bool),
+        inside_compound=np.zeros(len(edges), bool),
+        compound=np.full(n, -1),
+        compound_households=np.zeros(0),
+    )
+
+
+def test_two_grids_either_side_of_the_target_are_split_afresh():
+    """A grid of 480 households beside one of 320 becomes two nearer 400, both one piece:
+    the re-split that single-cell moves cannot always reach."""
+    from gisgrid.delineate.partition import _even_pairs, _State
+
+    graph = _lattice_graph(4, 5, 40)  # 20 cells, 800 households
+    labels = np.where(np.arange(20) % 5 < 3, 0, 1)  # 12 cells (480) | 8 cells (320)
+    band = Band(400, 300, 500)
+    state = _State(graph, labels, band, Band(1200, 900, 1500))
+    assert _even_pairs(state, np.random.default_rng(0))
+    hh = np.bincount(state.labels, weights=graph.households)
+    assert np.abs(hh - 400).sum() < 160  # was 80 + 80
+    for part in (0, 1):
+        nodes = np.flatnonzero(state.labels == part)
+        assert len(_components(graph, nodes)) == 1

@@ -10,7 +10,9 @@
    that puts more grids in band (households first).
 3. **Refinement**: local search that moves a boundary cell, or a compound's
    whole fragment, to a neighbouring grid whenever the objective falls and both
-   grids stay connected.
+   grids stay connected; then two neighbouring grids on either side of the
+   target are bisected afresh together where that lowers the objective, and
+   the local search runs again.
 
 The objective, summed over grids:
 
@@ -19,8 +21,8 @@ The objective, summed over grids:
   ``BAND_WEIGHT`` × x², and
   ``POPULATION_STEP`` for a grid outside the population band, plus
   ``POPULATION_WEIGHT`` × its x² (secondary);
-- ``DEVIATION_WEIGHT`` × (households − target)² / target², the pull to the target
-  inside the band;
+- ``DEVIATION_WEIGHT`` × (households − target)² / target² + ``DEVIATION_LINEAR`` ×
+  abs(households − target) / target, the pull to the target inside the band;
 - ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
   than ``ceil(households / ceiling)``;
 - ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.delineate.graph.CellGraph.cost`:
@@ -48,6 +50,8 @@ BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and 
 BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
 POPULATION_WEIGHT = 10.0
 DEVIATION_WEIGHT = 30.0  # a grid 10 % off target costs 0.3: 120 m of boundary along a road
+DEVIATION_LINEAR = 6.0  # … plus 0.06 per 1 % off: the mean deviation, which the quadratic
+# pull leaves alone where every grid of a community lies on one side of the target
 POPULATION_STEP = 3.0  # a grid out of the population band: below a split and BAND_STEP
 SPLIT_WEIGHT = 8.0  # per avoidable compound split: below BAND_STEP, above boundary costs
 MAX_PASSES = 40
@@ -55,6 +59,9 @@ TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
 CUT_CANDIDATES = 32  # the most balanced cuts of each tree whose boundary cost is weighed
 BISECT_BALANCE = 16.0  # a bisection's imbalance (over the target) against CUT_WEIGHT × cost
 REPAIR_ROUNDS = 5
+EVEN_ROUNDS = 3  # rounds of re-splitting neighbouring grids either side of the target
+EVEN_MIN_GAIN = 0.02  # … whose summed deviation a re-split could cut by this share of it
+EVEN_ATTEMPTS = 10  # random spanning trees tried per re-split
 INFEASIBLE = 1000.0  # score of a cut that leaves a side unable to hold its grids in band
 
 
@@ -144,6 +151,9 @@ def partition(
                 break
     state = _State(graph, labels, households, population)
     state.refine()
+    if k > 1 and graph.n > 1 and _even_pairs(state, rng):
+        state = _State(graph, state.labels, households, population)
+        state.refine()
     _, labels = np.unique(state.labels, return_inverse=True)
     return labels
 
@@ -351,6 +361,68 @@ def _rebalance_pairs(
     return labels, changed
 
 
+def _even_pairs(state: _State, rng: np.random.Generator) -> bool:
+    """Re-split two neighbouring grids on either side of the target afresh, when that
+    lowers the objective; whether any pair changed.
+
+    Refinement moves one cell at a time, so a grid of 470 households beside one of
+    330 stays so when no single boundary cell is worth moving. A new bisection of the
+    pair (a recombination step, as in GerryChain's ReCom) can trade several cells at
+    once. Pairs already on one side of the target gain nothing and are not tried, so
+    grids already as near 400 as their community's total allows cost nothing here.
+    """
+    g, band, labels = state.g, state.hband, state.labels
+    target = band.target
+    changed = False
+    for _ in range(EVEN_ROUNDS):
+        hh = np.bincount(labels, weights=g.households)
+        a, b = labels[g.edges[:, 0]], labels[g.edges[:, 1]]
+        across = a != b
+        pairs = np.unique(np.sort(np.column_stack([a[across], b[across]]), axis=1), axis=0)
+        dev_p, dev_q = hh[pairs[:, 0]] - target, hh[pairs[:, 1]] - target
+        gain = np.abs(dev_p) + np.abs(dev_q) - np.abs(dev_p + dev_q)
+        worth = np.flatnonzero(gain > EVEN_MIN_GAIN * target)
+        done: set[int] = set()
+        round_changed = False
+        for t in worth[np.argsort(-gain[worth], kind="stable")]:
+            p, q = (int(x) for x in pairs[t])
+            if p in done or q in done:
+                continue
+            nodes = np.flatnonzero((labels == p) | (labels == q))
+            cut = _best_cut(g, nodes, 1, 1, band, rng, EVEN_ATTEMPTS)
+            if cut is None:
+                continue
+            after = labels.copy()
+            after[cut[0]], after[cut[1]] = p, q
+            if _objective(state, after, nodes) < _objective(state, labels, nodes) - 1e-9:
+                labels = after
+                done.update((p, q))
+                round_changed = changed = True
+        if not round_changed:
+            break
+    state.labels = labels
+    return changed
+
+
+def _objective(state: _State, labels: np.ndarray, nodes: np.ndarray) -> float:
+    """The objective's terms that a re-split of ``nodes`` (two grids) can change."""
+    g = state.g
+    parts = np.unique(labels[nodes])
+    hh = np.bincount(labels[nodes], weights=g.households[nodes], minlength=parts.max() + 1)
+    pop = np.bincount(labels[nodes], weights=g.population[nodes], minlength=parts.max() + 1)
+    value = sum(state.part_cost(hh[p], pop[p]) for p in parts)
+    inside = np.zeros(g.n, bool)
+    inside[nodes] = True
+    i, j = g.edges[:, 0], g.edges[:, 1]
+    within = inside[i] & inside[j] & (labels[i] != labels[j])
+    value += CUT_WEIGHT * float(g.cost[within].sum())
+    for c in np.unique(g.compound[nodes]):
+        if c >= 0:
+            touched = len(np.unique(labels[g.compound == c]))
+            value += SPLIT_WEIGHT * max(0.0, touched - state.needed[c])
+    return value
+
+
 def _bad(sums: np.ndarray, band: Band) -> int:
     sums = np.asarray(sums)
     over = int((sums > band.high).sum()) if band.ceiling_is_hard else 0
@@ -398,6 +470,7 @@ class _State:
             + BAND_LINEAR * out
             + BAND_WEIGHT * out * out
             + DEVIATION_WEIGHT * dev * dev
+            + DEVIATION_LINEAR * abs(dev)
             + POPULATION_WEIGHT * pout * pout
         )
 
