@@ -152,7 +152,6 @@ def partition(
     state = _State(graph, labels, households, population)
     state.refine()
     if k > 1 and graph.n > 1 and _even_pairs(state, rng):
-        state = _State(graph, state.labels, households, population)
         state.refine()
     _, labels = np.unique(state.labels, return_inverse=True)
     return labels
@@ -371,56 +370,45 @@ def _even_pairs(state: _State, rng: np.random.Generator) -> bool:
     once. Pairs already on one side of the target gain nothing and are not tried, so
     grids already as near 400 as their community's total allows cost nothing here.
     """
-    g, band, labels = state.g, state.hband, state.labels
-    target = band.target
+    g, band, labels = state.g, state.hband, state.labels  # moves update labels in place
     changed = False
     for _ in range(EVEN_ROUNDS):
-        hh = np.bincount(labels, weights=g.households)
         a, b = labels[g.edges[:, 0]], labels[g.edges[:, 1]]
         across = a != b
         pairs = np.unique(np.sort(np.column_stack([a[across], b[across]]), axis=1), axis=0)
-        dev_p, dev_q = hh[pairs[:, 0]] - target, hh[pairs[:, 1]] - target
+        dev_p, dev_q = state.hh[pairs[:, 0]] - band.target, state.hh[pairs[:, 1]] - band.target
         gain = np.abs(dev_p) + np.abs(dev_q) - np.abs(dev_p + dev_q)
-        worth = np.flatnonzero(gain > EVEN_MIN_GAIN * target)
+        worth = np.flatnonzero(gain > EVEN_MIN_GAIN * band.target)
         done: set[int] = set()
-        round_changed = False
         for t in worth[np.argsort(-gain[worth], kind="stable")]:
             p, q = (int(x) for x in pairs[t])
             if p in done or q in done:
                 continue
             nodes = np.flatnonzero((labels == p) | (labels == q))
             cut = _best_cut(g, nodes, 1, 1, band, rng, EVEN_ATTEMPTS)
-            if cut is None:
-                continue
-            after = labels.copy()
-            after[cut[0]], after[cut[1]] = p, q
-            if _objective(state, after, nodes) < _objective(state, labels, nodes) - 1e-9:
-                labels = after
+            if cut is not None and _resplit(state, p, q, cut):
                 done.update((p, q))
-                round_changed = changed = True
-        if not round_changed:
+        if not done:
             break
-    state.labels = labels
+        changed = True
     return changed
 
 
-def _objective(state: _State, labels: np.ndarray, nodes: np.ndarray) -> float:
-    """The objective's terms that a re-split of ``nodes`` (two grids) can change."""
-    g = state.g
-    parts = np.unique(labels[nodes])
-    hh = np.bincount(labels[nodes], weights=g.households[nodes], minlength=parts.max() + 1)
-    pop = np.bincount(labels[nodes], weights=g.population[nodes], minlength=parts.max() + 1)
-    value = sum(state.part_cost(hh[p], pop[p]) for p in parts)
-    inside = np.zeros(g.n, bool)
-    inside[nodes] = True
-    i, j = g.edges[:, 0], g.edges[:, 1]
-    within = inside[i] & inside[j] & (labels[i] != labels[j])
-    value += CUT_WEIGHT * float(g.cost[within].sum())
-    for c in np.unique(g.compound[nodes]):
-        if c >= 0:
-            touched = len(np.unique(labels[g.compound == c]))
-            value += SPLIT_WEIGHT * max(0.0, touched - state.needed[c])
-    return value
+def _resplit(state: _State, p: int, q: int, cut: tuple[np.ndarray, np.ndarray]) -> bool:
+    """Give grid p the cells ``cut[0]`` and grid q ``cut[1]`` when the objective falls
+    (whether it did); otherwise leave both as they were."""
+    to_q = [int(u) for u in cut[1] if state.labels[u] == p]
+    to_p = [int(u) for u in cut[0] if state.labels[u] == q]
+    moves = [(group, src, dst) for group, src, dst in ((to_q, p, q), (to_p, q, p)) if group]
+    change = 0.0
+    for group, _, dst in moves:
+        change += state.delta(group, dst)
+        state.move(group, dst)
+    if change < -1e-9:
+        return True
+    for group, src, _ in reversed(moves):
+        state.move(group, src)
+    return False
 
 
 def _bad(sums: np.ndarray, band: Band) -> int:
