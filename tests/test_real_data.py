@@ -116,6 +116,36 @@ def test_delineation_keeps_every_invariant(district):
     assert area.min() >= 1.0, grids.loc[area < 1.0, ["grid_code", "flags"]]
 
 
+def test_cells_meet_where_shapely_says_they_do(district):
+    """The cell graph finds neighbours by matching boundary segments, not by overlays:
+    on real cells, its pairs and shared lengths are those of shapely's own boundary
+    intersections (the largest community, water left out)."""
+    from gisgrid.delineate.community import Params, _cells_of
+    from gisgrid.delineate.graph import MIN_SHARED_M, cell_graph
+    from gisgrid.delineate.run import _read_inputs, _tasks
+
+    inputs = _read_inputs(district)
+    params = Params(persons_per_household=2.62)
+    tasks = _tasks(
+        inputs.comms, inputs.buildings, inputs.lines, None, params, full=True, retired={}
+    )
+    task = max(tasks, key=lambda t: len(t.buildings))
+    units, cells, _ = _cells_of(task, task.geometry, task.buildings)
+    graph = cell_graph(cells, units)
+    geoms = cells.geometry.values
+    i, j = shapely.STRtree(geoms).query(geoms, predicate="intersects")
+    i, j = i[i < j], j[i < j]
+    shared = shapely.length(
+        shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[j]))
+    )
+    expected = {
+        (a, b): length for a, b, length in zip(i, j, shared, strict=True) if length >= MIN_SHARED_M
+    }
+    found = dict(zip(map(tuple, graph.edges.tolist()), graph.length.tolist(), strict=True))
+    assert len(found) > 100 and found.keys() == expected.keys()
+    assert max(abs(found[k] - expected[k]) for k in found) < 1e-6
+
+
 def test_batch_lookup_agrees_with_shapely_near_every_boundary(district):
     """Points within 0-12 m of grid boundaries (where the locator's coarse cells and their
     sub-cells are crossed by edges) and anywhere in the district: each gets the grid that

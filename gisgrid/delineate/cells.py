@@ -109,6 +109,28 @@ def dissolve(polygons: np.ndarray) -> shapely.Geometry:
         return shapely.make_valid(shapely.union_all(shapely.make_valid(polygons)))
 
 
+def _dissolve_groups(polygons: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    """:func:`dissolve` of each group's polygons (``group``: 0..groups-1 per polygon).
+
+    Voronoi cells share exact edges, so a coverage union is fast and exact; all groups
+    go to GEOS in one call, as rows of a table padded with missing values, and only a
+    group whose union comes out wrong is dissolved again on its own.
+    """
+    order = np.argsort(group, kind="stable")
+    counts = np.bincount(group, minlength=groups)
+    column = np.arange(len(group)) - np.repeat(np.cumsum(counts) - counts, counts)
+    table = np.full((groups, max(int(counts.max(initial=0)), 1)), None, dtype=object)
+    table[group[order], column] = polygons[order]
+    try:
+        merged = shapely.coverage_union_all(table, axis=1)
+        bad = ~shapely.is_valid(merged) | (shapely.get_type_id(merged) != 3)
+    except shapely.errors.GEOSException:
+        merged, bad = np.empty(groups, dtype=object), np.ones(groups, bool)
+    for g in np.flatnonzero(bad):
+        merged[g] = dissolve(polygons[group == g])
+    return merged
+
+
 def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Share each block out among the units in it.
 
@@ -151,9 +173,10 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         vor = shapely.get_parts(
             shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=block, ordered=True)
         )
-        # Voronoi cells share exact edges: a coverage union is fast and exact
-        merged = [dissolve(vor[label == u]) for u in members]
-        cells.extend(shapely.intersection(np.array(merged, dtype=object), block))
+        row = np.empty(len(units), dtype=np.int64)
+        row[members] = np.arange(len(members))
+        merged = _dissolve_groups(vor, row[label], len(members))
+        cells.extend(shapely.intersection(merged, block))
         cell_unit.extend(members)
         cell_block.extend([b] * len(members))
     frame = gpd.GeoDataFrame(

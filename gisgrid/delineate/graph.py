@@ -109,6 +109,69 @@ def _per_cell(values: np.ndarray, unit: np.ndarray, empty: object) -> np.ndarray
     return out
 
 
+def _shared_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each boundary segment two polygons share: the pair ``(i, j)``, ``i < j``, and its
+    end points ``(x0, y0, x1, y1)``.
+
+    Cells of a clean coverage (:func:`~gisgrid.delineate.cells.tessellate`) share their
+    edges vertex for vertex, so two cells meet exactly where a segment of one is a
+    segment of the other: sorting all segments finds every one at once, where
+    intersecting the boundaries of each touching pair costs a GEOS overlay per pair.
+    """
+    parts, part_cell = shapely.get_parts(geoms, return_index=True)
+    rings, ring_part = shapely.get_rings(parts, return_index=True)
+    xy, vertex_ring = shapely.get_coordinates(rings, return_index=True)
+    same = vertex_ring[1:] == vertex_ring[:-1]
+    a, b = xy[:-1][same], xy[1:][same]
+    cell = part_cell[ring_part[vertex_ring[:-1][same]]]
+    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
+    ends = np.where(swap[:, None], np.column_stack([b, a]), np.column_stack([a, b]))
+    order = np.lexsort(ends.T[::-1])
+    ends, cell = ends[order], cell[order]
+    twin = np.flatnonzero((ends[1:] == ends[:-1]).all(axis=1) & (cell[1:] != cell[:-1]))
+    pair = np.sort(np.column_stack([cell[twin], cell[twin + 1]]), axis=1)
+    return pair, ends[twin]
+
+
+def _in_tree_order(geoms: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Positions in ``pairs`` (sorted rows) in the order a spatial index of the cells
+    meets them.
+
+    The partition draws a random weight per edge in edge order, so that order is part of
+    what makes a seed's grids: it stays the one the index has always given.
+    """
+    n = len(geoms)
+    key = pairs[:, 0] * n + pairs[:, 1]
+    a, b = shapely.STRtree(geoms).query(geoms)
+    at = np.searchsorted(key, a * n + b).clip(max=max(len(key) - 1, 0))
+    found = (a < b) & (key[at] == a * n + b) if len(key) else np.zeros(len(a), bool)
+    return at[found]
+
+
+def _edge_lines(pair: np.ndarray, ends: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The boundary each of ``edges`` shares, a MultiLineString of its shared segments."""
+    n = int(max(pair.max(initial=0), edges.max(initial=0))) + 1
+    key, want = pair[:, 0] * n + pair[:, 1], edges[:, 0] * n + edges[:, 1]
+    hit = np.isin(key, want)
+    by = np.argsort(key[hit], kind="stable")
+    lines = shapely.linestrings(ends[hit][by].reshape(-1, 2, 2))
+    slot = np.searchsorted(np.unique(want), key[hit][by])
+    return np.asarray(shapely.multilinestrings(lines, indices=slot))[
+        np.searchsorted(np.unique(want), want)
+    ]
+
+
+def _along(
+    edge: np.ndarray, shared: np.ndarray, which: np.ndarray, lines: np.ndarray
+) -> np.ndarray:
+    """Which edges (of those ``which``) run along ``lines`` for over half their length."""
+    out = np.zeros(len(edge), bool)
+    if len(lines) and which.any():
+        near = shapely.buffer(shapely.union_all(lines), 1.0)
+        out[which] = shapely.length(shapely.intersection(edge[which], near)) > 0.5 * shared[which]
+    return out
+
+
 def cell_graph(
     cells: gpd.GeoDataFrame,
     units: gpd.GeoDataFrame,
@@ -143,33 +206,24 @@ def cell_graph(
     unit = cells["unit"].to_numpy()
     hh = _per_cell(units["households"].to_numpy(np.int64), unit, 0)
     pop = _per_cell(units["population"].to_numpy(np.int64), unit, 0)
-    tree = shapely.STRtree(geoms)
-    i, j = tree.query(geoms, predicate="intersects")
-    keep = i < j
-    i, j = i[keep], j[keep]
-    edge = shapely.intersection(shapely.boundary(geoms[i]), shapely.boundary(geoms[j]))
-    shared = shapely.length(edge)
-    real = shared >= MIN_SHARED_M
-    i, j, shared, edge = i[real], j[real], shared[real], edge[real]
+    pair, ends = _shared_segments(geoms)
+    pairs, which = np.unique(pair, axis=0, return_inverse=True)
+    shared = np.bincount(which.ravel(), weights=np.hypot(*(ends[:, 2:] - ends[:, :2]).T))
+    at = _in_tree_order(geoms, pairs)
+    at = at[shared[at] >= MIN_SHARED_M]
+    i, j, shared = pairs[at, 0], pairs[at, 1], shared[at]
     block = cells["block"].to_numpy()
+    lines = block[i] != block[j]  # only edges between blocks run along water or roads
+    edge = np.full(len(i), None, dtype=object)
+    if (water is not None and len(water)) or major is not None:
+        edge[lines] = _edge_lines(pair, ends, np.column_stack([i, j])[lines])
     if water is not None and len(water):
-        wet = shapely.buffer(shapely.union_all(water), 1.0)
-        across = (block[i] != block[j]) & (
-            shapely.length(shapely.intersection(edge, wet)) > 0.5 * shared
-        )
+        across = _along(edge, shared, lines, water)
         if across.any() and roads is not None and len(roads):
             bridge = shapely.STRtree(roads).query(edge[across], predicate="intersects")[0]
             across[np.flatnonzero(across)[np.unique(bridge)]] = False
-        i, j, shared, edge = i[~across], j[~across], shared[~across], edge[~across]
-    minor = None
-    if major is not None:
-        near = shapely.buffer(shapely.union_all(major), 1.0) if len(major) else None
-        on_major = (
-            np.zeros(len(edge), bool)
-            if near is None
-            else shapely.length(shapely.intersection(edge, near)) > 0.5 * shared
-        )
-        minor = (block[i] != block[j]) & ~on_major
+        i, j, shared, edge, lines = (x[~across] for x in (i, j, shared, edge, lines))
+    minor = None if major is None else lines & ~_along(edge, shared, lines, major)
     compound = _per_cell(units["compound_id"].astype(str).to_numpy(), unit, "").astype(str)
     same = (compound[i] == compound[j]) & (compound[i] != "")
     names, compound_id = np.unique(compound, return_inverse=True)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import overload
 
 import numpy as np
-from scipy.sparse import coo_matrix, csr_matrix
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order, depth_first_order, minimum_spanning_tree
 
 from gisgrid.delineate.graph import CellGraph
@@ -209,18 +209,11 @@ def _best_cut(
     hh = graph.households[nodes].astype(float)
     total = hh.sum()
     ideal = total * k_a / (k_a + k_b)
-    # one sparse structure for every attempt: only the random weights change
-    structure = coo_matrix((np.arange(1.0, len(e) + 1), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
-    slot = structure.data.astype(np.int64) - 1
+    trees = _spanning_trees(e, n, rng.random((attempts, len(e))) + tier + 1e-9, hh)
+    if trees is None:
+        return None  # not connected
     best, best_score = None, np.inf
-    for _ in range(attempts):
-        weight = rng.random(len(e)) + tier + 1e-9
-        structure.data = weight[slot]
-        tree = minimum_spanning_tree(structure)
-        order = breadth_first_order(tree, 0, directed=False, return_predecessors=False)
-        if len(order) < n:
-            return None  # not connected
-        below, tin, tout = _subtrees(tree, hh)
+    for order, below, tin, tout in trees:
         cand = order[1:]
         chosen, scores = [], []
         for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
@@ -253,20 +246,44 @@ def _best_cut(
     return best
 
 
-def _subtrees(tree: csr_matrix, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each node's subtree weight and its entry and exit times in a depth-first walk
-    from node 0: node u lies in v's subtree when ``tin[v] <= tin[u] < tout[v]``."""
-    order, parent = depth_first_order(tree, 0, directed=False)
+def _spanning_trees(
+    edges: np.ndarray, n: int, weights: np.ndarray, households: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
+    """Minimum spanning trees of a graph under each row of edge weights, or None when
+    the graph is not connected.
+
+    For each tree: the nodes in breadth-first order from node 0, each node's subtree
+    households, and its entry and exit times in a depth-first walk from node 0 (node u
+    lies in v's subtree when ``tin[v] <= tin[u] < tout[v]``). All trees are found in
+    one pass over a graph of one copy per row, joined to an extra root node by edges
+    lighter than any other: scipy's per-call overhead outweighs the work on the small
+    graphs of a community, and each copy's tree and walks are those of the copy alone.
+    """
+    copies, m = weights.shape
+    root = copies * n
+    shift = np.repeat(np.arange(copies) * n, m)
+    rows = np.concatenate([np.tile(edges[:, 0], copies) + shift, np.full(copies, root)])
+    cols = np.concatenate([np.tile(edges[:, 1], copies) + shift, np.arange(copies) * n])
+    data = np.concatenate([weights.ravel(), np.full(copies, 1e-12)])
+    tree = minimum_spanning_tree(csr_matrix((data, (rows, cols)), shape=(root + 1, root + 1)))
+    order, parent = depth_first_order(tree, root, directed=False)
+    if len(order) < root + 1:
+        return None
+    wide = breadth_first_order(tree, root, directed=False, return_predecessors=False)[1:]
+    wide = wide[np.argsort(wide // n, kind="stable")].reshape(copies, n)
     par = parent.tolist()
-    below = weights.tolist()
-    size = [1] * len(below)
+    below = [*np.tile(households, copies).tolist(), 0.0]
+    size = [1] * (root + 1)
     for v in order[:0:-1].tolist():
         p = par[v]
         below[p] += below[v]
         size[p] += size[v]
-    tin = np.empty(len(order), dtype=np.int64)
-    tin[order] = np.arange(len(order))
-    return np.asarray(below), tin, tin + np.asarray(size)
+    tin = np.empty(root + 1, dtype=np.int64)
+    tin[order] = np.arange(root + 1)
+    sums = np.asarray(below[:root]).reshape(copies, n)
+    tin_all = tin[:root].reshape(copies, n) - 1 - (np.arange(copies) * n)[:, None]
+    tout_all = tin_all + np.asarray(size[:root]).reshape(copies, n)
+    return [(wide[c] - c * n, sums[c], tin_all[c], tout_all[c]) for c in range(copies)]
 
 
 # --- repair: split the too-big, re-split out-of-band grids with a neighbour ---------------
