@@ -376,9 +376,9 @@ def test_kill_9_at_random_moments_leaves_before_or_after_and_nothing_else(small_
             assert run(*make(where, code, str(roads))).returncode == 0
             took[name] = time.perf_counter() - t0
             after[name] = state(where)
-    # 50 on a GeoPackage, where atomicity is our writer's; 20 on PostGIS, where it is the
+    # 32 on a GeoPackage, where atomicity is our writer's; 12 on PostGIS, where it is the
     # database's transaction (and each trial copies a schema): the suite's time is bounded
-    trials = 50 if small_copy.location.endswith(".gpkg") else 20
+    trials = 32 if small_copy.location.endswith(".gpkg") else 12
     kills = 0
     for i in range(trials):
         name, make = OPERATIONS[i % len(OPERATIONS)]

@@ -14,6 +14,8 @@ The graph of the cells, with the cost of cutting between them, is
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -131,6 +133,30 @@ def _dissolve_groups(polygons: np.ndarray, group: np.ndarray, groups: int) -> np
     return merged
 
 
+@dataclass
+class _Cells:
+    """Cells being made: geometry, unit (-1: none) and block of each."""
+
+    geoms: np.ndarray
+    unit: np.ndarray
+    block: np.ndarray
+
+    def take(self, rows: np.ndarray) -> _Cells:
+        return _Cells(self.geoms[rows], self.unit[rows], self.block[rows])
+
+    def plus(self, extra: list[tuple[int, int, shapely.Geometry]]) -> _Cells:
+        """These cells and more, as (unit, block, geometry)."""
+        unit = np.array([e[0] for e in extra], dtype=np.int64)
+        block = np.array([e[1] for e in extra], dtype=np.int64)
+        geoms = np.empty(len(extra), dtype=object)
+        geoms[:] = [e[2] for e in extra]
+        return _Cells(
+            np.concatenate([self.geoms, geoms]),
+            np.concatenate([self.unit, unit]),
+            np.concatenate([self.block, block]),
+        )
+
+
 def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """Share each block out among the units in it.
 
@@ -148,12 +174,35 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         One cell per unit (``unit`` = its position) and one per empty block
         (``unit`` = -1), with ``block``. Cells tile the blocks.
     """
+    cells = _voronoi_cells(blocks, units)
+    shapes = units.geometry.values
+    if "dedicated" in units.columns:
+        cells = _trim_dedicated(cells, units["dedicated"].to_numpy(bool), shapes)
+    cells.geoms = _own_buildings(cells, shapes)
+    # make shared edges identical and close the hairline gaps left by clipping, so cells
+    # union into clean polygons (GEOS CoverageCleaner)
+    cells.geoms = shapely.coverage_clean(_polygonal(cells.geoms), gap_width=GAP_M)
+    cells = _split_detached(cells, shapes)
+    # a detached sliver of clipping is no land of its own: it joins the cell beside it
+    cells.geoms, keep = _merge_slivers(cells.geoms, movable=cells.unit < 0)
+    cells = cells.take(np.flatnonzero(keep))
+    # slivers the cleaner absorbed leave empty cells; only those without a unit may go
+    cells = cells.take(np.flatnonzero(~(shapely.is_empty(cells.geoms) & (cells.unit < 0))))
+    return gpd.GeoDataFrame(
+        {"unit": cells.unit, "block": cells.block}, geometry=cells.geoms, crs=units.crs
+    )
+
+
+def _voronoi_cells(blocks: np.ndarray, units: gpd.GeoDataFrame) -> _Cells:
+    """A block with one unit or none is one cell; a block with several is shared out by
+    the Voronoi diagram of points along their outlines."""
     unit_block = units["block"].to_numpy()
     shapes = units.geometry.values
     cells: list[shapely.Geometry] = []
     cell_unit: list[int] = []
     cell_block: list[int] = []
     by_block = pd.Series(np.arange(len(units))).groupby(unit_block).apply(list).to_dict()
+    row = np.empty(len(units), dtype=np.int64)
     for b, block in enumerate(blocks):
         members = by_block.get(b, [])
         if len(members) <= 1:
@@ -173,101 +222,71 @@ def tessellate(blocks: np.ndarray, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         vor = shapely.get_parts(
             shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=block, ordered=True)
         )
-        row = np.empty(len(units), dtype=np.int64)
         row[members] = np.arange(len(members))
         merged = _dissolve_groups(vor, row[label], len(members))
         cells.extend(shapely.intersection(merged, block))
         cell_unit.extend(members)
         cell_block.extend([b] * len(members))
-    frame = gpd.GeoDataFrame(
-        {"unit": cell_unit, "block": cell_block}, geometry=cells, crs=units.crs
+    return _Cells(
+        np.array(cells, dtype=object),
+        np.asarray(cell_unit, dtype=np.int64),
+        np.asarray(cell_block, dtype=np.int64),
     )
-    if "dedicated" in units.columns:
-        frame = _trim_dedicated(frame, units)
-    frame = _own_buildings(frame, units)
-    # make shared edges identical and close the hairline gaps left by clipping, so cells
-    # union into clean polygons (GEOS CoverageCleaner)
-    cleaned = shapely.coverage_clean(_polygonal(frame.geometry.values), gap_width=GAP_M)
-    frame = _split_detached(frame.set_geometry(cleaned), units)
-    # a detached sliver of clipping is no land of its own: it joins the cell beside it
-    grown, keep = _merge_slivers(frame.geometry.values, movable=frame["unit"].to_numpy() < 0)
-    frame = frame.set_geometry(grown)[keep]
-    frame = frame.astype({"unit": np.int64, "block": np.int64})
-    # slivers the cleaner absorbed leave empty cells; only those without a unit may go
-    return frame[~(frame.geometry.is_empty & (frame["unit"] < 0))].reset_index(drop=True)
 
 
-def _trim_dedicated(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _trim_dedicated(cells: _Cells, dedicated: np.ndarray, shapes: np.ndarray) -> _Cells:
     """A dedicated unit keeps its compound and a margin; the rest of its cell is empty land.
 
     A school alone in a large rural block should not turn the whole block into a
     school grid: the land around it joins the basic grid next to it.
     """
-    unit = cells["unit"].to_numpy()
-    dedicated = np.zeros(len(cells), bool)
-    has = unit >= 0
-    dedicated[has] = units["dedicated"].to_numpy()[unit[has]]
-    if not dedicated.any():
+    mine = np.zeros(len(cells.unit), bool)
+    has = cells.unit >= 0
+    mine[has] = dedicated[cells.unit[has]]
+    if not mine.any():
         return cells
-    rows = cells.iloc[np.flatnonzero(~dedicated)]
-    extra = []
-    for c in np.flatnonzero(dedicated):
-        cell = cells.geometry.values[c]
-        core = shapely.buffer(
-            shapely.convex_hull(units.geometry.values[unit[c]]), DEDICATED_MARGIN_M, quad_segs=4
-        )
-        kept = shapely.intersection(cell, core)
+    extra: list[tuple[int, int, shapely.Geometry]] = []
+    for c in np.flatnonzero(mine):
+        cell, u, b = cells.geoms[c], int(cells.unit[c]), int(cells.block[c])
+        core = shapely.buffer(shapely.convex_hull(shapes[u]), DEDICATED_MARGIN_M, quad_segs=4)
         rest = shapely.difference(cell, core)
         if shapely.area(rest) < 0.05 * shapely.area(cell):
-            extra.append((unit[c], cells["block"].iloc[c], cell))
+            extra.append((u, b, cell))
             continue
-        extra.append((unit[c], cells["block"].iloc[c], kept))
+        extra.append((u, b, shapely.intersection(cell, core)))
         extra.extend(
-            (-1, cells["block"].iloc[c], part)
+            (-1, b, part)
             for part in shapely.get_parts(rest)
             if part.geom_type == "Polygon" and part.area > MIN_BLOCK_M2
         )
-    more = gpd.GeoDataFrame(
-        {"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
-        geometry=[e[2] for e in extra],
-        crs=cells.crs,
-    )
-    return gpd.GeoDataFrame(pd.concat([rows, more], ignore_index=True), crs=cells.crs)
+    return cells.take(np.flatnonzero(~mine)).plus(extra)
 
 
-def _split_detached(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _split_detached(cells: _Cells, shapes: np.ndarray) -> _Cells:
     """A cell keeps the pieces that hold its buildings; other pieces become empty cells.
 
     Carving a unit's buildings out of its neighbours' Voronoi cells can leave a cell in
     pieces (a courtyard inside another unit's perimeter block). A detached piece
     then joins the grid around it rather than make its own grid non-contiguous.
     """
-    multi = np.flatnonzero(shapely.get_num_geometries(cells.geometry.values) > 1)
+    multi = np.flatnonzero(shapely.get_num_geometries(cells.geoms) > 1)
     if len(multi) == 0:
         return cells
-    unit = cells["unit"].to_numpy()
-    geoms = cells.geometry.values.copy()
-    extra: list[tuple[int, object, shapely.Geometry]] = []
+    geoms = cells.geoms.copy()
+    extra: list[tuple[int, int, shapely.Geometry]] = []
     for c in multi:
         parts = shapely.get_parts(geoms[c])
-        if unit[c] >= 0:
+        if cells.unit[c] >= 0:
             # more than a hairline: a piece beside its building, touching it along an
             # edge, overlaps it by 1e-7 m² of rounding and holds nothing
-            mine = shapely.intersection(parts, units.geometry.values[unit[c]])
-            held = shapely.area(mine) > HELD_M2
+            held = shapely.area(shapely.intersection(parts, shapes[cells.unit[c]])) > HELD_M2
             if not held.any():
                 held = shapely.area(parts) == shapely.area(parts).max()
         else:
             held = np.arange(len(parts)) == 0
         geoms[c] = parts[held][0] if held.sum() == 1 else shapely.MultiPolygon(list(parts[held]))
-        extra.extend((-1, cells["block"].iloc[c], p) for p in parts[~held])
-    out = cells.set_geometry(geoms)
-    more = gpd.GeoDataFrame(
-        {"unit": [e[0] for e in extra], "block": [e[1] for e in extra]},
-        geometry=[e[2] for e in extra],
-        crs=cells.crs,
-    )
-    return gpd.GeoDataFrame(pd.concat([out, more], ignore_index=True), crs=cells.crs)
+        extra.extend((-1, int(cells.block[c]), p) for p in parts[~held])
+    return _Cells(geoms, cells.unit, cells.block).plus(extra)
 
 
 def _polygonal(geoms: np.ndarray) -> np.ndarray:
@@ -280,30 +299,28 @@ def _polygonal(geoms: np.ndarray) -> np.ndarray:
     return geoms
 
 
-def _own_buildings(cells: gpd.GeoDataFrame, units: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Move any part of a unit's buildings that fell in another cell into its own cell."""
-    geoms = cells.geometry.values.copy()
-    unit_cell = np.full(len(units), -1)
-    has = cells["unit"].to_numpy() >= 0
-    unit_cell[cells["unit"].to_numpy()[has]] = np.flatnonzero(has)
-    tree = shapely.STRtree(units.geometry.values)
-    c_idx, u_idx = tree.query(geoms, predicate="intersects")
-    foreign = cells["unit"].to_numpy()[c_idx] != u_idx
+def _own_buildings(cells: _Cells, shapes: np.ndarray) -> np.ndarray:
+    """The cells' geometries with any part of a unit's buildings that fell in another cell
+    moved into its own cell."""
+    geoms = cells.geoms.copy()
+    unit_cell = np.full(len(shapes), -1)
+    has = cells.unit >= 0
+    unit_cell[cells.unit[has]] = np.flatnonzero(has)
+    c_idx, u_idx = shapely.STRtree(shapes).query(geoms, predicate="intersects")
+    foreign = cells.unit[c_idx] != u_idx
     c_idx, u_idx = c_idx[foreign], u_idx[foreign]
     if len(c_idx) == 0:
-        return cells
-    overlap = shapely.area(shapely.intersection(geoms[c_idx], units.geometry.values[u_idx]))
+        return geoms
+    overlap = shapely.area(shapely.intersection(geoms[c_idx], shapes[u_idx]))
     real = overlap > 1e-6
     c_idx, u_idx = c_idx[real], u_idx[real]
     for c in np.unique(c_idx):
         geoms[c] = shapely.difference(
-            geoms[c],
-            shapely.union_all(units.geometry.values[u_idx[c_idx == c]]),
-            grid_size=GRID_SIZE,
+            geoms[c], shapely.union_all(shapes[u_idx[c_idx == c]]), grid_size=GRID_SIZE
         )
     # snap-rounding can leave a cell as polygons and stray lines: overlays refuse those
     geoms = _polygonal(geoms)
     for u in np.unique(u_idx):
         c = unit_cell[u]
-        geoms[c] = shapely.union(geoms[c], units.geometry.values[u], grid_size=GRID_SIZE)
-    return cells.set_geometry(geoms)
+        geoms[c] = shapely.union(geoms[c], shapes[u], grid_size=GRID_SIZE)
+    return geoms

@@ -183,7 +183,6 @@ def make_units(
     -------
     Units
     """
-    n = len(buildings)
     hh = buildings["households"].fillna(0).to_numpy(np.int64)
     pop = buildings["population"].fillna(0).to_numpy(np.int64)
     compound = buildings["compound_id"].fillna("").astype(str).to_numpy()
@@ -202,9 +201,10 @@ def make_units(
     )
 
     out = _UnitRows(hh, pop, compound, ids, geoms, block_of)
-    order = pd.Series(np.arange(n)).groupby(group, sort=True)
-    for key, members in order:
-        members = members.to_numpy()
+    keys, which = np.unique(group, return_inverse=True)
+    cuts = np.cumsum(np.bincount(which, minlength=len(keys)))[:-1]
+    by_key = np.split(np.argsort(which, kind="stable"), cuts)[: len(keys)]
+    for key, members in zip(keys.tolist(), by_key, strict=True):
         if key in dedicated_group:
             out.add(members, dedicated=True)
             continue
