@@ -7,6 +7,7 @@ from :func:`grid_metrics`.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import geopandas as gpd
 import numpy as np
@@ -90,6 +91,23 @@ def grid_metrics(
         single fragment move would make whole with both grids still in band.
     """
     g = grids.reset_index(drop=True)
+    # the natural-boundary overlays are the longest part and GEOS releases the GIL:
+    # they run on a second core while the rest are measured here
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        natural = pool.submit(natural_boundary_share, g, communities, lines)
+        found = _measured(g, communities, buildings, households=households, population=population)
+        return {**found, "natural_boundaries": natural.result(), "stability": stability}
+
+
+def _measured(
+    g: gpd.GeoDataFrame,
+    communities: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    *,
+    households: Band,
+    population: Band,
+) -> dict[str, float | int]:
+    """The metrics of :func:`grid_metrics` but the natural boundaries and stability."""
     geoms = g.geometry.values
     basic = (g["grid_type"] == "basic").to_numpy()
     hh = g["households"].to_numpy(float)
@@ -152,8 +170,6 @@ def grid_metrics(
         "compound_splits_avoidable": avoidable,
         "polsby_popper_mean": float(pp.mean()) if len(pp) else 0.0,
         "polsby_popper_p10": float(np.quantile(pp, 0.1)) if len(pp) else 0.0,
-        "natural_boundaries": natural_boundary_share(g, communities, lines),
-        "stability": stability,
     }
 
 
