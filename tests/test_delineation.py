@@ -437,6 +437,22 @@ def test_metrics_count_natural_boundaries_and_splits():
     assert on_road["polsby_popper_mean"] == pytest.approx(np.pi / 4)
 
 
+def test_a_split_is_avoidable_when_a_bordering_fragment_can_move():
+    """A compound of 30 + 20 households split over a and b: its 20 in b can join a
+    (400 + 20 and 400 − 20 stay in the band) when they lie by a, not 60 m off; its 30 in
+    a lie 80 m from b."""
+    grids, comm = _two_grids()
+    band, pop = Band(400, 300, 500), Band(1200, 900, 1500)
+    for x, avoidable in ((105, 1), (160, 0)):
+        buildings = gpd.GeoDataFrame(
+            {"grid_code": ["a", "b"], "compound_id": ["k", "k"], "households": [30, 20]},
+            geometry=[shapely.box(10, 10, 20, 20), shapely.box(x, 10, x + 10, 20)],
+            crs=LOCAL,
+        )
+        m = grid_metrics(grids, comm, buildings, np.array([]), households=band, population=pop)
+        assert (m["compound_splits"], m["compound_splits_avoidable"]) == (1, avoidable), x
+
+
 def test_building_integrity_counts_buildings_cut_by_their_grid_or_in_none():
     """A building is whole when under 1 % of it lies outside its grid: one inside, one a
     fifth outside, one just over the edge (0.5 %), one whose grid does not exist."""

@@ -117,13 +117,15 @@ def _measured(
     comm = communities.set_index("code").geometry
     own = gpd.GeoSeries(comm.reindex(g["community_code"]).values, crs=g.crs)
     inside = shapely.area(shapely.intersection(geoms, own.values)) / shapely.area(geoms)
-    coverage = []
-    for code, part in g.groupby("community_code"):
-        union = shapely.union_all(part.geometry.values)
-        coverage.append(shapely.area(shapely.intersection(union, comm[code])) / comm[code].area)
+    coverage, unions = [], []
+    for code, rows in g.groupby("community_code").indices.items():
+        unions.append(shapely.union_all(geoms[rows]))
+        coverage.append(
+            shapely.area(shapely.intersection(unions[-1], comm[code])) / comm[code].area
+        )
     # over the whole district, not within each community: grids of two communities that
     # overlap (communities drawn over each other) are overlap too
-    overlap = float(shapely.area(geoms).sum() - shapely.area(shapely.union_all(geoms)))
+    overlap = float(shapely.area(geoms).sum() - shapely.area(shapely.union_all(unions)))
 
     tree = shapely.STRtree(geoms)
     contiguous = np.array(
@@ -183,27 +185,40 @@ def _avoidable_splits(
     split is avoidable when that leaves both grids in the band. Splits that no such
     move removes are forced by the band or by contiguity.
     """
-    hh = grids.set_index("grid_code")["households"]
-    geom = grids.set_index("grid_code").geometry
+    hh = dict(zip(grids["grid_code"], grids["households"], strict=True))
+    geom = dict(zip(grids["grid_code"], grids.geometry.values, strict=True))
+    rows = compounds.groupby("compound_id").indices
+    grid_of = compounds["grid_code"].to_numpy()
+    hh_of = compounds["households"].to_numpy(float)
+    shapes = compounds.geometry.values
     count = 0
     for cid in split:
-        mine = compounds[compounds["compound_id"] == cid]
-        frag = mine.groupby("grid_code")["households"].sum()
-        found = False
-        for g_from, h in frag.items():
-            pieces = shapely.union_all(mine[mine["grid_code"] == g_from].geometry.values)
-            for g_to in frag.index:
-                # the fragment must border the other grid, or moving it would break it apart
-                if g_to == g_from or pieces.distance(geom[g_to]) > ADJACENT_M:
-                    continue
-                left, joined = hh[g_from] - h, hh[g_to] + h
-                if (left == 0 or households.contains(left)) and households.contains(joined):
-                    found = True
-                    break
-            if found:
-                break
-        count += found
+        at = rows[cid]
+        codes, frag = np.unique(grid_of[at], return_inverse=True)
+        frag_hh = np.bincount(frag, weights=hh_of[at])
+        count += any(
+            _joins(
+                shapes[at[frag == a]],
+                geom[g_to],
+                hh[g_from] - frag_hh[a],
+                hh[g_to] + frag_hh[a],
+                households,
+            )
+            for a, g_from in enumerate(codes)
+            for g_to in codes
+            if g_to != g_from
+        )
     return count
+
+
+def _joins(
+    pieces: np.ndarray, grid: shapely.Geometry, left: float, joined: float, households: Band
+) -> bool:
+    """Whether a fragment can move to a grid: it borders the grid (or moving it would
+    break it apart), and both grids stay in the band (or the one it leaves empties)."""
+    if not ((left == 0 or households.contains(left)) and households.contains(joined)):
+        return False
+    return bool(shapely.distance(pieces, grid).min() <= ADJACENT_M)
 
 
 def _contiguous(
@@ -231,12 +246,39 @@ def _contiguous(
 def natural_boundary_share(
     grids: gpd.GeoDataFrame, communities: gpd.GeoDataFrame, lines: np.ndarray
 ) -> float:
-    """Share of internal grid boundary length within 15 m of a road, river or wall."""
-    boundary = shapely.union_all(shapely.boundary(grids.geometry.values), grid_size=0.01)
-    outer = shapely.union_all(shapely.boundary(communities.geometry.values), grid_size=0.01)
-    internal = shapely.difference(boundary, shapely.buffer(outer, 0.05))
-    total = shapely.length(internal)
-    if total <= 0:
-        return 1.0
-    near = shapely.union_all(shapely.buffer(lines, NATURAL_BOUNDARY_M, quad_segs=2))
-    return float(shapely.length(shapely.intersection(internal, near)) / total)
+    """Share of internal grid boundary length within 15 m of a road, river or wall.
+
+    The grids' boundaries, noded, are pieces from junction to junction; a piece that
+    lies along a community boundary (within 5 cm at its quarter, half and three-quarter
+    points) is not internal. Measured one community at a time: a boundary inside a
+    community lies between that community's own grids.
+    """
+    outer = shapely.boundary(communities.geometry.values)
+    outer_tree, line_tree = shapely.STRtree(outer), shapely.STRtree(lines)
+    total = near = 0.0
+    codes = grids["community_code"].astype(str).to_numpy()
+    geoms = grids.geometry.values
+    for code in np.unique(codes):
+        pieces = shapely.get_parts(
+            shapely.union_all(shapely.boundary(geoms[codes == code]), grid_size=0.01)
+        )
+        edge = shapely.buffer(outer[np.unique(outer_tree.query(pieces)[1])], 0.05, quad_segs=1)
+        edge = shapely.union_all(edge)
+        shapely.prepare(edge)
+        on_edge = np.ones(len(pieces), bool)
+        for at in (0.25, 0.5, 0.75):
+            point = shapely.line_interpolate_point(pieces, at, normalized=True)
+            on_edge &= shapely.intersects(edge, point)
+        internal = pieces[~on_edge]
+        total += float(shapely.length(internal).sum())
+        if not len(internal):
+            continue
+        # the lines within 15 m of the community's internal boundary, clipped to where
+        # their buffer can reach it
+        x0, y0, x1, y1 = shapely.total_bounds(internal)
+        reach = NATURAL_BOUNDARY_M + 1.0
+        rect = (x0 - reach, y0 - reach, x1 + reach, y1 + reach)
+        close = shapely.clip_by_rect(lines[line_tree.query(shapely.box(*rect))], *rect)
+        zone = shapely.union_all(shapely.buffer(close, NATURAL_BOUNDARY_M, quad_segs=2))
+        near += shapely.length(shapely.intersection(shapely.multilinestrings(internal), zone))
+    return near / total if total > 0 else 1.0
