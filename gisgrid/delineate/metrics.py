@@ -281,4 +281,4 @@ def natural_boundary_share(
         close = shapely.clip_by_rect(lines[line_tree.query(shapely.box(*rect))], *rect)
         zone = shapely.union_all(shapely.buffer(close, NATURAL_BOUNDARY_M, quad_segs=2))
         near += shapely.length(shapely.intersection(shapely.multilinestrings(internal), zone))
-    return near / total if total > 0 else 1.0
+    return float(near / total) if total > 0 else 1.0

@@ -212,47 +212,46 @@ def _best_cut(
     trees = _spanning_trees(e, n, rng.random((attempts, len(e))) + tier + 1e-9, hh)
     if trees is None:
         return None  # not connected
-    best, best_score = None, np.inf
-    for order, below, tin, tout in trees:
-        cand = order[1:]
-        chosen, scores = [], []
-        for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
-            side = total - below[cand] if flip else below[cand]
-            ok = (
-                (side >= k_a * band.low)
-                & (side <= k_a * band.high)
-                & (total - side >= k_b * band.low)
-                & (total - side <= k_b * band.high)
-            )
-            score = BISECT_BALANCE * np.abs(side - ideal) / band.target + np.where(
-                ok, 0.0, INFEASIBLE
-            )
-            top = np.argsort(score, kind="stable")[:CUT_CANDIDATES]
-            chosen.append(cand[top])
-            scores.append(score[top])
-        v = np.concatenate(chosen)
-        # a subtree and its complement have one boundary: weigh each candidate's at once
-        ta, tb = tin[e[:, 0]], tin[e[:, 1]]
-        lo, hi = tin[v][:, None], tout[v][:, None]
-        crossing = ((ta >= lo) & (ta < hi)) != ((tb >= lo) & (tb < hi))
-        total_score = np.concatenate(scores) + CUT_WEIGHT * (crossing @ w_cut)
-        i = int(np.argmin(total_score))
-        if total_score[i] < best_score:
-            best_score = total_score[i]
-            member = (tin >= tin[v[i]]) & (tin < tout[v[i]])
-            if i >= len(chosen[0]):
-                member = ~member
-            best = (nodes[member], nodes[~member])
-    return best
+    order, below, tin, tout = trees
+    cand = order[:, 1:]  # each node but the root heads a subtree: cutting above it
+    below_cand = np.take_along_axis(below, cand, axis=1)
+    chosen, scores = [], []
+    for flip in (False, True):  # the subtree takes the k_a side, or the k_b side
+        side = total - below_cand if flip else below_cand
+        ok = (
+            (side >= k_a * band.low)
+            & (side <= k_a * band.high)
+            & (total - side >= k_b * band.low)
+            & (total - side <= k_b * band.high)
+        )
+        score = BISECT_BALANCE * np.abs(side - ideal) / band.target + np.where(ok, 0.0, INFEASIBLE)
+        top = np.argsort(score, axis=1, kind="stable")[:, :CUT_CANDIDATES]
+        chosen.append(np.take_along_axis(cand, top, axis=1))
+        scores.append(np.take_along_axis(score, top, axis=1))
+    v = np.concatenate(chosen, axis=1)
+    # a subtree and its complement have one boundary: weigh every candidate's at once
+    ta, tb = tin[:, e[:, 0]][:, None, :], tin[:, e[:, 1]][:, None, :]
+    lo = np.take_along_axis(tin, v, axis=1)[:, :, None]
+    hi = np.take_along_axis(tout, v, axis=1)[:, :, None]
+    crossing = ((ta >= lo) & (ta < hi)) != ((tb >= lo) & (tb < hi))
+    weighed = (crossing.reshape(-1, len(e)) @ w_cut).reshape(v.shape)
+    total_score = np.concatenate(scores, axis=1) + CUT_WEIGHT * weighed
+    best = np.argmin(total_score, axis=1)
+    t = int(np.argmin(total_score[np.arange(len(v)), best]))  # the first tree of the best
+    i = int(best[t])
+    member = (tin[t] >= tin[t, v[t, i]]) & (tin[t] < tout[t, v[t, i]])
+    if i >= chosen[0].shape[1]:
+        member = ~member
+    return nodes[member], nodes[~member]
 
 
 def _spanning_trees(
     edges: np.ndarray, n: int, weights: np.ndarray, households: np.ndarray
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """Minimum spanning trees of a graph under each row of edge weights, or None when
     the graph is not connected.
 
-    For each tree: the nodes in breadth-first order from node 0, each node's subtree
+    One row per tree: the nodes in breadth-first order from node 0, each node's subtree
     households, and its entry and exit times in a depth-first walk from node 0 (node u
     lies in v's subtree when ``tin[v] <= tin[u] < tout[v]``). All trees are found in
     one pass over a graph of one copy per row, joined to an extra root node by edges
@@ -283,7 +282,7 @@ def _spanning_trees(
     sums = np.asarray(below[:root]).reshape(copies, n)
     tin_all = tin[:root].reshape(copies, n) - 1 - (np.arange(copies) * n)[:, None]
     tout_all = tin_all + np.asarray(size[:root]).reshape(copies, n)
-    return [(wide[c] - c * n, sums[c], tin_all[c], tout_all[c]) for c in range(copies)]
+    return wide - (np.arange(copies) * n)[:, None], sums, tin_all, tout_all
 
 
 # --- repair: split the too-big, re-split out-of-band grids with a neighbour ---------------
@@ -461,6 +460,11 @@ class _State:
         for u, c in enumerate(self.comp.tolist()):
             if c >= 0:
                 self.count[c][int(labels[u])] += 1
+        # plain lists for the single-cell moves that refinement weighs by the thousand
+        self._label = self.labels.tolist()
+        self._hh, self._pop = graph.households.tolist(), graph.population.tolist()
+        self._comp = self.comp.tolist()
+        self._around = [[(v, self.cost[(u, v)]) for v in vs] for u, vs in enumerate(self.adj)]
 
     def part_cost(self, h: float, p: float) -> float:
         hb, pb = self.hband, self.pband
@@ -489,6 +493,8 @@ class _State:
 
     def delta(self, group: list[int], q: int) -> float:
         """Objective change of moving the cells ``group`` (all in one part) to part q."""
+        if len(group) == 1:
+            return self._delta_one(group[0], q)
         p = int(self.labels[group[0]])
         h = float(self.g.households[group].sum())
         pp = float(self.g.population[group].sum())
@@ -514,6 +520,24 @@ class _State:
                 by_compound[int(self.comp[u])] += 1
         for c, moving in by_compound.items():
             change += self._split_delta(c, p, q, moving)
+        return change
+
+    def _delta_one(self, u: int, q: int) -> float:
+        """:meth:`delta` of one cell, the same sums in the same order on plain lists."""
+        p, h, pp = self._label[u], self._hh[u], self._pop[u]
+        change = (
+            self.part_cost(self.hh[p] - h, self.pop[p] - pp)
+            + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
+            - self.part_cost(self.hh[p], self.pop[p])
+            - self.part_cost(self.hh[q], self.pop[q])
+        )
+        label, cut = self._label, 0.0
+        for v, c in self._around[u]:
+            lv = label[v]
+            cut += (lv != q) * c - (lv != p) * c
+        change += CUT_WEIGHT * cut
+        if self._comp[u] >= 0:
+            change += self._split_delta(self._comp[u], p, q, 1)
         return change
 
     def stays_connected(self, group: list[int]) -> bool:
@@ -546,7 +570,7 @@ class _State:
             self.hh[q] += h
             self.pop[q] += pp
             self.size[q] += 1
-            self.labels[u] = q
+            self.labels[u] = self._label[u] = q
             c = int(self.comp[u])
             if c >= 0:
                 self.count[c][p] -= 1
