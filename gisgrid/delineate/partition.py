@@ -445,9 +445,11 @@ class _State:
         _, labels = np.unique(labels, return_inverse=True)
         self.g = graph
         self.adj = graph.neighbours()
-        self.cost: dict[tuple[int, int], float] = {}
+        cost: dict[tuple[int, int], float] = {}
         for (i, j), w in zip(graph.edges.tolist(), graph.cost.tolist(), strict=True):
-            self.cost[(i, j)] = self.cost[(j, i)] = w
+            cost[(i, j)] = cost[(j, i)] = w
+        # each cell's neighbours with the cost of the boundary between them
+        self._around = [[(v, cost[(u, v)]) for v in vs] for u, vs in enumerate(self.adj)]
         self.labels = labels.astype(np.int64)
         k = int(labels.max()) + 1
         self.hh = np.bincount(labels, weights=graph.households, minlength=k)
@@ -464,7 +466,6 @@ class _State:
         self._label = self.labels.tolist()
         self._hh, self._pop = graph.households.tolist(), graph.population.tolist()
         self._comp = self.comp.tolist()
-        self._around = [[(v, self.cost[(u, v)]) for v in vs] for u, vs in enumerate(self.adj)]
 
     def part_cost(self, h: float, p: float) -> float:
         hb, pb = self.hband, self.pband
@@ -498,20 +499,14 @@ class _State:
         p = int(self.labels[group[0]])
         h = float(self.g.households[group].sum())
         pp = float(self.g.population[group].sum())
-        change = (
-            self.part_cost(self.hh[p] - h, self.pop[p] - pp)
-            + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
-            - self.part_cost(self.hh[p], self.pop[p])
-            - self.part_cost(self.hh[q], self.pop[q])
-        )
+        change = self._sizes_delta(p, q, h, pp)
         members = set(group)
         cut = 0.0
         for u in group:
-            for v in self.adj[u]:
+            for v, c in self._around[u]:
                 if v in members:
                     continue
                 lv = self.labels[v]
-                c = self.cost[(u, v)]
                 cut += (lv != q) * c - (lv != p) * c
         change += CUT_WEIGHT * cut
         by_compound: dict[int, int] = defaultdict(int)
@@ -522,15 +517,19 @@ class _State:
             change += self._split_delta(c, p, q, moving)
         return change
 
-    def _delta_one(self, u: int, q: int) -> float:
-        """:meth:`delta` of one cell, the same sums in the same order on plain lists."""
-        p, h, pp = self._label[u], self._hh[u], self._pop[u]
-        change = (
+    def _sizes_delta(self, p: int, q: int, h: float, pp: float) -> float:
+        """Change in the parts' size costs when ``h`` households and ``pp`` people go p → q."""
+        return (
             self.part_cost(self.hh[p] - h, self.pop[p] - pp)
             + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
             - self.part_cost(self.hh[p], self.pop[p])
             - self.part_cost(self.hh[q], self.pop[q])
         )
+
+    def _delta_one(self, u: int, q: int) -> float:
+        """:meth:`delta` of one cell, the same sums in the same order on plain lists."""
+        p = self._label[u]
+        change = self._sizes_delta(p, q, self._hh[u], self._pop[u])
         label, cut = self._label, 0.0
         for v, c in self._around[u]:
             lv = label[v]
