@@ -24,6 +24,7 @@ import shapely
 __all__ = ["blocks_of", "dissolve", "tessellate"]
 
 SAMPLE_M = 3.0  # spacing of outline samples for the Voronoi diagram
+SIMPLIFY_M = 0.5  # Voronoi edges between those samples are straightened to this (m)
 JITTER_M = 0.005  # deterministic jitter of the samples (see tessellate)
 GRID_SIZE = 0.001  # precision (m) of cell coordinates, so neighbours share vertices exactly
 GAP_M = 0.05  # gaps narrower than this between cells are slivers of clipping, closed
@@ -224,6 +225,9 @@ def _voronoi_cells(blocks: np.ndarray, units: gpd.GeoDataFrame) -> _Cells:
         )
         row[members] = np.arange(len(members))
         merged = _dissolve_groups(vor, row[label], len(members))
+        # edges between samples zigzag at the sample spacing: straighten them (shared edges
+        # stay shared) rather than carry their vertices through every later overlay
+        merged = shapely.coverage_simplify(merged, SIMPLIFY_M, simplify_boundary=False)
         cells.extend(shapely.intersection(merged, block))
         cell_unit.extend(members)
         cell_block.extend([b] * len(members))

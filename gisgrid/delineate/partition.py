@@ -456,6 +456,7 @@ class _State:
         self.pop = np.bincount(labels, weights=graph.population, minlength=k)
         self.size = np.bincount(labels, minlength=k)
         self.hband, self.pband = households, population
+        self._cost = [self.part_cost(h, pp) for h, pp in zip(self.hh, self.pop, strict=True)]
         self.comp = graph.compound
         self.needed = np.maximum(1, np.ceil(graph.compound_households / households.high))
         self.count: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
@@ -522,8 +523,8 @@ class _State:
         return (
             self.part_cost(self.hh[p] - h, self.pop[p] - pp)
             + self.part_cost(self.hh[q] + h, self.pop[q] + pp)
-            - self.part_cost(self.hh[p], self.pop[p])
-            - self.part_cost(self.hh[q], self.pop[q])
+            - self._cost[p]
+            - self._cost[q]
         )
 
     def _delta_one(self, u: int, q: int) -> float:
@@ -574,6 +575,8 @@ class _State:
             if c >= 0:
                 self.count[c][p] -= 1
                 self.count[c][q] += 1
+        self._cost[p] = self.part_cost(self.hh[p], self.pop[p])
+        self._cost[q] = self.part_cost(self.hh[q], self.pop[q])
 
     def _fragments(self) -> list[list[int]]:
         """Connected pieces of compounds that touch more grids than they need."""
