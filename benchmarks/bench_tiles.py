@@ -155,7 +155,10 @@ def lookup_during_batch(base: str, ws: Workspace, seconds: int, *, pinned: bool 
     mine = os.sched_getaffinity(0)
     if pinned:
         httpx.post(
-            f"{base}/lookup", content=body, headers={"Content-Type": "application/json"}, timeout=120
+            f"{base}/lookup",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=120,
         )  # the batch workers are started by the first batch
         for proc in _server_processes(base):
             proc.cpu_affinity([0])
@@ -272,7 +275,8 @@ def main() -> None:
     ws = Workspace(ws_path)
     tmp = Path(tempfile.mkdtemp())
     print(
-        f"{platform.node()}: {platform.processor() or platform.machine()}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+        f"{platform.node()}: {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
     )
     if args.export_runs or args.only == "export":
         export_race(args.baseline, ws_path, args.tippecanoe, max(1, args.export_runs), tmp)
@@ -301,24 +305,28 @@ def main() -> None:
                 print(f"   server on core 0, clients on core 1: {pinned}")
                 if tree is ROOT:
                     print(
-                        f"   nginx, same bytes: {nginx_rate(base, tiles, args.seconds, tmp):,.0f} tiles/s"
+                        "   nginx, same bytes: "
+                        f"{nginx_rate(base, tiles, args.seconds, tmp):,.0f} tiles/s"
                     )
             got = render(tree, ws_path, densest, grid12, tmp / f"{tree.name}-grids.pbf")
             print(
-                f"2. densest z14 tile uncached: p50 {1000 * got['p50']:.1f} ms (first at its zoom {1000 * got['first']:.0f} ms)"
+                f"2. densest z14 tile uncached: p50 {1000 * got['p50']:.1f} ms "
+                f"(first at its zoom {1000 * got['first']:.0f} ms)"
             )
             secs = export(tree, ws_path, tmp / f"{tree.name}.pmtiles")
             print(f"4. PMTiles export z0–16: {secs:.1f} s")
             if tree is ROOT:
                 print(
-                    f"   one worker: {export(tree, ws_path, tmp / 'one.pmtiles', '--workers', '1'):.1f} s"
+                    "   one worker: "
+                    f"{export(tree, ws_path, tmp / 'one.pmtiles', '--workers', '1'):.1f} s"
                 )
             geoms = decoded_grids(
                 (tmp / f"{tree.name}-grids.pbf").read_bytes(), grid12, tmp, tree.name
             )
             gaps, overlap, n = _gaps_and_overlap(source, "grids", *grid12, geoms)
             print(
-                f"5. densest z12 grids tile: gaps {gaps:,.1f}, overlap {overlap:,.1f} units² ({n} grids)"
+                f"5. densest z12 grids tile: gaps {gaps:,.1f}, "
+                f"overlap {overlap:,.1f} units² ({n} grids)"
             )
     secs, out = tippecanoe(args.tippecanoe, ws, tmp)
     print(f"\n== tippecanoe\n4. PMTiles z0–16, same layers: {secs:.1f} s")
