@@ -281,7 +281,7 @@ def test_two_planners_move_the_same_building_one_lands_one_conflicts(planners_on
         runs = http.get("/plan/runs", headers=A).json()
         assert [r["kind"] for r in runs].count("move") == 1 + 2 * i  # one run per landed move
         back = http.post("/plan/moves", json={"building_id": building, "to_grid": old}, headers=A)
-        assert back.status_code == 200
+        assert back.status_code == 200, back.text
 
 
 def test_refused_and_forced_moves(planners):

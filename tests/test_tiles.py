@@ -87,8 +87,9 @@ def test_communities_and_streets_share_their_edges_in_tiles(source, tmp_path):
 
 
 def test_every_zoom_is_simplified_to_its_resolution(source, tmp_path):
-    """Far fewer vertices than the data at every zoom, z16 too; and no edge moves by more than
-    one screen pixel of a 512-pixel tile (8 units) from where it is."""
+    """Far fewer vertices than the data snapped to the tile's units at every zoom, z16 too;
+    and no edge moves by more than one screen pixel of a 512-pixel tile (8 units) from where
+    it is."""
     truth = source.catalog.frame("grids", "public").to_crs(3857).geometry.values
     counts = {}
     for z in (12, 14, 16):
@@ -97,9 +98,11 @@ def test_every_zoom_is_simplified_to_its_resolution(source, tmp_path):
         box = shapely.box(*tile_bounds(z, x, y))
         unit = (box.bounds[2] - box.bounds[0]) / EXTENT
         raw = truth[shapely.intersects(truth, box)]
+        # what the tile would carry with its coordinates only snapped to the tile's units
+        snapped = shapely.set_precision(shapely.intersection(raw, box), unit)
         counts[z] = (
             int(shapely.get_num_coordinates(shapely.intersection(geoms, box)).sum()),
-            int(shapely.get_num_coordinates(shapely.intersection(raw, box)).sum()),
+            int(shapely.get_num_coordinates(snapped).sum()),
         )
         inner = box.buffer(-4 * unit)
         moved = shapely.hausdorff_distance(
@@ -107,9 +110,9 @@ def test_every_zoom_is_simplified_to_its_resolution(source, tmp_path):
             shapely.intersection(shapely.union_all(shapely.boundary(raw)), inner),
         )
         assert moved < 8 * unit, f"boundaries moved {moved / unit:.1f} units at z{z}"
-    for z, (tiled, raw) in counts.items():
-        # unsimplified at z ≥ 14 (snapping only) the tiles kept 65 % of the vertices
-        assert tiled < 0.4 * raw, f"z{z}: {tiled} vertices in the tile, {raw} in the data"
+    for z, (tiled, snapped) in counts.items():
+        # on the demo the tiles keep 50 % (z12) to 65 % (z16) of what snapping alone keeps
+        assert tiled < 0.75 * snapped, f"z{z}: {tiled} vertices in the tile, {snapped} snapped"
 
 
 def test_pmtiles_export_in_two_processes_equals_one(small, tmp_path):

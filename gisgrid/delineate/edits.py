@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 
 from gisgrid._errors import ConflictError, InputError, argument
+from gisgrid.delineate.cells import GRID_SIZE
 from gisgrid.delineate.community import Params
 from gisgrid.delineate.history import record_run
 from gisgrid.delineate.partition import Band
@@ -225,7 +226,10 @@ def _plan_move(
     for src in sources:
         stays = buildings[(buildings["grid_code"] == src) & ~buildings.index.isin(chosen.index)]
         geoms[src], piece = _take(geoms[src], chosen.geometry.values, stays.geometry.values)
-        geoms[to] = shapely.union(geoms[to], piece)
+        joined = shapely.union(geoms[to], piece)
+        if joined.geom_type != "Polygon":  # edges that meet within rounding: node them on
+            joined = shapely.union(geoms[to], piece, grid_size=GRID_SIZE)  # the cells' grid
+        geoms[to] = joined
         before = int(grids.loc[src, "households"])
         counts[src] = (before, before - int(hh[chosen["grid_code"] == src].sum()))
         if geoms[src].is_empty:
