@@ -653,3 +653,21 @@ def test_two_grids_either_side_of_the_target_are_split_afresh():
     for part in (0, 1):
         nodes = np.flatnonzero(state.labels == part)
         assert len(_components(graph, nodes)) == 1
+
+
+def test_an_avoidable_split_goes_before_sizes_inside_the_band():
+    """A compound split that one move undoes with both grids still in band is undone, even
+    when that moves both grids from 400 to the band's edges (480 and 320). With the
+    balance weights raised and splits still weighed at 8, the split was kept."""
+    from gisgrid.delineate.partition import _State
+
+    graph = _lattice_graph(1, 10, 80)  # a row of 10 cells, 800 households
+    graph.compound = np.where((np.arange(10) >= 3) & (np.arange(10) <= 5), 0, -1)
+    graph.compound_households = np.array([240.0])
+    labels = np.where(np.arange(10) < 5, 0, 1)  # 400 | 400, the compound's cell 5 in the second
+    state = _State(graph, labels, Band(400, 300, 500), Band(1200, 900, 1500))
+    state.refine()
+    assert len(set(state.labels[3:6].tolist())) == 1  # the compound in one grid
+    hh = np.bincount(state.labels, weights=graph.households)
+    assert sorted(hh.tolist()) == [320.0, 480.0]
+    assert len(_components(graph, np.flatnonzero(state.labels == state.labels[9]))) == 1

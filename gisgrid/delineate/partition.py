@@ -21,11 +21,11 @@ The objective, summed over grids:
   ``BAND_WEIGHT`` × x², and
   ``POPULATION_STEP`` for a grid outside the population band, plus
   ``POPULATION_WEIGHT`` × its x² (secondary);
-- ``DEVIATION_WEIGHT`` × (households − target)² / target² + ``DEVIATION_LINEAR`` ×
+- ``DEVIATION_WEIGHT`` × (households − target)² / target² + :attr:`Weights.linear` ×
   abs(households − target) / target, the pull to the target inside the band;
 - ``SPLIT_WEIGHT`` per avoidable compound split: a compound touching more grids
   than ``ceil(households / ceiling)``;
-- ``CUT_WEIGHT`` × the boundary's cost (:attr:`gisgrid.delineate.graph.CellGraph.cost`:
+- :attr:`Weights.cut` × the boundary's cost (:attr:`gisgrid.delineate.graph.CellGraph.cost`:
   its length, dearer through a block, dearest through a compound).
 """
 
@@ -42,27 +42,50 @@ from scipy.sparse.csgraph import breadth_first_order, depth_first_order, minimum
 
 from gisgrid.delineate.graph import CellGraph
 
-__all__ = ["Band", "choose_k", "partition"]
+__all__ = ["GRID_WEIGHTS", "Band", "Weights", "choose_k", "partition"]
 
-CUT_WEIGHT = 0.0025  # objective per metre of weighted boundary
 BAND_WEIGHT = 100.0
-BAND_STEP = 10.0  # any grid out of band: being in band comes before splits and boundaries
+BAND_STEP = 20.0  # any grid out of band: being in band comes before splits and boundaries
 BAND_LINEAR = 50.0  # a steady pull back into the band, stronger than boundary costs
 POPULATION_WEIGHT = 10.0
-DEVIATION_WEIGHT = 30.0  # a grid 10 % off target costs 0.3: 120 m of boundary along a road
-DEVIATION_LINEAR = 6.0  # … plus 0.06 per 1 % off: the mean deviation, which the quadratic
-# pull leaves alone where every grid of a community lies on one side of the target
+DEVIATION_WEIGHT = 30.0  # a grid 10 % off target costs 0.3 (and the linear pull below)
 POPULATION_STEP = 3.0  # a grid out of the population band: below a split and BAND_STEP
-SPLIT_WEIGHT = 8.0  # per avoidable compound split: below BAND_STEP, above boundary costs
+SPLIT_WEIGHT = 15.0  # per avoidable compound split: below BAND_STEP, above any trade of
+# sizes inside the band (two grids from the target to its edge cost 2 × 6.9 at GRID_WEIGHTS)
 MAX_PASSES = 40
+STARTS = 2  # whole searches from different random trees where a community holds many grids,
+MANY_GRIDS = 8  # … this many or more: the lower objective is kept
 TREE_ATTEMPTS = 10  # random spanning trees tried per bisection
 CUT_CANDIDATES = 32  # the most balanced cuts of each tree whose boundary cost is weighed
-BISECT_BALANCE = 16.0  # a bisection's imbalance (over the target) against CUT_WEIGHT × cost
+BISECT_BALANCE = 16.0  # a bisection's imbalance (over the target) against Weights.cut × cost
 REPAIR_ROUNDS = 5
 EVEN_ROUNDS = 3  # rounds of re-splitting neighbouring grids either side of the target
 EVEN_MIN_GAIN = 0.02  # … whose summed deviation a re-split could cut by this share of it
 EVEN_ATTEMPTS = 10  # random spanning trees tried per re-split
 INFEASIBLE = 1000.0  # score of a cut that leaves a side unable to hold its grids in band
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How the objective trades a part's size against its boundary.
+
+    Attributes
+    ----------
+    cut
+        Objective per metre of weighted boundary.
+    linear
+        Objective per 100 % of a part's distance from the target: the mean deviation,
+        which the quadratic pull leaves alone where every part of a community lies on
+        one side of the target.
+    """
+
+    cut: float
+    linear: float
+
+
+GRID_WEIGHTS = Weights(cut=0.0018, linear=20.0)
+"""Grids: a metre of road boundary costs 0.0018, a grid 1 % off target 0.2 (110 m of road,
+18 m through a block), so balance comes before the last metres of boundary."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +141,13 @@ def choose_k(total: float, band: Band) -> int:
 
 
 def partition(
-    graph: CellGraph, k: int, *, households: Band, population: Band, seed: int = 0
+    graph: CellGraph,
+    k: int,
+    *,
+    households: Band,
+    population: Band,
+    seed: int = 0,
+    weights: Weights = GRID_WEIGHTS,
 ) -> np.ndarray:
     """Partition a connected cell graph into (about) k contiguous grids.
 
@@ -132,6 +161,8 @@ def partition(
         Bands for the objective.
     seed
         Seed of the random spanning trees: the same seed, the same grids.
+    weights
+        The trade between size and boundary (grids by default).
 
     Returns
     -------
@@ -139,29 +170,50 @@ def partition(
         Grid of each cell, numbered 0..k'-1.
     """
     if k <= 1 or graph.n <= 1:
-        labels = np.zeros(graph.n, dtype=np.int64)
-    else:
-        rng = np.random.default_rng(seed)
-        labels = _tree_bisection(graph, min(k, graph.n), households, rng)
-        for _ in range(REPAIR_ROUNDS):
-            state = _State(graph, labels, households, population)
-            state.refine()
-            labels, changed = _repair(graph, state.labels, households, population, rng)
-            if not changed:
-                break
-    state = _State(graph, labels, households, population)
-    state.refine()
-    if k > 1 and graph.n > 1 and _even_pairs(state, rng):
-        state.refine()
-    _, labels = np.unique(state.labels, return_inverse=True)
+        return np.zeros(graph.n, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    searches = (
+        _search(graph, min(k, graph.n), households, population, rng, weights)
+        for _ in range(STARTS if k >= MANY_GRIDS else 1)
+    )
+    best = min(searches, key=lambda state: state.objective())  # the first of equals
+    _, labels = np.unique(best.labels, return_inverse=True)
     return labels
+
+
+def _search(
+    graph: CellGraph,
+    k: int,
+    households: Band,
+    population: Band,
+    rng: np.random.Generator,
+    weights: Weights,
+) -> _State:
+    """One start and everything after it: bisection, repair, refinement, re-splits."""
+    labels = _tree_bisection(graph, k, households, rng, weights.cut)
+    for _ in range(REPAIR_ROUNDS):
+        state = _State(graph, labels, households, population, weights)
+        state.refine()
+        labels, changed = _repair(graph, state.labels, households, population, rng, weights)
+        if not changed:
+            break
+    state = _State(graph, labels, households, population, weights)
+    state.refine()
+    if _even_pairs(state, rng):
+        state.refine()
+    return state
 
 
 # --- the start: recursive spanning-tree bisection -----------------------------------------
 
 
 def _tree_bisection(
-    graph: CellGraph, k: int, band: Band, rng: np.random.Generator, attempts: int = TREE_ATTEMPTS
+    graph: CellGraph,
+    k: int,
+    band: Band,
+    rng: np.random.Generator,
+    cut_weight: float,
+    attempts: int = TREE_ATTEMPTS,
 ) -> np.ndarray:
     """Split a connected graph into k connected parts of balanced households."""
     labels = np.zeros(graph.n, dtype=np.int64)
@@ -173,7 +225,7 @@ def _tree_bisection(
             counter[0] += 1
             return
         k_a = parts // 2
-        cut = _best_cut(graph, nodes, k_a, parts - k_a, band, rng, attempts)
+        cut = _best_cut(graph, nodes, k_a, parts - k_a, band, rng, attempts, cut_weight)
         if cut is None:
             labels[nodes] = counter[0]
             counter[0] += 1
@@ -193,6 +245,7 @@ def _best_cut(
     band: Band,
     rng: np.random.Generator,
     attempts: int,
+    cut_weight: float,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The best cut of one tree edge over random spanning trees of the subgraph."""
     n = len(nodes)
@@ -235,7 +288,7 @@ def _best_cut(
     hi = np.take_along_axis(tout, v, axis=1)[:, :, None]
     crossing = ((ta >= lo) & (ta < hi)) != ((tb >= lo) & (tb < hi))
     weighed = (crossing.reshape(-1, len(e)) @ w_cut).reshape(v.shape)
-    total_score = np.concatenate(scores, axis=1) + CUT_WEIGHT * weighed
+    total_score = np.concatenate(scores, axis=1) + cut_weight * weighed
     best = np.argmin(total_score, axis=1)
     t = int(np.argmin(total_score[np.arange(len(v)), best]))  # the first tree of the best
     i = int(best[t])
@@ -294,6 +347,7 @@ def _repair(
     band: Band,
     population: Band,
     rng: np.random.Generator,
+    weights: Weights,
 ) -> tuple[np.ndarray, bool]:
     labels = labels.copy()
     changed = False
@@ -303,11 +357,11 @@ def _repair(
         k = choose_k(hh[p], band)
         if k < 2 or len(nodes) < 2:
             continue
-        parts = _tree_bisection(graph.subgraph(nodes), min(k, len(nodes)), band, rng)
+        parts = _tree_bisection(graph.subgraph(nodes), min(k, len(nodes)), band, rng, weights.cut)
         if parts.max() > 0:
             labels[nodes] = np.where(parts == 0, p, labels.max() + parts)
             changed = True
-    labels, rebalanced = _rebalance_pairs(graph, labels, band, population, rng)
+    labels, rebalanced = _rebalance_pairs(graph, labels, band, population, rng, weights.cut)
     return labels, changed or rebalanced
 
 
@@ -317,6 +371,7 @@ def _rebalance_pairs(
     band: Band,
     population: Band,
     rng: np.random.Generator,
+    cut_weight: float,
 ) -> tuple[np.ndarray, bool]:
     """Re-split each out-of-band grid together with a neighbour, when that helps.
 
@@ -356,7 +411,9 @@ def _rebalance_pairs(
             parts = (
                 np.zeros(len(pair), dtype=np.int64)
                 if k == 1
-                else _tree_bisection(graph.subgraph(pair), min(k, len(pair)), band, rng, attempts=4)
+                else _tree_bisection(
+                    graph.subgraph(pair), min(k, len(pair)), band, rng, cut_weight, attempts=4
+                )
             )
             after = score(
                 np.bincount(parts, weights=graph.households[pair]),
@@ -401,7 +458,7 @@ def _even_pairs(state: _State, rng: np.random.Generator) -> bool:
             if p in done or q in done:
                 continue
             nodes = np.flatnonzero((labels == p) | (labels == q))
-            cut = _best_cut(g, nodes, 1, 1, band, rng, EVEN_ATTEMPTS)
+            cut = _best_cut(g, nodes, 1, 1, band, rng, EVEN_ATTEMPTS, state.weights.cut)
             if cut is not None and _resplit(state, p, q, cut):
                 done.update((p, q))
         if not done:
@@ -440,7 +497,12 @@ class _State:
     """A partition being refined, with the pieces of its objective kept up to date."""
 
     def __init__(
-        self, graph: CellGraph, labels: np.ndarray, households: Band, population: Band
+        self,
+        graph: CellGraph,
+        labels: np.ndarray,
+        households: Band,
+        population: Band,
+        weights: Weights = GRID_WEIGHTS,
     ) -> None:
         _, labels = np.unique(labels, return_inverse=True)
         self.g = graph
@@ -456,6 +518,7 @@ class _State:
         self.pop = np.bincount(labels, weights=graph.population, minlength=k)
         self.size = np.bincount(labels, minlength=k)
         self.hband, self.pband = households, population
+        self.weights = weights
         self._cost = [self.part_cost(h, pp) for h, pp in zip(self.hh, self.pop, strict=True)]
         self.comp = graph.compound
         self.needed = np.maximum(1, np.ceil(graph.compound_households / households.high))
@@ -481,8 +544,21 @@ class _State:
             + BAND_LINEAR * out
             + BAND_WEIGHT * out * out
             + DEVIATION_WEIGHT * dev * dev
-            + DEVIATION_LINEAR * abs(dev)
+            + self.weights.linear * abs(dev)
             + POPULATION_WEIGHT * pout * pout
+        )
+
+    def objective(self) -> float:
+        """The objective of the partition as it stands (lower is better)."""
+        cross = self.labels[self.g.edges[:, 0]] != self.labels[self.g.edges[:, 1]]
+        extra = sum(
+            max(0.0, sum(1 for v in counts.values() if v > 0) - self.needed[c])
+            for c, counts in self.count.items()
+        )
+        return (
+            sum(self._cost)
+            + self.weights.cut * float(self.g.cost[cross].sum())
+            + SPLIT_WEIGHT * extra
         )
 
     def _split_delta(self, c: int, p: int, q: int, moving: int) -> float:
@@ -509,7 +585,7 @@ class _State:
                     continue
                 lv = self.labels[v]
                 cut += (lv != q) * c - (lv != p) * c
-        change += CUT_WEIGHT * cut
+        change += self.weights.cut * cut
         by_compound: dict[int, int] = defaultdict(int)
         for u in group:
             if self.comp[u] >= 0:
@@ -535,7 +611,7 @@ class _State:
         for v, c in self._around[u]:
             lv = label[v]
             cut += (lv != q) * c - (lv != p) * c
-        change += CUT_WEIGHT * cut
+        change += self.weights.cut * cut
         if self._comp[u] >= 0:
             change += self._split_delta(self._comp[u], p, q, 1)
         return change
