@@ -13,6 +13,10 @@
    grids stay connected; then two neighbouring grids on either side of the
    target are bisected afresh together where that lowers the objective, and
    the local search runs again.
+4. **Two starts** where a community holds ``MANY_GRIDS`` or more: the whole search
+   runs again from other random trees and the lower objective is kept. The search
+   ends in a local optimum that its first trees decide; on lumpy real data
+   (Helsinki's city blocks) one start in three ends 1-2 points further from 400.
 
 The objective, summed over grids:
 
