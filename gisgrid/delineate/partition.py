@@ -201,8 +201,9 @@ def _search(
         labels, changed = _repair(graph, state.labels, households, population, rng, weights)
         if not changed:
             break
-    state = _State(graph, labels, households, population, weights)
-    state.refine()
+    if changed or not state.settled:  # else refining the same labels again moves nothing
+        state = _State(graph, labels, households, population, weights)
+        state.refine()
     if _even_pairs(state, rng):
         state.refine()
     return state
@@ -523,6 +524,7 @@ class _State:
         self.size = np.bincount(labels, minlength=k)
         self.hband, self.pband = households, population
         self.weights = weights
+        self.settled = False  # see refine()
         self._cost = [self.part_cost(h, pp) for h, pp in zip(self.hh, self.pop, strict=True)]
         self.comp = graph.compound
         self.needed = np.maximum(1, np.ceil(graph.compound_households / households.high))
@@ -672,6 +674,9 @@ class _State:
         return out
 
     def refine(self) -> None:
+        """Move cells and fragments while the objective falls; ``settled`` tells whether
+        no move was left (rather than the passes running out)."""
+        self.settled = False
         for _ in range(MAX_PASSES):
             moves = []
             for u in range(self.g.n):
@@ -688,6 +693,7 @@ class _State:
                     if d < -1e-9:
                         moves.append((d, group, q))
             if not moves:
+                self.settled = True
                 return
             moves.sort(key=lambda m: m[0])
             touched: set[int] = set()
@@ -705,6 +711,7 @@ class _State:
                     touched.update(group)
                     touched.update(v for u in group for v in self.adj[u])
             if not touched:
+                self.settled = True
                 return
 
     def _joins(self, group: list[int], q: int) -> bool:
