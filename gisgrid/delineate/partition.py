@@ -198,7 +198,7 @@ def _search(
     for _ in range(REPAIR_ROUNDS):
         state = _State(graph, labels, households, population, weights)
         state.refine()
-        labels, changed = _repair(graph, state.labels, households, population, rng, weights)
+        labels, changed = _repair(graph, state.labels, households, population, rng, weights.cut)
         if not changed:
             break
     if changed or not state.settled:  # else refining the same labels again moves nothing
@@ -352,7 +352,7 @@ def _repair(
     band: Band,
     population: Band,
     rng: np.random.Generator,
-    weights: Weights,
+    cut_weight: float,
 ) -> tuple[np.ndarray, bool]:
     labels = labels.copy()
     changed = False
@@ -362,11 +362,11 @@ def _repair(
         k = choose_k(hh[p], band)
         if k < 2 or len(nodes) < 2:
             continue
-        parts = _tree_bisection(graph.subgraph(nodes), min(k, len(nodes)), band, rng, weights.cut)
+        parts = _tree_bisection(graph.subgraph(nodes), min(k, len(nodes)), band, rng, cut_weight)
         if parts.max() > 0:
             labels[nodes] = np.where(parts == 0, p, labels.max() + parts)
             changed = True
-    labels, rebalanced = _rebalance_pairs(graph, labels, band, population, rng, weights.cut)
+    labels, rebalanced = _rebalance_pairs(graph, labels, band, population, rng, cut_weight)
     return labels, changed or rebalanced
 
 
@@ -557,10 +557,7 @@ class _State:
     def objective(self) -> float:
         """The objective of the partition as it stands (lower is better)."""
         cross = self.labels[self.g.edges[:, 0]] != self.labels[self.g.edges[:, 1]]
-        extra = sum(
-            max(0.0, sum(1 for v in counts.values() if v > 0) - self.needed[c])
-            for c, counts in self.count.items()
-        )
+        extra = sum(self._extra(c, self._touched(c)) for c in self.count)
         return (
             sum(self._cost)
             + self.weights.cut * float(self.g.cost[cross].sum())
@@ -570,10 +567,17 @@ class _State:
     def _split_delta(self, c: int, p: int, q: int, moving: int) -> float:
         """Change in avoidable splits of compound c when ``moving`` of its cells go p → q."""
         counts = self.count[c]
-        touched = sum(1 for v in counts.values() if v > 0)
+        touched = self._touched(c)
         after = touched - (counts[p] == moving) + (counts[q] == 0)
-        extra = lambda t: max(0.0, t - self.needed[c])  # noqa: E731
-        return SPLIT_WEIGHT * (extra(after) - extra(touched))
+        return SPLIT_WEIGHT * (self._extra(c, after) - self._extra(c, touched))
+
+    def _touched(self, c: int) -> int:
+        """How many grids compound c touches."""
+        return sum(1 for v in self.count[c].values() if v > 0)
+
+    def _extra(self, c: int, touched: int) -> float:
+        """Grids beyond those compound c needs, when it touches ``touched``."""
+        return max(0.0, touched - self.needed[c])
 
     def delta(self, group: list[int], q: int) -> float:
         """Objective change of moving the cells ``group`` (all in one part) to part q."""
@@ -668,8 +672,7 @@ class _State:
             if c >= 0:
                 by_part[(c, int(self.labels[u]))].append(u)
         for (c, _), cells in by_part.items():
-            touched = sum(1 for v in self.count[c].values() if v > 0)
-            if touched > self.needed[c] and len(cells) > 1:
+            if self._extra(c, self._touched(c)) > 0 and len(cells) > 1:
                 out.append(cells)
         return out
 
